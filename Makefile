@@ -1,0 +1,58 @@
+# lego-arta: every command a user needs. `make demo` and `make test` install first on a fresh machine.
+# GPU users: make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" EXTRAS=dev,gpu
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: install test test-fast lint format demo sweep report paper bench dashboard clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv: torch first ($(TORCH_SPEC)), then the package with [$(EXTRAS)]
+
+test: $(STAMP)  ## the whole suite, end-to-end tiny-model runs included
+	$(PY) -m pytest -q $(ARGS)
+
+test-fast: $(STAMP)  ## skip the end-to-end runs
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+lint: $(STAMP)  ## ruff check, ruff format --check, mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+demo: $(STAMP)  ## baseline -> SFT -> GRPO v1/v2 -> eval -> report on the tiny model + synthetic scenes
+	$(PY) experiments/demo.py $(ARGS)
+
+sweep: $(STAMP)  ## the reward ablation: GRPO x reward=v1,v2 x seeds (multirun)
+	$(PY) experiments/train.py -m experiment=reward_ablation $(ARGS)
+
+report: $(STAMP)  ## Table 1 + reward curves from the newest multirun dir (or SWEEP_DIR=...)
+	$(PY) experiments/report.py sweep_dir=$${SWEEP_DIR:-$$(ls -td outputs/multirun/*/* | head -1)} $(ARGS)
+
+paper: $(STAMP)  ## the study's four runs on Qwen2.5-VL-7B (GPU)
+	$(PY) experiments/train.py -m experiment=paper_baseline,paper_sft,paper_grpo_v1,paper_grpo_v2 $(ARGS)
+
+bench: $(STAMP)  ## speed benchmarks: each experiments/bench_*.py writes bench/<name>.json
+	mkdir -p bench
+	for script in experiments/bench_*.py; do $(PY) $$script $(ARGS) || exit 1; done
+
+dashboard: $(STAMP)  ## create the W&B ablation dashboard (online, needs WANDB_API_KEY and [dashboard])
+	$(PY) experiments/dashboard.py $(ARGS)
+
+clean:
+	rm -rf outputs/* multirun wandb .pytest_cache .mypy_cache .ruff_cache bench/*.json .cache
+	touch outputs/.gitkeep

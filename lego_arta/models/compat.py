@@ -1,0 +1,63 @@
+"""Workarounds for library gaps on CPU-only machines, applied in one place (``apply()``, called on import).
+
+Each patch says what it works around, the version it was seen with, and how to tell it can go.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_APPLIED = False
+
+
+def has_torchvision() -> bool:
+    """True when torchvision imports (the registry's wheels are CUDA builds that fail beside the CPU torch)."""
+    if importlib.util.find_spec("torchvision") is None:
+        return False
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # a CUDA torchvision beside a CPU torch raises at import ("torchvision::nms does not exist")
+        return False
+    return True
+
+
+def _processor_without_video() -> None:
+    """Let ``Qwen2_5_VLProcessor`` be built, saved and loaded without a video processor.
+
+    Works around: transformers 5.24 requires a video processor for Qwen2.5-VL, whose class needs torchvision; without
+    torchvision, building the processor fails (``VIDEO_PROCESSOR_MAPPING has no attribute _extra_content``) and
+    ``AutoProcessor.from_pretrained`` fails (``Can't load video processor``). The patch drops the video processor
+    from the processor's attributes (its ``__init__`` signature is what transformers inspects), so images and text
+    work as before and videos are unsupported. Skipped when torchvision imports (GPU machines), so nothing changes
+    there. It can go when ``Qwen2_5_VLProcessor(image_processor=..., tokenizer=...)`` works without torchvision.
+    """
+    from transformers.models.qwen2_5_vl import processing_qwen2_5_vl
+    from transformers.processing_utils import ProcessorMixin
+
+    cls = processing_qwen2_5_vl.Qwen2_5_VLProcessor
+
+    def __init__(self: Any, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs):
+        kwargs.pop("video_processor", None)
+        self.video_processor = None
+        self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
+        self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
+        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    cls.__init__ = __init__  # type: ignore[method-assign,assignment]
+
+
+def apply() -> None:
+    """Apply every workaround this machine needs (idempotent)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    _APPLIED = True
+    if not has_torchvision():
+        _processor_without_video()
+        log.debug("torchvision missing: Qwen2.5-VL processor patched to build without its video processor")

@@ -1,0 +1,108 @@
+"""One loader for every model config: the tiny offline model, a local dir, or a hub id."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
+
+from lego_arta.models.tiny import build_tiny_qwen2_5_vl
+
+log = logging.getLogger(__name__)
+
+
+class ModelPathError(FileNotFoundError):
+    """``model.path`` names a local dir that does not exist or holds no model."""
+
+
+def _looks_local(path: str) -> bool:
+    return path.startswith(("/", ".", "~")) or Path(path).exists() or path.count("/") != 1
+
+
+def resolve_model_path(model_cfg: DictConfig, cache_dir: str | Path) -> str:
+    """Return the dir or hub id to load: builds the tiny model when ``model.path`` is null.
+
+    A local path is checked before anything is loaded: a missing dir or one without ``config.json`` raises
+    :class:`ModelPathError` naming the path and the config key.
+    """
+    if model_cfg.get("path") is None:
+        if model_cfg.get("tiny") is None:
+            raise ModelPathError(f"model={model_cfg.get('name')}: set model.path (a local dir or a hub id)")
+        tiny: dict[str, Any] = OmegaConf.to_container(model_cfg.tiny, resolve=True)  # type: ignore[assignment]
+        return str(
+            build_tiny_qwen2_5_vl(tiny, cache_dir, min_pixels=model_cfg.min_pixels, max_pixels=model_cfg.max_pixels)
+        )
+    path = str(model_cfg.path)
+    if _looks_local(path):
+        local = Path(path).expanduser()
+        if not local.is_dir():
+            raise ModelPathError(f"model.path={path}: no such directory")
+        if not (local / "config.json").exists():
+            raise ModelPathError(f"model.path={path}: no config.json in this directory (not a saved model)")
+        return str(local)
+    return path  # a hub id: transformers resolves it (from the local HF cache when offline)
+
+
+def _choose_dtype_attn(model_cfg: DictConfig) -> tuple[torch.dtype, str]:
+    cuda = torch.cuda.is_available()
+    dtype_name = model_cfg.get("dtype", "auto")
+    if dtype_name == "auto":
+        dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    else:
+        dtype = getattr(torch, str(dtype_name))
+    attn = model_cfg.get("attn_implementation", "auto")
+    if attn == "auto":
+        attn = "flash_attention_2" if cuda and importlib.util.find_spec("flash_attn") is not None else "sdpa"
+    return dtype, attn
+
+
+def load_processor(path: str, model_cfg: DictConfig) -> ProcessorMixin:
+    """Load the processor with ``min_pixels`` / ``max_pixels`` from the model config and left padding."""
+    processor = AutoProcessor.from_pretrained(
+        path, size={"shortest_edge": model_cfg.min_pixels, "longest_edge": model_cfg.max_pixels}, padding_side="left"
+    )
+    processor.tokenizer.padding_side = "left"
+    return processor
+
+
+def freeze_vision_tower(model: PreTrainedModel) -> int:
+    """Freeze every parameter of the vision tower (``visual``); return how many tensors were frozen."""
+    frozen = 0
+    for name, param in model.named_parameters():
+        if ".visual." in f".{name}" or name.startswith("visual."):
+            param.requires_grad_(False)
+            frozen += 1
+    if frozen == 0:
+        raise RuntimeError("freeze_vision: no parameter named '*visual*' found; is this a Qwen2.5-VL model?")
+    return frozen
+
+
+def load_model(
+    model_cfg: DictConfig, cache_dir: str | Path, device: str | None = None, **kwargs: Any
+) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Load the model and processor named by the ``model`` config group.
+
+    bf16 + flash-attention-2 when CUDA (and flash-attn) are there, fp32 + sdpa otherwise, unless ``model.dtype`` /
+    ``model.attn_implementation`` say otherwise; the vision tower is frozen when ``model.freeze_vision`` is true.
+
+    Args:
+        model_cfg: the ``model`` config group.
+        cache_dir: ``paths.cache_dir`` (where the tiny model is built).
+        device: where to put the model; default CUDA when available, else CPU.
+        **kwargs: passed to ``from_pretrained``.
+    """
+    path = resolve_model_path(model_cfg, cache_dir)
+    dtype, attn = _choose_dtype_attn(model_cfg)
+    log.info("loading %s (%s, %s)", path, dtype, attn)
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=attn, **kwargs)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)  # type: ignore[arg-type]
+    if model_cfg.get("freeze_vision", True):
+        freeze_vision_tower(model)
+    return model, load_processor(path, model_cfg)

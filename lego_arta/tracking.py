@@ -1,0 +1,117 @@
+"""Experiment tracking: W&B from the ``logger`` group (offline by default), or a no-op stand-in.
+
+The W&B run lives in the Hydra run dir (``<run dir>/wandb/offline-run-*``), is grouped by ``experiment_name`` and
+tagged with method and reward, so a sweep is one dashboard filter. It is always finished in a ``finally`` (Hydra's
+basic launcher runs multirun jobs in one process: an unfinished run would swallow the next job's logs). Trainers
+started inside :func:`tracking` reuse the active run (the HF W&B callback only starts one when none is active).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+class Tracker:
+    """No-op stand-in (``logger=none``) and the interface :class:`WandbTracker` implements."""
+
+    backend = "none"
+    report_to: list[str] = []  # noqa: RUF012 (value for TrainingArguments.report_to)
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log scalar metrics (nothing to do here)."""
+
+    def log_table(self, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Log a table (nothing to do here)."""
+
+    def summary(self, metrics: Mapping[str, Any]) -> None:
+        """Set run summary values (nothing to do here)."""
+
+    @property
+    def location(self) -> str | None:
+        """Where the run's files are (None: nothing is written)."""
+        return None
+
+    def finish(self, exit_code: int = 0) -> None:
+        """Close the run."""
+
+
+class WandbTracker(Tracker):
+    """A W&B run; offline unless ``logger.mode=online``."""
+
+    backend = "wandb"
+    report_to = ["wandb"]  # noqa: RUF012
+
+    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+        import wandb
+
+        self._wandb = wandb
+        lg = cfg.logger
+        tags = sorted({*(lg.get("tags") or []), f"method:{cfg.method.name}", f"reward:{cfg.reward.name}"})
+        os.environ.setdefault("WANDB_SILENT", "true")
+        # the HF callback would otherwise log model checkpoints as artifacts
+        os.environ.setdefault("WANDB_LOG_MODEL", "false")
+        config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        self.run = wandb.init(
+            project=lg.project,
+            entity=lg.get("entity"),
+            group=lg.get("group"),
+            job_type=lg.get("job_type"),
+            name=lg.get("name"),
+            tags=tags,
+            mode=lg.get("mode", "offline"),
+            dir=str(run_dir),
+            config=config,
+            reinit="finish_previous",
+        )
+        # our own logs (eval/*, tables) use the trainer's step axis when there is one
+        self.run.define_metric("eval/*", step_metric="train/global_step", step_sync=False)
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        self.run.log(dict(metrics), step=step)
+
+    def log_table(self, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.run.log({key: self._wandb.Table(columns=list(columns), data=[list(r) for r in rows])})
+
+    def summary(self, metrics: Mapping[str, Any]) -> None:
+        self.run.summary.update(dict(metrics))
+
+    @property
+    def location(self) -> str | None:
+        return str(Path(self.run.dir).parent)
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.run.finish(exit_code=exit_code)
+
+
+@contextmanager
+def tracking(cfg: DictConfig, run_dir: str | Path) -> Iterator[Tracker]:
+    """Open the tracker named by ``cfg.logger.backend`` for one run and always close it.
+
+    Args:
+        cfg: the composed config (``logger``, ``method``, ``reward`` groups are read).
+        run_dir: the Hydra run dir; W&B writes ``run_dir/wandb/``.
+    """
+    backend = cfg.logger.get("backend", "none")
+    if backend == "wandb":
+        tracker: Tracker = WandbTracker(cfg, Path(run_dir))
+    elif backend == "none":
+        tracker = Tracker()
+    else:
+        raise ValueError(f"logger.backend={backend!r}: expected 'wandb' or 'none'")
+    exit_code = 1
+    try:
+        yield tracker
+        exit_code = 0
+    finally:
+        tracker.finish(exit_code)
+        if tracker.location:
+            log.info("W&B run files: %s", tracker.location)

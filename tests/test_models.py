@@ -1,0 +1,75 @@
+"""The tiny offline Qwen2.5-VL: builds without network, reloads with the Auto classes, generates from an image."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from lego_arta.models import load_model, resolve_model_path
+from lego_arta.models.loading import ModelPathError
+from lego_arta.models.tiny import build_tiny_qwen2_5_vl
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    # any attempt to reach the hub fails loudly
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+def test_tiny_model_builds_offline_reloads_and_generates(make_cfg, offline):
+    cfg = make_cfg()
+    path = resolve_model_path(cfg.model, cfg.paths.cache_dir)
+    model = AutoModelForImageTextToText.from_pretrained(path)
+    processor = AutoProcessor.from_pretrained(path)
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert type(processor).__name__ == "Qwen2_5_VLProcessor"
+    assert sum(p.numel() for p in model.parameters()) < 5_000_000
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Find a 1x2 white beam."}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text.endswith("<|im_start|>assistant\n") and "<|vision_start|><|image_pad|><|vision_end|>" in text
+    inputs = processor(text=[text], images=[Image.new("RGB", (112, 112), (200, 30, 30))], return_tensors="pt")
+    # 112 x 112 -> an (1, 8, 8) patch grid -> 16 image tokens after the 2x2 merge
+    assert inputs["image_grid_thw"].tolist() == [[1, 8, 8]]
+    assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 16
+    out = model.generate(**inputs, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_tiny_build_is_deterministic_and_reused(make_cfg, tmp_path, offline):
+    tiny = OmegaConf.to_container(make_cfg().model.tiny, resolve=True)
+    first = build_tiny_qwen2_5_vl(tiny, tmp_path / "a")
+    second = build_tiny_qwen2_5_vl(tiny, tmp_path / "b")
+    a = AutoModelForImageTextToText.from_pretrained(first).state_dict()
+    b = AutoModelForImageTextToText.from_pretrained(second).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    stamp = (first / "model.safetensors").stat().st_mtime_ns
+    assert build_tiny_qwen2_5_vl(tiny, tmp_path / "a") == first  # reused, not rebuilt
+    assert (first / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_vision_tower_frozen_on_request(make_cfg, freeze, offline):
+    cfg = make_cfg(f"model.freeze_vision={freeze}")
+    model, _ = load_model(cfg.model, cfg.paths.cache_dir)
+    visual = [p.requires_grad for n, p in model.named_parameters() if "visual" in n]
+    text = [p.requires_grad for n, p in model.named_parameters() if "language_model" in n]
+    assert visual and all(rg is not freeze for rg in visual)
+    assert all(text)
+    assert model.dtype == torch.float32  # CPU: fp32 + sdpa
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        pytest.param("/nonexistent/qwen", "model.path=/nonexistent/qwen: no such directory", id="missing-dir"),
+        pytest.param("{tmp}", "no config.json", id="dir-without-model"),
+    ],
+)
+def test_missing_model_dir_fails_naming_the_path(make_cfg, tmp_path, path, message):
+    cfg = make_cfg("model=qwen2_5_vl_7b", f"model.path={path.format(tmp=tmp_path)}")
+    with pytest.raises(ModelPathError, match=message):
+        resolve_model_path(cfg.model, cfg.paths.cache_dir)
