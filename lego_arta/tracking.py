@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from PIL.Image import Image as PILImage
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class Tracker:
         """Log scalar metrics (nothing to do here)."""
 
     def log_table(self, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """Log a table (nothing to do here)."""
+        """Log a table; PIL images in cells become images (nothing to do here)."""
 
     def summary(self, metrics: Mapping[str, Any]) -> None:
         """Set run summary values (nothing to do here)."""
@@ -79,7 +80,8 @@ class WandbTracker(Tracker):
         self.run.log(dict(metrics), step=step)
 
     def log_table(self, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        self.run.log({key: self._wandb.Table(columns=list(columns), data=[list(r) for r in rows])})
+        data = [[self._wandb.Image(v) if isinstance(v, PILImage) else v for v in row] for row in rows]
+        self.run.log({key: self._wandb.Table(columns=list(columns), data=data)})
 
     def summary(self, metrics: Mapping[str, Any]) -> None:
         self.run.summary.update(dict(metrics))

@@ -1,0 +1,1 @@
+"""Evaluation: batched generation, scoring, reports, tables and plots."""

@@ -1,0 +1,95 @@
+"""Score a model on the test split: generation, the contract's metrics with bootstrap CIs, trivial references."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from omegaconf import DictConfig
+from transformers import PreTrainedModel, ProcessorMixin
+
+from lego_arta import metrics as M
+from lego_arta.evaluation.generate import generate_predictions
+from lego_arta.evaluation.tables import predictions_table
+from lego_arta.runs import PREDICTIONS_FILE
+from lego_arta.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def metrics_with_ci(records: Sequence[Mapping[str, Any]], samples: int, seed: int, prefix: str) -> dict[str, float]:
+    """``prefix/<metric>`` for every contract key, with ``_lo`` / ``_hi`` 95% bootstrap bounds."""
+    per_sample = M.score_samples(records)
+    values = M.aggregate(per_sample)
+    out = {f"{prefix}/{k}": v for k, v in values.items()}
+    if samples > 0:
+        for k, (lo, hi) in M.bootstrap_ci(per_sample, n=samples, seed=seed).items():
+            out[f"{prefix}/{k}_lo"], out[f"{prefix}/{k}_hi"] = lo, hi
+    return out
+
+
+def reference_metrics(records: Sequence[Mapping[str, Any]], demo_answers: Mapping[str, str]) -> dict[str, float]:
+    """Trivial references beside the results: always-"Yes" for state, copy-the-demo's-answer for the others."""
+    out: dict[str, float] = {}
+    state = [r for r in records if r["task"] == "state"]
+    if state:
+        out |= {f"ref/always_yes/{k}": v for k, v in M.always_yes_reference(state).items()}
+    copied = [
+        {**r, "prediction": demo_answers[r["id"]]}
+        for r in records
+        if r["task"] in ("grounding", "object") and r["id"] in demo_answers
+    ]
+    if copied:
+        out |= {f"ref/copy_demo/{k}": v for k, v in M.score(copied).items()}
+    return out
+
+
+def evaluate(
+    cfg: DictConfig,
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    test_dataset: Dataset,
+    run_dir: Path,
+    tracker: Tracker,
+    demo_answers: Mapping[str, str] | None = None,
+) -> dict[str, float]:
+    """Generate for the test split (``eval.*``), score, log ``eval/<metric>`` to the tracker, return the metrics.
+
+    Args:
+        cfg: the composed config (``eval``, ``model``, ``seed``).
+        model: the model to evaluate (base, or with its LoRA adapter).
+        processor: its processor.
+        test_dataset: the data layer's dataset view of the test split.
+        run_dir: where ``predictions.jsonl`` is streamed (and resumed from).
+        tracker: where ``eval/*`` and the predictions table go.
+        demo_answers: test id -> the answer of its first few-shot demo (the copy-the-demo reference).
+    """
+    ev = cfg.eval
+    if ev.get("backend", "transformers") != "transformers":
+        raise ValueError(f"eval.backend={ev.backend}: only 'transformers' is available in this build")
+    if ev.get("limit"):
+        test_dataset = test_dataset.select(range(min(int(ev.limit), len(test_dataset))))
+    records = generate_predictions(
+        model,
+        processor,
+        test_dataset,
+        run_dir / PREDICTIONS_FILE,
+        batch_size=int(ev.batch_size),
+        max_new_tokens=int(ev.max_new_tokens),
+        do_sample=bool(ev.do_sample),
+        min_pixels=int(cfg.model.min_pixels),
+        max_pixels=int(cfg.model.max_pixels),
+    )
+    results = metrics_with_ci(records, int(ev.bootstrap.samples), int(ev.bootstrap.seed), "eval")
+    results |= reference_metrics(records, demo_answers or {})
+    results["eval/num_samples"] = float(len(records))
+    log.info("evaluation on %d samples:\n%s", len(records), M.format_table(M.aggregate(M.score_samples(records))))
+    tracker.log(results)
+    tracker.summary(results)
+    if int(ev.get("table_rows", 0)) > 0:
+        columns, rows = predictions_table(records, test_dataset, int(ev.table_rows))
+        tracker.log_table("eval/predictions", columns, rows)
+    return results

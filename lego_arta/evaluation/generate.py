@@ -1,0 +1,115 @@
+"""Batched generation over an evaluation dataset, streamed to ``predictions.jsonl`` and resumable."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, ProcessorMixin
+
+from lego_arta.models.compat import vision_inputs
+from lego_arta.runs import append_jsonl, read_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def prompt_hash(prompt: Any) -> str:
+    """Stable short hash of a chat prompt: a resumed evaluation only keeps predictions made for the same prompt."""
+    return hashlib.sha256(json.dumps(prompt, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def finished_predictions(path: Path, dataset: Dataset) -> dict[str, dict[str, Any]]:
+    """Rows of an existing ``predictions.jsonl`` whose id and prompt hash match the dataset (a resumed run)."""
+    if not path.exists():
+        return {}
+    wanted = {row_id: prompt_hash(prompt) for row_id, prompt in zip(dataset["id"], dataset["prompt"], strict=True)}
+    done = {}
+    for row in read_jsonl(path):
+        if wanted.get(row.get("id")) == row.get("prompt_hash"):
+            done[row["id"]] = row
+    return done
+
+
+@torch.inference_mode()
+def generate_batch(
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    prompts: Sequence[list[dict[str, Any]]],
+    images: Sequence[list[Any]],
+    max_new_tokens: int,
+    do_sample: bool = False,
+    min_pixels: int = 3136,
+    max_pixels: int = 12544,
+) -> list[str]:
+    """Generate one answer per chat prompt (left padding, greedy by default); returns the decoded new text."""
+    texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    flat = [
+        img for p, imgs in zip(prompts, images, strict=True) for img in vision_inputs(p, imgs, min_pixels, max_pixels)
+    ]
+    inputs = processor(text=texts, images=flat or None, padding=True, padding_side="left", return_tensors="pt")
+    inputs = inputs.to(model.device)
+    out = model.generate(  # type: ignore[operator]
+        **inputs,
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        pad_token_id=processor.tokenizer.pad_token_id,
+    )
+    new_tokens = out[:, inputs["input_ids"].shape[1] :]
+    return processor.batch_decode(new_tokens, skip_special_tokens=True)
+
+
+def generate_predictions(
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    dataset: Dataset,
+    out_path: str | Path,
+    batch_size: int = 4,
+    max_new_tokens: int = 128,
+    do_sample: bool = False,
+    min_pixels: int = 3136,
+    max_pixels: int = 12544,
+) -> list[dict[str, Any]]:
+    """Generate for every row of ``dataset`` (columns ``id``, ``task``, ``prompt``, ``images``, ``solution``).
+
+    Each batch is appended to ``out_path`` as soon as it is done (id, task, prompt hash, prediction, reference); rows
+    already there for the same id and prompt are kept and not generated again, so an interrupted evaluation resumes.
+    Returns the predictions in dataset order.
+    """
+    out_path = Path(out_path)
+    done = finished_predictions(out_path, dataset)
+    if done:
+        log.info("resuming: %d of %d predictions already in %s", len(done), len(dataset), out_path)
+    # rewrite the file with the kept rows only (drops stale rows from another prompt or a truncated line)
+    out_path.write_text("".join(json.dumps(done[i]) + "\n" for i in dataset["id"] if i in done))
+    todo = [i for i, row_id in enumerate(dataset["id"]) if row_id not in done]
+    model.eval()
+    bar = tqdm(total=len(dataset), initial=len(done), desc="generate", unit="sample", dynamic_ncols=True)
+    start, generated = time.perf_counter(), 0
+    for lo in range(0, len(todo), batch_size):
+        rows = dataset.select(todo[lo : lo + batch_size])
+        answers = generate_batch(
+            model, processor, rows["prompt"], rows["images"], max_new_tokens, do_sample, min_pixels, max_pixels
+        )
+        for row, answer in zip(rows, answers, strict=True):
+            record = {
+                "id": row["id"],
+                "task": row["task"],
+                "prompt_hash": prompt_hash(row["prompt"]),
+                "prediction": answer,
+                "reference": row["solution"],
+            }
+            append_jsonl(out_path, record)
+            done[row["id"]] = record
+        generated += len(answers)
+        bar.update(len(answers))
+        bar.set_postfix(samples_per_s=f"{generated / (time.perf_counter() - start):.2f}")
+    bar.close()
+    return [done[i] for i in dataset["id"]]

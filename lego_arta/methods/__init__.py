@@ -1,0 +1,36 @@
+"""Methods: ``none`` (few-shot, no training), ``sft`` and ``grpo`` (TRL trainers with LoRA)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import Dataset
+from omegaconf import DictConfig
+from transformers import PreTrainedModel, ProcessorMixin, Trainer
+
+from lego_arta.methods.common import fit
+from lego_arta.tracking import Tracker
+
+
+def train(
+    cfg: DictConfig,
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    train_dataset: Dataset,
+    run_dir: Path,
+    tracker: Tracker,
+) -> tuple[Path, PreTrainedModel]:
+    """Train with ``cfg.method``; return the saved LoRA adapter dir and the trained (LoRA-wrapped) model."""
+    name = cfg.method.name
+    trainer: Trainer
+    if name == "sft":
+        from lego_arta.methods.sft import build_sft_trainer
+
+        trainer = build_sft_trainer(cfg, model, processor, train_dataset, run_dir, tracker)
+    elif name == "grpo":
+        from lego_arta.methods.grpo import build_grpo_trainer
+
+        trainer = build_grpo_trainer(cfg, model, processor, train_dataset, run_dir, tracker)
+    else:
+        raise ValueError(f"method={name} does not train (valid: sft, grpo)")
+    return fit(trainer, cfg, run_dir, processor), trainer.model  # type: ignore[return-value]

@@ -1,0 +1,84 @@
+"""What SFT and GRPO share: TRL config from ``method.args``, LoRA from ``method.lora``, callbacks, resume, saving."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from peft import PeftModel
+from transformers import PreTrainedModel, ProcessorMixin, Trainer
+from transformers.trainer_utils import get_last_checkpoint
+
+from lego_arta.methods.callbacks import CompletionsTableCallback, HistoryCallback
+from lego_arta.runs import HISTORY_FILE
+from lego_arta.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+ADAPTER_DIR = "adapter"
+
+
+def trainer_args(config_cls: type, cfg: DictConfig, run_dir: Path, tracker: Tracker) -> Any:
+    """Build ``SFTConfig`` / ``GRPOConfig`` from ``method.args``; the run dir, seed, device and W&B are ours.
+
+    Any field of the TRL config can be set from the CLI (``method.args.max_steps=2``). bf16 and gradient
+    checkpointing (TRL's GRPO defaults) follow the device unless set explicitly: both off on CPU.
+    """
+    args: dict[str, Any] = OmegaConf.to_container(cfg.method.args, resolve=True)  # type: ignore[assignment]
+    cuda = torch.cuda.is_available()
+    args.setdefault("bf16", cuda and torch.cuda.is_bf16_supported())
+    args.setdefault("gradient_checkpointing", False)
+    args.setdefault("report_to", tracker.report_to)
+    args.setdefault("run_name", cfg.logger.get("name"))
+    args.setdefault("remove_unused_columns", False)  # keep solution/task/images for rewards and the collator
+    args.setdefault("dataloader_num_workers", 0)
+    args.setdefault("save_strategy", "steps")
+    args.setdefault("logging_first_step", True)
+    return config_cls(output_dir=str(run_dir), seed=int(cfg.seed), data_seed=int(cfg.seed), **args)
+
+
+def lora_setup(model: PreTrainedModel, method_cfg: DictConfig) -> tuple[PreTrainedModel | PeftModel, Any]:
+    """Return ``(model, peft_config)`` for a TRL trainer.
+
+    A fresh LoRA from ``method.lora`` (the trainer wraps the model), or, with ``method.adapter``, the model with that
+    adapter loaded trainable (the hybrid SFT -> GRPO) and no new LoRA.
+    """
+    adapter = method_cfg.get("adapter")
+    if adapter:
+        path = Path(str(adapter))
+        if not (path / "adapter_config.json").exists():
+            raise FileNotFoundError(f"method.adapter={adapter}: no adapter_config.json in this directory")
+        log.info("continuing from the LoRA adapter %s", path)
+        return PeftModel.from_pretrained(model, str(path), is_trainable=True), None
+    return model, instantiate(method_cfg.lora)
+
+
+def callbacks(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> list[Any]:
+    history = HistoryCallback(run_dir / HISTORY_FILE)
+    table = CompletionsTableCallback(tracker, int(cfg.logger.get("completions_every", 0) or 0))
+    return [history, table]
+
+
+def fit(trainer: Trainer, cfg: DictConfig, run_dir: Path, processor: ProcessorMixin) -> Path:
+    """Train (from the newest checkpoint when ``resume=true``), save the final adapter, return its dir."""
+    for cb in trainer.callback_handler.callbacks:
+        if isinstance(cb, CompletionsTableCallback):
+            cb.trainer = trainer
+    checkpoint = get_last_checkpoint(str(run_dir)) if cfg.get("resume") else None
+    if cfg.get("resume") and checkpoint is None:
+        log.warning("resume=true but no checkpoint-* in %s: training from the start", run_dir)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    out = run_dir / ADAPTER_DIR
+    trainer.save_model(str(out))  # the LoRA adapter, safetensors
+    processor.save_pretrained(str(out))
+    return out
+
+
+def check_train_split(dataset: Dataset) -> None:
+    if len(dataset) == 0:
+        raise ValueError("the training split is empty: check data.tasks and split.test_size")

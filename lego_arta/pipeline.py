@@ -1,0 +1,76 @@
+"""One run of the study: data -> (train) -> evaluate, everything written into the run dir and logged to W&B."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+from peft import PeftModel
+from transformers import set_seed
+
+from lego_arta.data import build_dataset, load_data, save_split
+from lego_arta.evaluation.evaluate import evaluate
+from lego_arta.models import load_model, resolve_model_path
+from lego_arta.parsing import completion_text
+from lego_arta.runs import save_config, write_metrics
+from lego_arta.tracking import tracking
+
+log = logging.getLogger(__name__)
+
+
+def demo_answers(dataset: Any) -> dict[str, str]:
+    """Test id -> the answer of the prompt's first few-shot demo (the copy-the-demo reference)."""
+    out = {}
+    for row_id, prompt in zip(dataset["id"], dataset["prompt"], strict=True):
+        answers = [completion_text([m]) for m in prompt if m.get("role") == "assistant"]
+        if answers:
+            out[row_id] = answers[0]
+    return out
+
+
+def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
+    """Run ``cfg``: train with ``cfg.method`` (when ``train`` and the method trains), then evaluate.
+
+    Data and the model path are checked before any model is loaded; the resolved config, the split files,
+    ``history.jsonl``, the adapter, ``predictions.jsonl`` and ``metrics.json`` land in ``cfg.paths.output_dir``.
+    """
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir)
+    set_seed(int(cfg.seed))
+    data = load_data(cfg)
+    resolve_model_path(cfg.model, cfg.paths.cache_dir)  # fails on a bad model.path before anything heavy
+    save_split(data, run_dir)
+    trains = train and cfg.method.name != "none"
+    metrics: dict[str, float] = {}
+    with tracking(cfg, run_dir) as tracker:
+        tracker.summary({f"data/{k}": v for k, v in _flat(data.summary).items()})
+        model, processor = load_model(cfg.model, cfg.paths.cache_dir)
+        if trains:
+            from lego_arta.methods import train as train_method
+
+            train_ds = build_dataset(data.train, data.train, cfg.data, int(cfg.seed))
+            adapter, model = train_method(cfg, model, processor, train_ds, run_dir, tracker)
+            log.info("LoRA adapter saved to %s", adapter)
+        elif cfg.method.get("adapter"):
+            model = PeftModel.from_pretrained(model, str(cfg.method.adapter))  # type: ignore[assignment]
+        if isinstance(model, PeftModel):
+            model = model.merge_and_unload()  # faster generation; the adapter stays on disk
+        if not trains or cfg.eval.after_train:
+            test_ds = build_dataset(data.test, data.train, cfg.data, int(cfg.seed))
+            metrics = evaluate(cfg, model, processor, test_ds, run_dir, tracker, demo_answers(test_ds))
+        write_metrics(metrics, run_dir)
+    return metrics
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out |= _flat(v, f"{key}/")
+        else:
+            out[key] = v
+    return out

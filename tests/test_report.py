@@ -1,0 +1,401 @@
+"""The sweep report: run collection, Table 1 (mean ± 95% CI over seeds), markdown, reward curves, failed jobs.
+
+Every test builds a fake Hydra multirun dir with known metrics.json / history.jsonl values and checks the report
+against numbers computed here, independently of the report module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf.errors import MissingMandatoryValue
+from PIL import Image
+from scipy import stats
+
+from lego_arta.evaluation import report
+from lego_arta.evaluation.study import STUDY_LABEL, STUDY_TABLE1
+
+REPO = Path(__file__).resolve().parents[1]
+KEYS = ("f1_theme", "rouge", "bleu", "f1_object", "iou", "f1_state", "fpr")
+HEADERS = ("F1-Theme", "ROUGE", "BLEU", "F1-Object", "IoU", "F1-State", "FPR")
+BASE = {  # group -> metric -> base value; seed s adds OFFSETS[s] x (1 + i / 10) to the i-th metric
+    ("none", "-"): [30.0, 27.0, 5.0, 59.0, 60.0, 38.0, 30.0],
+    ("sft", "-"): [57.0, 53.0, 24.0, 81.0, 14.0, 95.0, 1.0],
+    ("grpo", "v1"): [22.0, 19.0, 3.0, 63.0, 65.0, 40.0, 36.0],
+    ("grpo", "v2"): [25.0, 20.0, 3.5, 64.0, 70.0, 41.0, 35.0],
+    ("grpo", "v3"): [26.0, 21.0, 4.0, 65.0, 71.0, 42.0, 34.0],
+}
+OFFSETS = {0: 0.0, 1: 1.5, 2: 4.0}
+SEEDS = {("none", "-"): [0, 1, 2], ("sft", "-"): [0, 1], ("grpo", "v1"): [0, 1, 2], ("grpo", "v2"): [0, 1]}
+SEEDS[("grpo", "v3")] = [0]  # one seed: the cell shows the run's bootstrap CI
+STEPS = 40
+
+
+def metric_value(group: tuple[str, str], seed: int, i: int) -> float:
+    return BASE[group][i] + OFFSETS[seed] * (1 + i / 10)
+
+
+def reward_value(reward: str, seed: int, step: int, key: str) -> float:
+    """A known, non-linear training curve per (variant, seed, component)."""
+    level = {"v1": 0.3, "v2": 0.5, "v3": 0.7}[reward] + 0.02 * seed
+    return round(level + 0.4 * (1 - math.exp(-step / 12)) + 0.03 * math.sin(step + len(key)), 6)
+
+
+def history_rows(reward: str, seed: int, steps: int = STEPS) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for step in range(1, steps + 1):
+        row: dict[str, Any] = {"step": step, "loss": 0.01, "kl": 0.001 * step, "learning_rate": 1e-5}
+        for name in ("format", f"iou_{reward}" if reward != "v3" else "iou_v2", "label_rouge", "state", "grounding"):
+            row[f"rewards/{name}/mean"] = reward_value(reward, seed, step, name)
+            row[f"rewards/{name}/std"] = 0.1
+        if (step - seed) % 3 == 0:  # a batch without a state sample (TRL logs NaN / null); differs per seed
+            row["rewards/state/mean"] = None
+        if reward == "v3":  # this variant never logged grounding
+            row["rewards/grounding/mean"] = None
+        row["reward"] = reward_value(reward, seed, step, "reward")
+        row["reward_std"] = 0.2
+        rows.append(row)
+    rows.append({"train_runtime": 12.3, "train_loss": 0.01, "step": steps})  # TRL's final summary row
+    return rows
+
+
+def config(method: str, reward: str, seed: int) -> dict[str, Any]:
+    method_cfg: dict[str, Any] = {"name": method, "adapter": None}
+    if method != "none":
+        method_cfg["lora"] = {"r": 8, "lora_alpha": 16}
+    return {
+        "seed": seed,
+        "experiment_name": "fake",
+        "model": {"name": "qwen2_5_vl_7b"},
+        "method": method_cfg,
+        "reward": {"name": reward if reward != "-" else "v2"},  # none/sft runs still carry the default reward node
+    }
+
+
+def write_run(run_dir: Path, method: str, reward: str, seed: int) -> None:
+    group = (method, reward)
+    run_dir.mkdir(parents=True)
+    cfg = config(method, reward, seed)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    metrics: dict[str, Any] = {}
+    for i, key in enumerate(KEYS):
+        value = metric_value(group, seed, i)
+        metrics[f"eval/{key}"] = value
+        metrics[f"eval/{key}_lo"] = value - 2.0 - i / 10  # bootstrap CI: used only for single-seed cells
+        metrics[f"eval/{key}_hi"] = value + 3.0 + i / 10
+    metrics["eval/rouge1"] = 40.0 + seed
+    metrics["eval/format_valid"] = 90.0
+    metrics["ref/always_yes/f1_state"] = 40.0
+    metrics["ref/always_yes/fpr"] = 100.0
+    if group == ("grpo", "v1"):  # grounding not evaluated for this variant: key absent
+        for suffix in ("", "_lo", "_hi"):
+            del metrics[f"eval/f1_theme{suffix}"]
+    if group == ("sft", "-") and seed == 0:  # FPR null in one of the two seeds: the other seed's bootstrap CI shows
+        metrics["eval/fpr"] = None
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    if method == "grpo":
+        (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history_rows(reward, seed)))
+    if method == "sft":
+        (run_dir / "history.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0, "mean_token_accuracy": 0.5}) + "\n")
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    return make_sweep(tmp_path)
+
+
+def make_sweep(tmp_path: Path) -> Path:
+    """A fake multirun: none x3, sft x2, grpo v1 x3, grpo v2 x2 (+1 failed job), grpo v3 x1; W&B and Hydra litter."""
+    root = tmp_path / "multirun"
+    root.mkdir()
+    (root / "multirun.yaml").write_text("hydra: {mode: MULTIRUN}\n")
+    job = 0
+    for (method, reward), seeds in SEEDS.items():
+        for seed in seeds:
+            name = f"{job}_method={method},seed={seed}" + (f",reward={reward}" if method == "grpo" else "")
+            write_run(root / name, method, reward, seed)
+            job += 1
+    # W&B's own config.yaml inside a run dir is not a run
+    wandb_files = root / "0_method=none,seed=0" / "wandb" / "run-1" / "files"
+    wandb_files.mkdir(parents=True)
+    (wandb_files / "config.yaml").write_text(yaml.safe_dump({"method": {"value": {"name": "none"}}}))
+    # the failed job: Hydra wrote .hydra/config.yaml and the log, the job died before config.yaml and metrics.json
+    failed = root / "99_method=grpo,reward=v2,seed=2"
+    (failed / ".hydra").mkdir(parents=True)
+    (failed / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config("grpo", "v2", 2)))
+    (failed / "train.log").write_text("CUDA out of memory\n")
+    (failed / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history_rows("v2", 2, steps=5)))
+    return root
+
+
+def expected_cell(group: tuple[str, str], i: int) -> tuple[str, float, float, float, int]:
+    """The Table 1 cell computed from the known values, with statistics + scipy's t quantile."""
+    seeds = SEEDS[group]
+    if group == ("grpo", "v1") and i == 0:
+        return "–", math.nan, math.nan, math.nan, 0
+    if group == ("sft", "-") and i == 6:
+        seeds = [1]
+    values = [metric_value(group, s, i) for s in seeds]
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        lo, hi = mean - 2.0 - i / 10, mean + 3.0 + i / 10
+        return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]", mean, lo, hi, 1
+    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return f"{mean:.2f} ± {half:.2f}", mean, mean - half, mean + half, len(values)
+
+
+def test_collect_runs_finds_every_run_and_the_failed_job(sweep: Path) -> None:
+    runs = report.collect_runs(sweep)
+    # 11 finished runs + 1 failed job; the W&B config.yaml and multirun.yaml are not runs
+    assert len(runs) == 12
+    assert runs["status"].tolist().count("failed") == 1
+    failed = runs[runs["status"] == "failed"].iloc[0]
+    assert (failed["method"], failed["reward"], failed["seed"]) == ("grpo", "v2", 2)
+    assert failed["error"] == "no metrics.json (log: train.log)"
+    # rows ordered none, sft, grpo v1, v2, v3; the reward of none/sft is "-" though their config names one
+    assert runs["method"].tolist() == ["none"] * 3 + ["sft"] * 2 + ["grpo"] * 7
+    assert runs["reward"].tolist() == ["-"] * 5 + ["v1"] * 3 + ["v2"] * 3 + ["v3"]
+    assert runs["seed"].tolist() == [0, 1, 2, 0, 1, 0, 1, 2, 0, 1, 2, 0]
+    assert runs.loc[0, "eval/iou"] == metric_value(("none", "-"), 0, 4)
+    assert math.isnan(runs.loc[3, "eval/fpr"])  # null in metrics.json
+    assert set(runs["model"]) == {"qwen2_5_vl_7b"}
+
+
+def test_table1_cells_are_mean_and_95ci_over_seeds(sweep: Path) -> None:
+    table = report.table1(report.collect_runs(sweep))
+    groups = [("none", "-"), ("sft", "-"), ("grpo", "v1"), ("grpo", "v2"), ("grpo", "v3")]
+    assert table["model"].tolist() == [
+        "base, few-shot",
+        "SFT (LoRA r8)",
+        "GRPO v1 (LoRA r8)",
+        "GRPO v2 (LoRA r8)",
+        "GRPO v3 (LoRA r8)",
+    ]
+    assert table["n"].tolist() == [3, 2, 3, 2, 1]  # the failed v2 job does not count
+    for row, group in enumerate(groups):
+        for i, (key, header) in enumerate(zip(KEYS, HEADERS, strict=True)):
+            cell, mean, lo, hi, n = expected_cell(group, i)
+            assert table.loc[row, header] == cell, (group, key)
+            np.testing.assert_allclose(
+                [table.loc[row, f"{key}/{s}"] for s in ("mean", "lo", "hi")], [mean, lo, hi], rtol=0, atol=1e-9
+            )
+            assert table.loc[row, f"{key}/n"] == n
+    # one cell by hand: none F1-Theme over seeds (30, 31.5, 34): mean 31.83, sd 2.0207, t(0.975, 2) = 4.3027
+    assert table.loc[0, "F1-Theme"] == "31.83 ± 5.02"
+
+
+def test_table1_markdown_is_exact(sweep: Path) -> None:
+    # the cells were checked against independently computed values above; this pins the layout
+    assert report.to_markdown(report.table1(report.collect_runs(sweep))).split("\n") == [
+        "| model             |   n |             F1-Theme |                ROUGE |              BLEU |"
+        "            F1-Object |                  IoU |             F1-State |                  FPR |",
+        "|:------------------|----:|---------------------:|---------------------:|------------------:|"
+        "---------------------:|---------------------:|---------------------:|---------------------:|",
+        "| base, few-shot    |   3 |         31.83 ± 5.02 |         29.02 ± 5.52 |       7.20 ± 6.02 |"
+        "         61.38 ± 6.53 |         62.57 ± 7.03 |         40.75 ± 7.53 |         32.93 ± 8.03 |",
+        "| SFT (LoRA r8)     |   2 |         57.75 ± 9.53 |        53.83 ± 10.48 |     24.90 ± 11.44 |"
+        "        81.97 ± 12.39 |        15.05 ± 13.34 |        96.12 ± 14.29 |    3.40 [0.80, 7.00] |",
+        "| GRPO v1 (LoRA r8) |   3 |                    – |         21.02 ± 5.52 |       5.20 ± 6.02 |"
+        "         65.38 ± 6.53 |         67.57 ± 7.03 |         42.75 ± 7.53 |         38.93 ± 8.03 |",
+        "| GRPO v2 (LoRA r8) |   2 |         25.75 ± 9.53 |        20.82 ± 10.48 |      4.40 ± 11.44 |"
+        "        64.97 ± 12.39 |        71.05 ± 13.34 |        42.12 ± 14.29 |        36.20 ± 15.25 |",
+        "| GRPO v3 (LoRA r8) |   1 | 26.00 [24.00, 29.00] | 21.00 [18.90, 24.10] | 4.00 [1.80, 7.20] |"
+        " 65.00 [62.70, 68.30] | 71.00 [68.60, 74.40] | 42.00 [39.50, 45.50] | 34.00 [31.40, 37.60] |",
+    ]
+
+
+def test_report_writes_files_and_lists_the_failed_job(sweep: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    summary = report.write_report(sweep, out)
+    assert (summary["n_runs"], summary["n_ok"], summary["n_failed"]) == (12, 11, 1)
+    assert summary["failed"] == [str(sweep / "99_method=grpo,reward=v2,seed=2")]
+    for key, name in [("report_md", "report.md"), ("report_csv", "report.csv"), ("runs_csv", "runs.csv")]:
+        assert summary[key] == str(out / name)
+        assert (out / name).stat().st_size > 0
+    assert summary["reward_curves_png"] == str(out / "reward_curves.png")
+    md = (out / "report.md").read_text()
+    assert md == summary["markdown"]
+    assert "12 runs: 11 finished, 1 failed" in md
+    assert (
+        "## Failed runs (1)\n\n- `99_method=grpo,reward=v2,seed=2`: grpo v2, seed 2: no metrics.json (log: train.log)"
+        in md
+    )
+    assert "![reward curves](reward_curves.png)" in md
+    # the study's table, labelled as the study's, with its numbers
+    assert f"### Table 1 of the {STUDY_LABEL}" in md
+    study_lines = md.split(f"### Table 1 of the {STUDY_LABEL}")[1].split("###")[0].strip().splitlines()[-3:]
+    for line, (label, values) in zip(study_lines, STUDY_TABLE1.items(), strict=True):
+        assert line.split("|")[1].strip() == label
+        assert [float(c) for c in line.split("|")[2:-1]] == [values[k] for k in KEYS]
+    # the trivial reference: one value per seed (3 seeds), same in every run
+    refs = next(x for x in md.splitlines() if x.startswith("| always Yes (trivial)"))
+    assert [c.strip() for c in refs.split("|")[1:-1]] == ["always Yes (trivial)", "3", "40.00 ± 0.00", "100.00 ± 0.00"]
+    # report.csv: our rows, the reference, the study's rows, with the numbers; runs.csv: one row per run
+    csv = pd.read_csv(out / "report.csv")
+    assert csv["kind"].tolist() == ["ours"] * 5 + ["reference"] + ["study"] * 3
+    assert csv.loc[0, "iou/mean"] == pytest.approx(
+        statistics.fmean(metric_value(("none", "-"), s, 4) for s in range(3))
+    )
+    assert csv.loc[5, "fpr/mean"] == 100.0 and csv.loc[8, "iou/mean"] == 65.49
+    assert len(pd.read_csv(out / "runs.csv")) == 12
+
+
+def test_reward_curves_panels_lines_and_means(sweep: Path, tmp_path: Path) -> None:
+    runs = report.collect_runs(sweep)
+    png = tmp_path / "curves.png"
+    fig = report.reward_curves(runs, png)
+    assert fig is not None
+    assert png.stat().st_size > 10_000
+    width, height = Image.open(png).size
+    assert width > 1500 and height > 900
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == [
+        "Total reward (weighted sum)",
+        "Format (<think> + <answer> structure)",
+        "IoU (object detection)",
+        "Label ROUGE-1 (object detection)",
+        "State Yes/No (state detection)",
+        "BLEU-4 + ROUGE-1 (grounding)",
+    ]
+    # one line per variant (v1, v2, v3), except grounding that v3 never logged; a band only with >= 2 seeds
+    assert [len(ax.get_lines()) for ax in fig.axes] == [3, 3, 3, 3, 3, 2]
+    assert [len(ax.collections) for ax in fig.axes] == [2, 2, 2, 2, 2, 2]
+    total = fig.axes[0]
+    v1 = total.get_lines()[0]
+    assert v1.get_label() == "v1"
+    np.testing.assert_allclose(v1.get_xdata(), np.arange(1, STEPS + 1))
+    expected = [statistics.fmean(reward_value("v1", s, step, "reward") for s in (0, 1, 2)) for step in range(1, 41)]
+    np.testing.assert_allclose(v1.get_ydata(), expected, atol=1e-9)
+    # v2's failed job (5 steps of history, no metrics.json) is left out: its mean is over seeds 0 and 1
+    v2 = total.get_lines()[1]
+    np.testing.assert_allclose(v2.get_ydata()[0], statistics.fmean(reward_value("v2", s, 1, "reward") for s in (0, 1)))
+    # IoU: iou_v1 and iou_v2 share one panel, the component named in the legend
+    iou = fig.axes[2]
+    assert [line.get_label() for line in iou.get_lines()] == ["v1: iou_v1", "v2: iou_v2", "v3: iou_v2"]
+    # state was null every third step, at different steps per seed: each seed is interpolated inside its own range
+    state = fig.axes[4].get_lines()[0]
+    np.testing.assert_allclose(state.get_xdata(), np.arange(1, STEPS + 1))
+    value = {s: {t: reward_value("v1", s, t, "state") for t in range(1, STEPS + 1)} for s in (0, 1, 2)}
+    at_3 = statistics.fmean([(value[0][2] + value[0][4]) / 2, value[1][3], value[2][3]])  # seed 0 null at step 3
+    at_1 = statistics.fmean([value[0][1], value[2][1]])  # seed 1 null at step 1: before its range, left out
+    np.testing.assert_allclose(state.get_ydata()[[0, 2]], [at_1, at_3], atol=1e-9)
+    # the figure legend names the variants with their seed counts, the title says what the band is
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["v1 (3 seeds)", "v2 (2 seeds)", "v3 (1 seed)"]
+    assert "band = min–max over seeds" in fig.get_suptitle()
+    assert "raw (no smoothing)" in fig.get_suptitle()
+
+
+def test_reward_curves_smoothing_and_std_band(tmp_path: Path) -> None:
+    root = tmp_path / "sweep"
+    for seed in (0, 1):
+        run_dir = root / f"run{seed}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config("grpo", "v1", seed)))
+        (run_dir / "metrics.json").write_text(json.dumps({"eval/iou": 50.0}))
+        rows = [{"step": s, "reward": r + seed} for s, r in [(1, 0.0), (2, 1.0), (3, 1.0)]]
+        (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fig = report.reward_curves(report.collect_runs(root), tmp_path / "c.png", smoothing=0.5, band="std")
+    assert fig is not None and len(fig.axes) == 1
+    # EMA with weight 0.5: (0, 1, 1) -> (0, 0.5, 0.75); seed 1 is the same + 1: mean = that + 0.5
+    np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_ydata(), [0.5, 1.0, 1.25])
+    band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
+    std = statistics.stdev([0.0, 1.0])  # the two seeds differ by 1 at every step
+    assert math.isclose(band.min(), 0.5 - std) and math.isclose(band.max(), 1.25 + std)
+    assert "±1 std over seeds" in fig.get_suptitle() and "EMA smoothing 0.5" in fig.get_suptitle()
+    with pytest.raises(ValueError, match="smoothing"):
+        report.reward_curves(report.collect_runs(root), tmp_path / "c.png", smoothing=1.0)
+
+
+def test_no_reward_history_no_png(tmp_path: Path) -> None:
+    run_dir = tmp_path / "sweep" / "0_method=sft"
+    write_run(run_dir, "sft", "-", 0)  # SFT history: loss only
+    summary = report.write_report(tmp_path / "sweep")
+    assert summary["reward_curves_png"] is None
+    assert not (tmp_path / "sweep" / "reward_curves.png").exists()
+    assert "## Reward curves" not in summary["markdown"]
+    assert "None: every run has its metrics.json." in summary["markdown"]
+    # one seed: the cell is the run's bootstrap CI
+    assert "| SFT (LoRA r8) |   1 | 57.00 [55.00, 60.00] |" in summary["markdown"]
+
+
+def test_a_group_whose_runs_all_failed_keeps_its_row(tmp_path: Path) -> None:
+    write_run(tmp_path / "0_none", "none", "-", 0)
+    (tmp_path / "1_sft").mkdir()
+    (tmp_path / "1_sft" / "config.yaml").write_text(yaml.safe_dump(config("sft", "-", 0)))
+    (tmp_path / "1_sft" / "metrics.json").write_text("{not json")  # a writer killed mid-file
+    runs = report.collect_runs(tmp_path)
+    assert runs["status"].tolist() == ["ok", "failed"]
+    assert runs.loc[1, "error"].startswith("unreadable metrics.json")
+    table = report.table1(runs)
+    assert table["model"].tolist() == ["base, few-shot", "SFT (LoRA r8)"]
+    assert table.loc[1, "n"] == 0 and set(table.loc[1, list(HEADERS)]) == {"–"}
+    assert table.loc[0, "IoU"] == "60.00 [57.60, 63.40]"  # one seed: the run's bootstrap CI
+
+
+def test_rows_split_by_model_and_adapter_start(tmp_path: Path) -> None:
+    write_run(tmp_path / "a", "grpo", "v1", 0)
+    write_run(tmp_path / "b", "grpo", "v1", 1)
+    cfg = config("grpo", "v1", 0) | {"model": {"name": "qwen2_5_vl_3b"}}
+    cfg["method"]["adapter"] = "/runs/sft/adapter"  # the hybrid SFT -> GRPO: a row of its own
+    write_run(tmp_path / "c", "grpo", "v1", 0)
+    (tmp_path / "c" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    table = report.table1(report.collect_runs(tmp_path))
+    assert table["model"].tolist() == [
+        "qwen2_5_vl_7b: GRPO v1 (LoRA r8)",
+        "qwen2_5_vl_3b: GRPO v1 (LoRA r8, from adapter)",
+    ]
+    assert table["n"].tolist() == [2, 1]
+
+
+def test_missing_or_empty_sweep_dir_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        report.write_report(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no run dirs under sweep_dir '.*empty'"):
+        report.write_report(tmp_path / "empty")
+
+
+def test_run_from_the_composed_config_defaults_out_dir_to_sweep_dir(sweep: Path) -> None:
+    spec = importlib.util.spec_from_file_location("report_script", REPO / "experiments" / "report.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="report", overrides=[f"sweep_dir={sweep}", "smoothing=0.3"])
+    assert cfg.experiment_name == "report" and cfg.out_dir is None and cfg.show_study is True
+    summary = script.run(cfg)
+    assert summary["report_md"] == str(sweep / "report.md")
+    assert (sweep / "reward_curves.png").is_file()
+    assert "EMA smoothing 0.3" in summary["markdown"]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        no_sweep = compose(config_name="report")
+    with pytest.raises(MissingMandatoryValue, match="sweep_dir"):
+        script.run(no_sweep)
+
+
+@pytest.mark.slow  # a Python + Hydra start-up, about 5 s
+def test_cli_prints_the_report(sweep: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = tmp_path / "out"
+    cmd = [sys.executable, "experiments/report.py", f"sweep_dir={sweep}", f"out_dir={out}", "show_study=false"]
+    cmd.append(f"hydra.run.dir={tmp_path / 'hydra'}")
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"\n# Report: {sweep}\n" in done.stdout  # after Hydra's console log lines
+    assert STUDY_LABEL not in done.stdout
+    assert (out / "report.md").is_file() and (out / "reward_curves.png").is_file()

@@ -1,0 +1,166 @@
+"""End-to-end training with the tiny model on synthetic scenes: SFT and GRPO through TRL, LoRA only, resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from experiments import train as train_script
+from lego_arta.data import build_dataset, load_data
+from lego_arta.methods.sft import build_sft_trainer
+from lego_arta.models import load_model
+from lego_arta.runs import read_jsonl
+from lego_arta.tracking import Tracker
+from tests.conftest import ROOT
+from tests.wandb_files import read_offline_run
+
+pytestmark = pytest.mark.slow
+
+# small enough for CI on 2 CPUs; the data are the default synthetic scenes
+FAST = ["data.synthetic.num_manuals=4", "eval.after_train=false", "method.args.logging_steps=1"]
+GRPO = [
+    "method=grpo",
+    "method.args.max_steps=3",
+    "method.args.per_device_train_batch_size=2",
+    "method.args.num_generations=2",
+    "method.args.max_completion_length=8",
+    "method.args.save_steps=100",
+]
+
+
+def _sft_trainer(cfg, tmp_path):
+    data = load_data(cfg)
+    model, processor = load_model(cfg.model, cfg.paths.cache_dir)
+    train_ds = build_dataset(data.train, data.train, cfg.data, int(cfg.seed))
+    return build_sft_trainer(cfg, model, processor, train_ds, tmp_path, Tracker()), processor, data
+
+
+def test_sft_masks_prompt_and_images_out_of_the_loss(make_cfg, tmp_path):
+    cfg = make_cfg("method=sft", *FAST)
+    trainer, processor, _ = _sft_trainer(cfg, tmp_path)
+    rows = [trainer.train_dataset[i] for i in range(2)]
+    batch = trainer.data_collator(rows)
+    image_id = trainer.model.config.image_token_id
+    for i, row in enumerate(rows):
+        labels = batch["labels"][i]
+        kept = labels[labels != -100]
+        answer = row["completion"][0]["content"][0]["text"]
+        # only the answer (and the end-of-turn token) is learned; no image token, no prompt text
+        assert processor.tokenizer.decode(kept).strip() == answer + "<|im_end|>"
+        assert not (kept == image_id).any()
+        assert (labels == -100).sum() > (labels != -100).sum()
+
+
+def test_sft_lowers_the_loss_on_a_fixed_batch(make_cfg, tmp_path):
+    cfg = make_cfg("method=sft", *FAST, "method.args.max_steps=15", "method.args.learning_rate=3e-3")
+    trainer, _, _ = _sft_trainer(cfg, tmp_path)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    model = trainer.model
+
+    def loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            return float(model(**batch).loss)
+
+    before = loss()
+    trainer.train()
+    after = loss()
+    assert after < before - 0.1, (before, after)
+
+
+@pytest.mark.parametrize("reward", ["v1", "v2"])
+def test_grpo_logs_every_reward_curve_to_offline_wandb(make_cfg, tmp_path, reward):
+    cfg = make_cfg(*GRPO, *FAST, f"reward={reward}", "logger=wandb", "logger.completions_every=1")
+    train_script.run(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    iou = f"iou_{reward}"
+    names = ["format", iou, "label_rouge", "state", "grounding"]
+    history = [row for row in read_jsonl(run_dir / "history.jsonl") if "reward" in row]
+    assert [row["step"] for row in history] == [1, 2, 3]
+    for name in names:
+        assert f"rewards/{name}/mean" in history[0]
+    # the offline W&B run holds the same curves (read back from its files, no account needed)
+    offline = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1
+    run = read_offline_run(offline[0])
+    curves = [row for row in run["history"] if "train/reward" in row]
+    assert [row["train/global_step"] for row in curves] == [1, 2, 3]
+    for name in names:
+        assert all(f"train/rewards/{name}/mean" in row for row in curves)
+    assert all("train/kl" in row and "train/completions/mean_length" in row for row in curves)
+    assert any("train/completion_samples" in "".join(row) for row in run["history"])  # the samples table
+    # grouped by experiment, tagged with method and reward: the ablation is one dashboard filter
+    assert run["config"]["reward"]["name"] == reward, list(run["config"])[:20]
+    assert {"method:grpo", f"reward:{reward}"} <= set(run["tags"]) and run["group"] == "default"
+    # the final adapter is a safetensors LoRA
+    assert (run_dir / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_only_lora_parameters_change(make_cfg, tmp_path):
+    # SFT: every step has a gradient (a GRPO group whose samples all score the same has none)
+    cfg = make_cfg("method=sft", *FAST, "method.args.max_steps=3")
+    train_script.run(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    base, _ = load_model(cfg.model, cfg.paths.cache_dir)
+    adapter = load_file(run_dir / "adapter" / "adapter_model.safetensors")
+    assert adapter and all("lora_" in k for k in adapter)
+    assert not any("visual" in k for k in adapter)  # the vision tower carries no LoRA
+    assert any(float(v.abs().sum()) > 0 for k, v in adapter.items() if "lora_B" in k)  # LoRA B starts at 0
+    # merging the adapter changes only LoRA-targeted language-model weights; everything else is bit-identical
+    from peft import PeftModel
+
+    fresh, _ = load_model(cfg.model, cfg.paths.cache_dir)
+    merged = PeftModel.from_pretrained(fresh, str(run_dir / "adapter")).merge_and_unload().state_dict()
+    reference = base.state_dict()
+    changed = {k for k in reference if not torch.equal(reference[k], merged[k])}
+    assert changed and all("language_model" in k and k.endswith("proj.weight") for k in changed)
+    assert all(torch.equal(reference[k], merged[k]) for k in reference if "visual" in k)
+
+
+def _train_cmd(run_dir: Path, cache_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        str(ROOT / "experiments" / "train.py"),
+        "method=sft",
+        *FAST,
+        "method.args.max_steps=30",  # long enough that the kill lands mid-training
+        "method.args.save_steps=5",
+        "logger=none",
+        f"paths.cache_dir={cache_dir}",
+        f"hydra.run.dir={run_dir}",
+        *extra,
+    ]
+
+
+def _final_step(run_dir: Path) -> int:
+    states = sorted(run_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    return json.loads(states[-1].read_text())["global_step"]
+
+
+def test_killed_then_resumed_run_ends_at_the_same_step(make_cfg, tmp_path, cache_dir):
+    make_cfg()  # builds nothing, but keeps the cache fixture warm for the subprocesses
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    straight = tmp_path / "straight"
+    subprocess.run(_train_cmd(straight, cache_dir), check=True, env=env, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(killed, cache_dir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not (killed / "checkpoint-5" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "adapter").exists()  # it really died mid-training
+    subprocess.run(_train_cmd(killed, cache_dir, "resume=true"), check=True, env=env, capture_output=True)
+    assert _final_step(killed) == _final_step(straight) == 30
+    steps = [row["step"] for row in read_jsonl(killed / "history.jsonl") if "loss" in row]
+    assert steps == sorted(set(steps))  # one history row per step, no duplicates from the killed part
