@@ -1,0 +1,146 @@
+"""Seconds per training step: our pipeline vs a bare TRL script with identical settings, same machine, same run.
+
+    python experiments/bench_train.py [--steps 20] [--rounds 2]     # writes bench/train.json
+
+Both train the tiny Qwen2.5-VL with LoRA r8 on the same synthetic rows; "ours" is the trainer our pipeline builds
+(``lego_arta.methods``: config from Hydra, our callbacks), "bare" is TRL + PEFT called directly as in TRL's examples.
+Rounds alternate bare/ours; the median step time after the first (warm-up) step is reported. Target ratio <= 1.05.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from peft import LoraConfig
+from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
+from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
+
+from lego_arta.bench import write_bench
+from lego_arta.config import compose_config
+from lego_arta.data import build_dataset, load_data
+from lego_arta.methods.grpo import build_grpo_trainer
+from lego_arta.methods.sft import build_sft_trainer
+from lego_arta.models import load_model, resolve_model_path
+from lego_arta.rewards import build_reward_funcs
+from lego_arta.tracking import Tracker
+
+SETTINGS = {
+    "sft": ["method=sft", "method.args.per_device_train_batch_size=4"],
+    "grpo": [
+        "method=grpo",
+        "method.args.per_device_train_batch_size=2",
+        "method.args.num_generations=2",
+        "method.args.max_completion_length=16",
+    ],
+}
+
+
+class StepTimer(TrainerCallback):
+    """Wall time of every optimizer step."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._start = 0.0
+
+    def on_step_begin(self, args, state, control, **kw):
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kw):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def _ours(cfg: Any, rows: Any, out: Path) -> Any:
+    model, processor = load_model(cfg.model, cfg.paths.cache_dir)
+    build = build_sft_trainer if cfg.method.name == "sft" else build_grpo_trainer
+    return build(cfg, model, processor, rows, out, Tracker())
+
+
+def _bare(cfg: Any, rows: Any, out: Path) -> Any:
+    """TRL + PEFT called directly, with the values our config resolves to."""
+    path = resolve_model_path(cfg.model, cfg.paths.cache_dir)
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype="float32", attn_implementation="sdpa")
+    for name, param in model.named_parameters():
+        if "visual" in name:
+            param.requires_grad_(False)
+    processor = AutoProcessor.from_pretrained(path, padding_side="left")
+    lc = cfg.method.lora
+    lora = LoraConfig(r=lc.r, lora_alpha=lc.lora_alpha, lora_dropout=lc.lora_dropout, target_modules=lc.target_modules)
+    a = cfg.method.args
+    common: dict[str, Any] = {
+        "output_dir": str(out),
+        "max_steps": a.max_steps,
+        "per_device_train_batch_size": a.per_device_train_batch_size,
+        "learning_rate": a.learning_rate,
+        "lr_scheduler_type": a.lr_scheduler_type,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        "bf16": False,
+        "gradient_checkpointing": False,
+        "remove_unused_columns": False,
+        "seed": int(cfg.seed),
+    }
+    if cfg.method.name == "sft":
+        args = SFTConfig(**common, max_length=None, completion_only_loss=True)
+        data = rows.select_columns(["prompt", "completion", "images"])
+        return SFTTrainer(model=model, args=args, train_dataset=data, processing_class=processor, peft_config=lora)
+    funcs, weights = build_reward_funcs(cfg.reward)
+    args = GRPOConfig(
+        **common,
+        num_generations=a.num_generations,
+        max_completion_length=a.max_completion_length,
+        temperature=a.temperature,
+        beta=a.beta,
+        reward_weights=weights,
+    )
+    data = rows.select_columns(["prompt", "images", "solution", "task", "id"])
+    return GRPOTrainer(
+        model=model, reward_funcs=funcs, args=args, train_dataset=data, processing_class=processor, peft_config=lora
+    )
+
+
+def bench(method: str, steps: int, rounds: int) -> dict[str, Any]:
+    per_step: dict[str, list[float]] = {"ours": [], "bare": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = [
+            *SETTINGS[method],
+            f"method.args.max_steps={steps}",
+            "method.args.save_steps=100000",
+            "logger=none",
+        ]
+        cfg = compose_config(overrides, output_dir=tmp)
+        data = load_data(cfg)
+        rows = build_dataset(data.train, data.train, cfg.data, int(cfg.seed))
+        for r in range(rounds):
+            for name, build in (("bare", _bare), ("ours", _ours)):
+                trainer = build(cfg, rows, Path(tmp) / f"{name}{r}")
+                timer = StepTimer()
+                trainer.add_callback(timer)
+                trainer.train()
+                per_step[name].extend(timer.times[1:])
+    ours, bare = statistics.median(per_step["ours"]), statistics.median(per_step["bare"])
+    return {"steps": steps, "rounds": rounds, "s_per_step_ours": ours, "s_per_step_bare": bare, "ratio": ours / bare}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    report = {m: bench(m, args.steps, args.rounds) for m in ("sft", "grpo")}
+    path = write_bench("train", report)
+    for m, r in report.items():
+        print(
+            f"{m}: ours {r['s_per_step_ours']:.3f} s/step, bare TRL {r['s_per_step_bare']:.3f} s/step, "
+            f"ratio {r['ratio']:.3f}"
+        )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
