@@ -1,0 +1,114 @@
+"""The one entry point the rest of the code calls: config -> records -> leakage-safe split."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from lego_arta.data.reader import read_dataset
+from lego_arta.data.records import TASKS, DataError, Record
+from lego_arta.data.split import SUMMARY_FILE, TEST_FILE, TRAIN_FILE, save_records, split_records, split_summary
+from lego_arta.data.synthetic import SyntheticSettings, ensure_synthetic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataSplit:
+    """The records every method reads: the train / test split, its summary, where it came from, what was dropped."""
+
+    train: list[Record]
+    test: list[Record]
+    summary: dict[str, Any]
+    root: Path
+    dropped: Counter[str] = field(default_factory=Counter)
+
+
+def load_data(cfg: DictConfig | Mapping[str, Any]) -> DataSplit:
+    """Read (generating the synthetic scenes first when ``data.root`` is null) and split the data of a run.
+
+    Args:
+        cfg: the full composed config; uses ``data``, ``split``, ``seed`` and ``paths.cache_dir`` (the latter only
+            when generating). Under ``hydra.compose`` (no Hydra run), override ``paths.cache_dir`` with a real dir.
+
+    Raises:
+        DataError: a config or dataset problem, before any model is loaded.
+    """
+    data = _node(cfg, "data")
+    split = _node(cfg, "split")
+    tasks = tuple(data.get("tasks") or TASKS)
+    if unknown := [t for t in tasks if t not in TASKS]:
+        raise DataError(f"data.tasks: {unknown} not in {list(TASKS)}")
+    root = data.get("root")
+    if root is None:
+        synthetic = data.get("synthetic")
+        if not synthetic:
+            raise DataError("data.root is not set: pass data.root=DIR (the folder that holds json_data/)")
+        settings = SyntheticSettings.from_config(synthetic)
+        root = ensure_synthetic(settings, _cache_dir(cfg))
+    result = read_dataset(root, tasks, use_task_files=bool(data.get("use_task_files", True)))
+    by = str(split.get("by", "record"))
+    test_size = float(split.get("test_size", 0.25))
+    seed = int(split.get("seed", cfg.get("seed", 0)))
+    train, test = split_records(result.records, test_size=test_size, seed=seed, by=by, published=result.published)
+    for task in tasks:
+        if not any(r.task == task for r in train):
+            log.warning("no %s record in the training split", task)
+    summary = split_summary(
+        train,
+        test,
+        data=str(data.get("name", "")),
+        root=str(result.root),
+        split={"by": by, "test_size": test_size, "seed": seed},
+        dropped=dict(result.dropped),
+    )
+    log.info("split %s: %s", by, summary["counts"])
+    return DataSplit(train=train, test=test, summary=summary, root=result.root, dropped=result.dropped)
+
+
+def save_split(split: DataSplit, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``train.jsonl``, ``test.jsonl`` and ``split_summary.json`` into ``out_dir``; return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "train": save_records(split.train, out / TRAIN_FILE),
+        "test": save_records(split.test, out / TEST_FILE),
+        "summary": out / SUMMARY_FILE,
+    }
+    paths["summary"].write_text(json.dumps(split.summary, indent=2, sort_keys=True) + "\n")
+    return paths
+
+
+def _node(cfg: DictConfig | Mapping[str, Any], key: str) -> dict[str, Any]:
+    """``cfg[key]`` as a plain resolved dict (``paths`` is left out: it may need a Hydra run to resolve)."""
+    try:
+        node = cfg[key]
+    except (KeyError, AttributeError) as e:
+        raise DataError(f"the config has no {key!r} node") from e
+    if isinstance(node, DictConfig):
+        try:
+            plain = OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
+        except MissingMandatoryValue as e:
+            raise DataError(
+                f"{e.full_key or key}: missing value (???); set it on the command line, e.g. {e.full_key}=..."
+            ) from e
+        assert isinstance(plain, dict)
+        return {str(k): v for k, v in plain.items()}
+    return dict(node)
+
+
+def _cache_dir(cfg: DictConfig | Mapping[str, Any]) -> Path:
+    try:
+        return Path(str(cfg["paths"]["cache_dir"]))
+    except Exception as e:  # an unresolvable ${hydra:...} outside a Hydra run
+        raise DataError(
+            f"paths.cache_dir does not resolve ({e}); outside a Hydra run, override it: paths.cache_dir=DIR"
+        ) from e

@@ -1,0 +1,471 @@
+"""Procedurally drawn LEGO-like scenes, written in the real dataset's on-disk layout and JSON schema.
+
+Every manual is a small build on a tan base plate, one part per step, seen from above (top face with studs, a darker
+front strip whose height tells bricks from plates). Per step the generator writes:
+
+- ``lego/<m>/images/step_XX.png``: the step image, a parts call-out panel (top left) showing the step's part and
+  the assembly after the step; the instruction text ("Attach the 2x4 red brick in the top left corner of the base.")
+  comes from a small template grammar and says where the part went.
+- ``object_dataset/lego/<m>/step_XX.png``: a call-out image with 1..max_boxes copies of the step's part and a few
+  distractor parts; the answer (``VLM.MiniGPTv2_output``, legacy format, so the reader's conversion runs) holds the
+  exact boxes of the copies on the 0-100 grid.
+- ``step_dataset/lego/<m>/step_XX.png`` (the step image: "Yes") and ``step_XX_fake<N>.png`` ("No"): the part
+  removed, recoloured, or lying off the base, while the call-out still shows the right part.
+
+Each manual also has a cover page (``fullscreeneop``, an ``ImageContent`` detection: dropped by the reader) and an
+end page (``eop``, "No text found", fields "None"), and its ``VLM.img_path`` values carry a cluster prefix: the
+quirks of the published files. Everything is deterministic from the settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+from lego_arta.data.records import DataError
+
+log = logging.getLogger(__name__)
+
+# bump when the drawing or the layout changes: cached datasets of an older version are not reused
+GENERATOR_VERSION = 1
+CLUSTER_PREFIX = "/cluster/work/arta/data"  # a foreign prefix in img_path, re-rooted by the reader
+
+RGB = tuple[int, int, int]
+COLORS: dict[str, RGB] = {
+    "red": (201, 26, 9),
+    "blue": (0, 85, 191),
+    "yellow": (245, 205, 47),
+    "green": (35, 145, 60),
+    "white": (244, 244, 244),
+    "black": (33, 33, 33),
+    "orange": (254, 138, 24),
+    "purple": (129, 0, 123),
+}
+BACKGROUND: RGB = (214, 224, 236)
+PANEL: RGB = (236, 240, 246)
+PANEL_LINE: RGB = (120, 130, 145)
+BASE: RGB = (222, 198, 156)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How a kind of part is drawn: its sizes (studs) and front-strip depth (in stud units)."""
+
+    sizes: tuple[tuple[int, int], ...]
+    depth: float
+    studs: bool = True
+    holes: bool = False
+
+
+SHAPES: dict[str, Shape] = {
+    "brick": Shape(((1, 1), (1, 2), (1, 4), (2, 2), (2, 4)), depth=0.6),
+    "plate": Shape(((1, 2), (1, 4), (2, 2), (2, 4)), depth=0.22),
+    "beam": Shape(((1, 2), (1, 3), (1, 5)), depth=0.4, studs=False, holes=True),
+    "tile": Shape(((1, 2), (2, 2)), depth=0.22, studs=False),
+}
+VERBS = ("Attach", "Place", "Add", "Put")
+PLACES = {  # (row third, column third) of the part's centre on the base -> where the text says it goes
+    (0, 0): "in the top left corner of",
+    (0, 1): "along the top edge of",
+    (0, 2): "in the top right corner of",
+    (1, 0): "on the left side of",
+    (1, 1): "in the middle of",
+    (1, 2): "on the right side of",
+    (2, 0): "in the bottom left corner of",
+    (2, 1): "along the bottom edge of",
+    (2, 2): "in the bottom right corner of",
+}
+THEMES = ("house", "racer", "tower", "bridge", "robot", "boat", "garden", "rocket", "train", "castle")
+FAKE_KINDS = ("remove", "recolour", "move")
+INVALID_ANSWER = "<p>ImageContent</p>{<0><0><100><100>}"  # the cover page's detection: dropped by the reader
+
+
+@dataclass(frozen=True)
+class SyntheticSettings:
+    """The generator's knobs (``data.synthetic``); the cache dir name is a hash of them."""
+
+    seed: int = 0
+    num_manuals: int = 8
+    steps_per_manual: int = 6
+    image_size: int = 112
+    colors: tuple[str, ...] = ("red", "blue", "yellow", "green", "white", "black")
+    shapes: tuple[str, ...] = ("brick", "plate", "beam", "tile")
+    max_boxes: int = 4  # copies of the queried part in an object image: 1..max_boxes
+    max_distractors: int = 2  # other parts in an object image: 0..max_distractors
+    fakes_per_group: int = 3  # state fakes per real image (1..3: removed, recoloured, moved off the base)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.num_manuals < 1 or self.steps_per_manual < 1:
+            problems.append("num_manuals and steps_per_manual must be >= 1")
+        if self.image_size < 64:
+            problems.append(f"image_size {self.image_size} < 64: parts would not be visible")
+        if bad := [c for c in self.colors if c not in COLORS]:
+            problems.append(f"colors {bad} not in {sorted(COLORS)}")
+        if len(self.colors) < 2:
+            problems.append("colors needs at least 2 entries (recoloured fakes)")
+        if bad := [s for s in self.shapes if s not in SHAPES]:
+            problems.append(f"shapes {bad} not in {sorted(SHAPES)}")
+        if not self.shapes:
+            problems.append("shapes is empty")
+        if not 1 <= self.max_boxes <= 6 or not 0 <= self.max_distractors <= 4:
+            problems.append("max_boxes must be in 1..6 and max_distractors in 0..4")
+        if not 1 <= self.fakes_per_group <= len(FAKE_KINDS):
+            problems.append(f"fakes_per_group must be in 1..{len(FAKE_KINDS)}")
+        if problems:
+            raise DataError("data.synthetic: " + "; ".join(problems))
+
+    @classmethod
+    def from_config(cls, node: Mapping[str, Any]) -> SyntheticSettings:
+        """Settings from the ``data.synthetic`` config node (a plain mapping); unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        if unknown := sorted(set(node) - names):
+            raise DataError(f"data.synthetic: unknown keys {unknown} (known: {sorted(names)})")
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in node.items()}
+        return cls(**values)
+
+    def digest(self) -> str:
+        """A short hash of the settings and the generator version (the cache key)."""
+        payload = json.dumps({"version": GENERATOR_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def ensure_synthetic(settings: SyntheticSettings, cache_dir: str | Path) -> Path:
+    """The dataset dir for ``settings`` under ``<cache_dir>/data/``, generated on first use and reused after.
+
+    Generation writes into a temporary sibling dir that is renamed into place when complete, so an interrupted
+    generation never leaves a half dataset that a later run would reuse.
+    """
+    final = Path(cache_dir).expanduser().resolve() / "data" / f"synthetic-{settings.digest()}"
+    if final.is_dir():
+        log.info("reusing synthetic data at %s", final)
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        generate(settings, tmp)
+        os.rename(tmp, final)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not final.is_dir():  # not "another process finished first"
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("generated synthetic data at %s", final)
+    return final
+
+
+def generate(settings: SyntheticSettings, out_dir: str | Path) -> None:
+    """Write the whole synthetic dataset for ``settings`` into ``out_dir`` (the real dataset's layout)."""
+    out = Path(out_dir)
+    (out / "json_data" / "lego").mkdir(parents=True, exist_ok=True)
+    (out / "settings.json").write_text(
+        json.dumps({"generator_version": GENERATOR_VERSION, **dataclasses.asdict(settings)}, indent=2) + "\n"
+    )
+    for index in range(settings.num_manuals):
+        _Manual(settings, index).write(out)
+
+
+# -- drawing ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Part:
+    """A part type: shape, size (w <= l, in studs) and colour; its label is what queries and answers call it."""
+
+    shape: str
+    width: int
+    length: int
+    color: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.width}x{self.length} {self.color} {self.shape}"
+
+    def grid(self, vertical: bool) -> tuple[int, int]:
+        """(columns, rows) of studs the part covers, lying horizontally or vertically."""
+        return (self.width, self.length) if vertical else (self.length, self.width)
+
+
+def unit(image_size: int) -> int:
+    """Pixels per stud for an image size (9 at 112 px)."""
+    return max(5, image_size // 12)
+
+
+def part_size(part: Part, vertical: bool, u: int) -> tuple[int, int]:
+    """(width, height) in pixels of a part drawn at ``u`` pixels per stud."""
+    cols, rows = part.grid(vertical)
+    return cols * u, rows * u + _depth(part, u)
+
+
+def _depth(part: Part, u: int) -> int:
+    return max(2, round(SHAPES[part.shape].depth * u))
+
+
+def _shade(color: RGB, factor: float) -> RGB:
+    """A darker shade of ``color`` (lines, front strip, holes); dark colours get lighter shades instead."""
+    if sum(color) < 150:
+        return (
+            int(255 - (255 - color[0]) * factor),
+            int(255 - (255 - color[1]) * factor),
+            int(255 - (255 - color[2]) * factor),
+        )
+    return (int(color[0] * factor), int(color[1] * factor), int(color[2] * factor))
+
+
+def _tint(color: RGB) -> RGB:
+    """A lighter tint of ``color`` (the lit rim of a stud)."""
+    return (color[0] + (255 - color[0]) // 2, color[1] + (255 - color[1]) // 2, color[2] + (255 - color[2]) // 2)
+
+
+def draw_part(
+    draw: ImageDraw.ImageDraw, part: Part, x: int, y: int, vertical: bool, u: int, color: RGB | None = None
+) -> tuple[int, int, int, int]:
+    """Draw ``part`` with its top-left corner at (x, y); return its pixel box (x1, y1, x2, y2), x2/y2 exclusive."""
+    fill = color or COLORS[part.color]
+    shape = SHAPES[part.shape]
+    cols, rows = part.grid(vertical)
+    tw, th, d = cols * u, rows * u, _depth(part, u)
+    line = _shade(fill, 0.55)
+    if shape.holes:  # a beam: rounded ends, holes instead of studs
+        radius = min(tw, th) // 2
+        draw.rounded_rectangle((x, y + d, x + tw - 1, y + th + d - 1), radius, fill=_shade(fill, 0.7), outline=line)
+        draw.rounded_rectangle((x, y, x + tw - 1, y + th - 1), radius, fill=fill, outline=line)
+    else:
+        draw.rectangle((x, y + th, x + tw - 1, y + th + d - 1), fill=_shade(fill, 0.7), outline=line)
+        draw.rectangle((x, y, x + tw - 1, y + th - 1), fill=fill, outline=line)
+    for i in range(cols):
+        for j in range(rows):
+            cx, cy = x + (i + 0.5) * u - 0.5, y + (j + 0.5) * u - 0.5
+            if shape.studs:  # a lit upper-left rim and a shaded lower-right rim
+                r = 0.3 * u
+                draw.arc((cx - r, cy - r, cx + r, cy + r), 135, 315, fill=_tint(fill))
+                draw.arc((cx - r, cy - r, cx + r, cy + r), 315, 135, fill=line)
+            elif shape.holes:
+                r = 0.2 * u
+                draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=_shade(fill, 0.45))
+    return x, y, x + tw, y + th + d
+
+
+def to_grid(box: tuple[int, int, int, int], size: int) -> tuple[int, int, int, int]:
+    """A pixel box (exclusive ends) on the 0-100 grid with integer coordinates that enclose it."""
+    x1, y1, x2, y2 = box
+    return (
+        math.floor(100 * x1 / size),
+        math.floor(100 * y1 / size),
+        min(100, math.ceil(100 * x2 / size)),
+        min(100, math.ceil(100 * y2 / size)),
+    )
+
+
+def legacy_answer(label: str, boxes: list[tuple[int, int, int, int]]) -> str:
+    """MiniGPT-v2's answer format: ``<p>label</p>{<x1><y1><x2><y2>}<delim>{...}``."""
+    return f"<p>{label}</p>" + "<delim>".join("{" + "".join(f"<{v}>" for v in box) + "}" for box in boxes)
+
+
+def _seeded(*parts: object) -> random.Random:
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+@dataclass(frozen=True)
+class _Placed:
+    part: Part
+    col: int
+    row: int
+    vertical: bool
+
+    def cells(self) -> set[tuple[int, int]]:
+        cols, rows = self.part.grid(self.vertical)
+        return {(self.col + i, self.row + j) for i in range(cols) for j in range(rows)}
+
+
+class _Manual:
+    """One synthetic manual: its build (one part per step) and the images and JSON that describe it."""
+
+    def __init__(self, settings: SyntheticSettings, index: int) -> None:
+        self.s = settings
+        self.rng = _seeded("manual", settings.seed, index)
+        self.size = settings.image_size
+        self.u = unit(self.size)
+        self.id = f"lego-{90001 + index}-{self.rng.choice(list(settings.colors))}-{self.rng.choice(THEMES)}-synthetic"
+        # layout: call-out panel top left, base plate below, free background top right (where moved parts lie)
+        sizes = [part_size(Part(n, *wl, "red"), False, self.u) for n in settings.shapes for wl in SHAPES[n].sizes]
+        self.panel = (3, 3, 3 + max(w for w, _ in sizes) + 8, 3 + max(h for _, h in sizes) + 8)
+        base_top = self.panel[3] + 6
+        self.base_rows = max(3, (self.size - 4 - base_top - 2) // self.u)
+        self.base_cols = min(12, (self.size - 8) // self.u)
+        self.base_xy = ((self.size - self.base_cols * self.u) // 2, self.size - 4 - 2 - self.base_rows * self.u)
+        self.free = (self.panel[2] + 4, 3, self.size - 3, self.base_xy[1] - 3)
+
+    def random_part(self, rng: random.Random, *, exclude: str | None = None) -> Part:
+        while True:
+            shape = rng.choice(list(self.s.shapes))
+            width, length = rng.choice(SHAPES[shape].sizes)
+            part = Part(shape, width, length, rng.choice(list(self.s.colors)))
+            if part.label != exclude:
+                return part
+
+    # -- the build ------------------------------------------------------------------------------------------------
+    def plan(self) -> list[_Placed]:
+        placed: list[_Placed] = []
+        used: set[tuple[int, int]] = set()
+        for _ in range(self.s.steps_per_manual):
+            for _attempt in range(20):
+                part = self.random_part(self.rng)
+                options = [
+                    _Placed(part, c, r, v)
+                    for v in ((False, True) if part.width != part.length else (False,))
+                    for c in range(self.base_cols)
+                    for r in range(self.base_rows)
+                ]
+                options = [
+                    p
+                    for p in options
+                    if not (p.cells() & used)
+                    and all(0 <= c < self.base_cols and 0 <= r < self.base_rows for c, r in p.cells())
+                ]
+                if options:
+                    choice = self.rng.choice(options)
+                    placed.append(choice)
+                    used |= choice.cells()
+                    break
+        return placed
+
+    def instruction_text(self, placed: _Placed, rng: random.Random) -> str:
+        cols, rows = placed.part.grid(placed.vertical)
+        cx, cy = placed.col + cols / 2, placed.row + rows / 2
+        third = (min(2, int(3 * cy / self.base_rows)), min(2, int(3 * cx / self.base_cols)))
+        return f"{rng.choice(VERBS)} the {placed.part.label} {PLACES[third]} the base."
+
+    # -- images ---------------------------------------------------------------------------------------------------
+    def assembly(
+        self, parts: list[_Placed], *, callout: Part | None, override: dict[int, tuple[str, Any]] | None = None
+    ) -> Image.Image:
+        """The build with ``parts``; ``override`` {index: ("colour", RGB) | ("move", (x, y))} alters one part."""
+        image = Image.new("RGB", (self.size, self.size), BACKGROUND)
+        draw = ImageDraw.Draw(image)
+        u, (bx, by) = self.u, self.base_xy
+        base = Part("plate", self.base_rows, self.base_cols, "red")
+        draw_part(draw, base, bx, by, False, u, color=BASE)
+        for i, p in enumerate(parts):
+            kind, value = (override or {}).get(i, ("", None))
+            if kind == "move":  # lying flat off the base
+                draw_part(draw, p.part, value[0], value[1], False, u)
+            else:
+                color = value if kind == "colour" else None
+                draw_part(draw, p.part, bx + p.col * u, by + p.row * u, p.vertical, u, color=color)
+        if callout is not None:
+            x1, y1, x2, y2 = self.panel
+            draw.rectangle((x1, y1, x2, y2), fill=PANEL, outline=PANEL_LINE, width=1)
+            w, h = part_size(callout, False, u)
+            draw_part(draw, callout, x1 + (x2 - x1 - w) // 2 + 1, y1 + (y2 - y1 - h) // 2 + 1, False, u)
+        return image
+
+    def callout_image(self, target: Part, rng: random.Random) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+        """An object image: 1..max_boxes copies of ``target`` and distractors; the copies' pixel boxes."""
+        image = Image.new("RGB", (self.size, self.size), BACKGROUND)
+        draw = ImageDraw.Draw(image)
+        copies = rng.randint(1, self.s.max_boxes)
+        parts = [target] * copies + [
+            self.random_part(rng, exclude=target.label) for _ in range(rng.randint(0, self.s.max_distractors))
+        ]
+        taken: list[tuple[int, int, int, int]] = []
+        boxes: list[tuple[int, int, int, int]] = []
+        for n, part in enumerate(parts):
+            for _attempt in range(200):
+                vertical = part.width != part.length and rng.random() < 0.35
+                w, h = part_size(part, vertical, self.u)
+                if w > self.size - 6 or h > self.size - 6:
+                    continue
+                x, y = rng.randint(3, self.size - 3 - w), rng.randint(3, self.size - 3 - h)
+                box = (x, y, x + w, y + h)
+                if all(_apart(box, other, 3) for other in taken):
+                    taken.append(box)
+                    draw_part(draw, part, x, y, vertical, self.u)
+                    if n < copies:
+                        boxes.append(box)
+                    break
+        return image, boxes
+
+    def moved_xy(self, placed: _Placed, rng: random.Random) -> tuple[int, int]:
+        w, h = part_size(placed.part, False, self.u)
+        x1, y1, x2, y2 = self.free
+        return rng.randint(x1, max(x1, x2 - w)), rng.randint(y1, max(y1, y2 - h))
+
+    # -- files ----------------------------------------------------------------------------------------------------
+    def write(self, out: Path) -> None:
+        steps = self.plan()
+        step_dir = out / "lego" / self.id / "images"
+        object_dir = out / "object_dataset" / "lego" / self.id
+        state_dir = out / "step_dataset" / "lego" / self.id
+        for folder in (step_dir, object_dir, state_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        _save(self.assembly(steps, callout=None), step_dir / "cover.png")
+        cover = self._vlm("cover.png", "[detection]", "Find a ImageContent", INVALID_ANSWER, "fullscreeneop", "None")
+        instructions = [_instruction(0, "No text found", [], cover)]
+        for k, placed in enumerate(steps, start=1):
+            rng = _seeded("step", self.s.seed, self.id, k)
+            name = f"step_{k:02d}.png"
+            text = self.instruction_text(placed, rng)
+            image = self.assembly(steps[:k], callout=placed.part)
+            _save(image, step_dir / name)
+            _save(image, state_dir / name)
+            for n, kind in enumerate(rng.sample(FAKE_KINDS, self.s.fakes_per_group), start=1):
+                _save(self.fake(steps[:k], kind, rng), state_dir / f"step_{k:02d}_fake{n}.png")
+            callout, boxes = self.callout_image(placed.part, rng)
+            _save(callout, object_dir / name)
+            collect = rng.random() < 0.25
+            label, query = ("[detection-collect]", "Collect") if collect else ("[detection]", "Find")
+            answer = legacy_answer(placed.part.label, [to_grid(b, self.size) for b in boxes])
+            vlm = self._vlm(name, label, f"{query} a {placed.part.label}", answer, "step", k)
+            verb = text.split()[0]
+            instructions.append(_instruction(k, [text], [[{"verb": verb}, {"this_line": text}]], vlm))
+        end = dict.fromkeys(("img_path", "task_label", "query", "MiniGPTv2_output", "step_num"), "None")
+        instructions.append(_instruction(len(steps) + 1, "No text found", [], {**end, "step_class": "eop"}))
+        manual = {"manual_id": self.id, "manual_type": "lego", "instructions": instructions}
+        path = out / "json_data" / "lego" / f"{self.id}.json"
+        path.write_text(json.dumps(manual, indent=1) + "\n", encoding="utf-8")
+
+    def fake(self, parts: list[_Placed], kind: str, rng: random.Random) -> Image.Image:
+        last = parts[-1]
+        if kind == "remove":
+            return self.assembly(parts[:-1], callout=last.part)
+        if kind == "recolour":
+            other = rng.choice([c for c in self.s.colors if c != last.part.color])
+            return self.assembly(parts, callout=last.part, override={len(parts) - 1: ("colour", COLORS[other])})
+        return self.assembly(parts, callout=last.part, override={len(parts) - 1: ("move", self.moved_xy(last, rng))})
+
+    def _vlm(self, name: str, label: str, query: str, answer: str, step_class: str, step: int | str) -> dict[str, Any]:
+        return {
+            "img_path": f"{CLUSTER_PREFIX}/lego/{self.id}/images/{name}",
+            "task_label": label,
+            "query": query,
+            "MiniGPTv2_output": answer,
+            "step_class": step_class,
+            "step_num": step,
+        }
+
+
+def _instruction(iid: int, text: str | list[str], entities: list[Any], vlm: dict[str, Any]) -> dict[str, Any]:
+    return {"instruction_id": iid, "text": text, "entities": entities, "VLM": vlm}
+
+
+def _apart(a: tuple[int, int, int, int], b: tuple[int, int, int, int], gap: int) -> bool:
+    return a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1]
+
+
+def _save(image: Image.Image, path: Path) -> None:
+    image.save(path, format="PNG", compress_level=1)
