@@ -1,0 +1,91 @@
+"""Score a predictions file with the study's metrics: metrics.json in the run dir and a table with 95% bootstrap CIs.
+
+    python experiments/score.py predictions=outputs/default/runs/<time>/predictions.jsonl
+    python experiments/score.py predictions=preds.jsonl bootstrap.samples=0 seed=1
+
+Each line of the file is a JSON object with ``prediction`` (raw model text) and ``reference`` (strings), optional
+``task`` (grounding | object | state; inferred from the reference when missing) and optional ``id``. metrics.json holds
+``eval/<metric>``, ``eval/<metric>_lo`` / ``_hi`` and the always-"Yes" reference ``ref/always_yes/<metric>``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from lego_arta import metrics as M
+from lego_arta.runs import write_metrics
+
+log = logging.getLogger(__name__)
+
+REQUIRED_FIELDS = ("prediction", "reference")
+
+
+def load_predictions(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` for every non-empty line; a clear error names the file, line and field.
+
+    (``lego_arta.runs.read_jsonl`` skips undecodable lines, which suits a killed writer's last line but not a file
+    given to be scored, so this reader is strict.)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions={path}: no such file")
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError) as err:
+                raise ValueError(f"{path}:{lineno}: not a JSON object ({err})") from err
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+            for field in REQUIRED_FIELDS:
+                if field not in record:
+                    raise ValueError(f"{path}:{lineno}: missing field {field!r}")
+                if not isinstance(record[field], str):
+                    raise ValueError(
+                        f"{path}:{lineno}: field {field!r} is {type(record[field]).__name__}, not a string"
+                    )
+            out.append((lineno, record))
+    if not out:
+        raise ValueError(f"{path}: no records")
+    return out
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Score ``cfg.predictions``; write metrics.json to ``cfg.paths.output_dir``; print and return the metrics."""
+    path = Path(cfg.predictions)
+    lines = load_predictions(path)
+    records = [record for _, record in lines]
+    samples = M.score_samples(records, names=[f"{path}:{lineno}" for lineno, _ in lines])
+    values = M.aggregate(samples)
+    n_boot = int(cfg.bootstrap.samples)
+    cis = M.bootstrap_ci(samples, n=n_boot, seed=int(cfg.seed)) if n_boot > 0 else {}
+    reference = M.always_yes_reference(records)
+    out = {f"eval/{k}": v for k, v in values.items()}
+    for k, (lo, hi) in cis.items():
+        out[f"eval/{k}_lo"], out[f"eval/{k}_hi"] = lo, hi
+    out |= {f"ref/always_yes/{k}": v for k, v in reference.items()}
+    out["eval/num_samples"] = float(len(samples))
+    metrics_file = write_metrics(out, cfg.paths.output_dir)
+    log.info("scored %d records from %s -> %s", len(samples), path, metrics_file)
+    print(f"{path} ({len(samples)} records)\n\n{M.format_table(values, cis if n_boot > 0 else None)}")
+    if reference:
+        print(f"\nAlways-'Yes' reference (state):\n\n{M.format_table(reference)}")
+    return out
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="score")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

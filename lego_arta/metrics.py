@@ -1,0 +1,278 @@
+"""Evaluation metrics of the study (Table 1), on raw model text, with the parser the rewards use.
+
+``score(records) = aggregate(score_samples(records))``; records are mappings with ``prediction`` (raw model text),
+``reference``, optional ``task`` (inferred from the reference when missing or None) and optional ``id``. Values are
+x100 and keys exist only for the tasks present:
+
+- grounding: ``f1_theme`` (SQuAD token F1), ``rouge`` (ROUGE-L F1), ``rouge1``, ``rouge2`` (rouge-score, stemmer),
+  ``bleu`` (sentence BLEU-4 on word tokens, as the ``grounding`` reward).
+- object: ``f1_object`` (token F1 of all labels joined), ``iou`` (raw boxes, degenerate dropped, Hungarian, mean over
+  pairs, 0 without a valid predicted box), ``iou_strict`` (matched IoU sum / max(#pred, #ref)), ``iou50`` (share of
+  samples with ``iou`` >= 0.5).
+- state: ``f1_state`` (Yes positive, 2TP / (2TP + FP + FN)) and ``fpr`` (FP / (FP + TN)), 0 on a zero denominator.
+
+``bootstrap_ci`` resamples the per-sample values (within each task), so CIs need no re-scoring.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from lego_arta.parsing import TASKS, answer_text, completion_text, parse_boxes, parse_yes_no, resolve_task, word_tokens
+from lego_arta.rewards.detection import match_boxes, object_reference, valid_boxes
+from lego_arta.rewards.text import bleu4, rouge_f1
+
+log = logging.getLogger(__name__)
+
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "grounding": ("f1_theme", "rouge", "rouge1", "rouge2", "bleu"),
+    "object": ("f1_object", "iou", "iou_strict", "iou50"),
+    "state": ("f1_state", "fpr"),
+}
+METRIC_KEYS: tuple[str, ...] = tuple(k for task in TASKS for k in TASK_METRICS[task])
+_STATE_COUNTS = ("tp", "fp", "fn", "tn")
+
+
+def token_f1(prediction: Sequence[str], reference: Sequence[str]) -> float:
+    """SQuAD-style multiset token F1; 0.0 when either side is empty.
+
+    Args:
+        prediction: predicted tokens.
+        reference: reference tokens.
+
+    >>> token_f1(["red", "red", "brick"], ["red", "brick", "plate"])
+    0.6666666666666666
+    """
+    if not prediction or not reference:
+        return 0.0
+    common = sum((Counter(prediction) & Counter(reference)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(prediction), common / len(reference)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _grounding(prediction: str, reference: str) -> dict[str, float]:
+    pred_tokens, ref_tokens = word_tokens(prediction), word_tokens(reference)
+    rouge = rouge_f1(reference, prediction, ("rougeL", "rouge1", "rouge2"), use_stemmer=True)
+    return {
+        "f1_theme": token_f1(pred_tokens, ref_tokens),
+        "rouge": rouge["rougeL"],
+        "rouge1": rouge["rouge1"],
+        "rouge2": rouge["rouge2"],
+        "bleu": bleu4(pred_tokens, ref_tokens),
+    }
+
+
+def _object(prediction: str, reference: str, where: str) -> dict[str, float]:
+    ref_boxes, ref_valid = object_reference(reference, where)
+    boxes = parse_boxes(prediction)
+    valid = valid_boxes(boxes)  # raw: no clamping
+    total, pairs = match_boxes(valid, ref_valid)
+    iou = total / pairs if pairs else 0.0
+    strict = total / max(len(valid), len(ref_valid)) if len(valid) or len(ref_valid) else 0.0
+    labels = word_tokens(" ".join(b.label for b in boxes))
+    ref_labels = word_tokens(" ".join(b.label for b in ref_boxes))
+    return {"f1_object": token_f1(labels, ref_labels), "iou": iou, "iou_strict": strict, "iou50": float(iou >= 0.5)}
+
+
+def _state(prediction: str, reference: str) -> dict[str, float]:
+    yes, ref_yes = parse_yes_no(prediction) == "yes", parse_yes_no(answer_text(reference)) == "yes"
+    return {
+        "tp": float(yes and ref_yes),
+        "fp": float(yes and not ref_yes),
+        "fn": float(not yes and ref_yes),
+        "tn": float(not yes and not ref_yes),
+    }
+
+
+def _field(record: Mapping[str, Any], field: str, name: str) -> Any:
+    if field not in record:
+        raise ValueError(f"record {name}: missing field {field!r}")
+    return record[field]
+
+
+def score_samples(records: Iterable[Mapping[str, Any]], names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Per-sample values in [0, 1] (not x100) with the sample's ``task``; state samples carry their confusion
+    indicators ``tp``, ``fp``, ``fn``, ``tn`` (one of them 1.0) instead of a score.
+
+    Args:
+        records: mappings with ``prediction``, ``reference`` and optional ``task`` and ``id``.
+        names: how errors name each record (e.g. ``file:line``); default: its ``id`` when present, else ``#index``.
+
+    Raises:
+        ValueError: a missing or non-string field, an unknown task, or an object reference with no box; the message
+            names the record (its ``id`` when present, else its index) and the field.
+        TypeError: a record that is not a mapping.
+
+    >>> score_samples([{"task": "state", "prediction": "<answer>Yes</answer>", "reference": "No"}])
+    [{'task': 'state', 'tp': 0.0, 'fp': 1.0, 'fn': 0.0, 'tn': 0.0}]
+    """
+    out: list[dict[str, Any]] = []
+    for index, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise TypeError(f"record #{index} is {type(record).__name__}, expected a mapping (prediction, reference)")
+        name = names[index] if names is not None else repr(record["id"]) if "id" in record else f"#{index}"
+        try:
+            prediction = completion_text(_field(record, "prediction", name))
+        except TypeError as err:
+            raise ValueError(f"record {name}: field 'prediction': {err}") from err
+        reference = _field(record, "reference", name)
+        if not isinstance(reference, str):
+            raise ValueError(f"record {name}: field 'reference' is {type(reference).__name__}, expected a string")
+        try:
+            task = resolve_task(record.get("task"), reference)
+        except ValueError as err:
+            raise ValueError(f"record {name}: field 'task': {err}") from err
+        answer = answer_text(prediction)
+        values: dict[str, float]
+        if task == "grounding":
+            values = _grounding(answer, answer_text(reference))
+        elif task == "object":
+            values = _object(answer, reference, f"record {name}: field 'reference'")
+        else:
+            values = _state(answer, reference)
+        out.append({"task": task, **values})
+    return out
+
+
+def _state_metrics(tp: Any, fp: Any, fn: Any, tn: Any) -> tuple[Any, Any]:
+    # Works on floats and on numpy arrays (bootstrap): F1 = 2TP/(2TP+FP+FN), FPR = FP/(FP+TN), 0 on a 0 denominator.
+    f1_den, fpr_den = 2 * tp + fp + fn, fp + tn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(f1_den > 0, 2 * tp / np.where(f1_den > 0, f1_den, 1), 0.0)
+        fpr = np.where(fpr_den > 0, fp / np.where(fpr_den > 0, fpr_den, 1), 0.0)
+    return 100.0 * f1, 100.0 * fpr
+
+
+def _by_task(samples: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for sample in samples:
+        groups.setdefault(sample["task"], []).append(sample)
+    return {task: groups[task] for task in TASKS if task in groups}
+
+
+def aggregate(samples: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Metrics (x100) from ``score_samples`` output: means per task, F1/FPR from the summed state counts.
+
+    Args:
+        samples: per-sample dicts from ``score_samples``.
+
+    >>> aggregate([{"task": "object", "f1_object": 1.0, "iou": 0.5, "iou_strict": 0.25, "iou50": 1.0},
+    ...            {"task": "object", "f1_object": 0.0, "iou": 0.0, "iou_strict": 0.0, "iou50": 0.0}])
+    {'f1_object': 50.0, 'iou': 25.0, 'iou_strict': 12.5, 'iou50': 50.0}
+    """
+    out: dict[str, float] = {}
+    for task, group in _by_task(samples).items():
+        if task == "state":
+            f1, fpr = _state_metrics(*(sum(s[c] for s in group) for c in _STATE_COUNTS))
+            out["f1_state"], out["fpr"] = float(f1), float(fpr)
+        else:
+            for key in TASK_METRICS[task]:
+                out[key] = 100.0 * sum(s[key] for s in group) / len(group)
+    return out
+
+
+def score(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """The study's metrics (x100) of ``records``; keys only for the tasks present.
+
+    Args:
+        records: mappings with ``prediction`` (raw model text), ``reference``, optional ``task`` and ``id``.
+
+    >>> score([{"prediction": "<think>no</think>Yes", "reference": "Yes"},
+    ...        {"prediction": "Attach the red brick", "reference": "Attach the red brick."}])
+    {'f1_theme': 100.0, 'rouge': 100.0, 'rouge1': 100.0, 'rouge2': 100.0, 'bleu': 100.0, 'f1_state': 100.0, 'fpr': 0.0}
+    """
+    return aggregate(score_samples(records))
+
+
+def bootstrap_ci(
+    samples: Sequence[Mapping[str, Any]], n: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap confidence intervals (x100) of every metric, from per-sample values.
+
+    Each of the ``n`` resamples draws, within each task, as many samples as the task has, with replacement (a seeded
+    ``numpy.random.Generator``; tasks in the order grounding, object, state). The metrics of a task share resamples.
+
+    Args:
+        samples: per-sample dicts from ``score_samples``.
+        n: number of bootstrap resamples.
+        seed: seed of the generator.
+        alpha: 1 - confidence level (0.05 gives 95% intervals).
+
+    >>> samples = score_samples([{"task": "state", "prediction": p, "reference": "Yes"} for p in ["Yes", "No"] * 10])
+    >>> aggregate(samples)["f1_state"], [round(v, 1) for v in bootstrap_ci(samples, n=200)["f1_state"]]
+    (66.66666666666666, [40.0, 85.7])
+    """
+    rng = np.random.default_rng(seed)
+    quantiles = [100 * alpha / 2, 100 * (1 - alpha / 2)]
+    out: dict[str, tuple[float, float]] = {}
+    for task, group in _by_task(samples).items():
+        fields = _STATE_COUNTS if task == "state" else TASK_METRICS[task]
+        values = np.array([[s[f] for f in fields] for s in group], dtype=float)  # (m, fields)
+        m = len(group)
+        stats = []
+        chunk = max(1, 2_000_000 // m)
+        for start in range(0, n, chunk):
+            idx = rng.integers(0, m, size=(min(chunk, n - start), m))
+            sums = np.stack([values[:, j][idx].sum(axis=1) for j in range(len(fields))], axis=1)
+            if task == "state":
+                stats.append(np.stack(_state_metrics(*sums.T), axis=1))
+            else:
+                stats.append(100.0 * sums / m)
+        table = np.concatenate(stats) if stats else np.zeros((0, len(TASK_METRICS[task])))
+        for j, key in enumerate(TASK_METRICS[task]):
+            if len(table):
+                lo, hi = np.percentile(table[:, j], quantiles)
+                out[key] = (float(lo), float(hi))
+    return {key: out[key] for key in METRIC_KEYS if key in out}
+
+
+def always_yes_reference(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """``f1_state`` and ``fpr`` of the trivial model that always answers "Yes", on the state records.
+
+    Reported beside results: on 1 Yes : 3 No groups it gives F1 40.0 and FPR 100.0. Empty when no state record.
+
+    Args:
+        records: the evaluated records (only ``reference`` and ``task`` are read).
+
+    >>> always_yes_reference([{"reference": r, "prediction": "No"} for r in ["Yes", "No", "No", "No"]])
+    {'f1_state': 40.0, 'fpr': 100.0}
+    """
+    state_records = []
+    for index, record in enumerate(records):
+        name = repr(record["id"]) if "id" in record else f"#{index}"
+        reference = _field(record, "reference", name)
+        if isinstance(reference, str) and resolve_task(record.get("task"), reference) == "state":
+            state_records.append({"task": "state", "prediction": "Yes", "reference": reference})
+    return score(state_records)
+
+
+def format_table(metrics: Mapping[str, float], cis: Mapping[str, tuple[float, float]] | None = None) -> str:
+    """A markdown table of metrics (contract order first, then any other key), with CIs when given.
+
+    Args:
+        metrics: metric name -> value (x100).
+        cis: optional metric name -> (low, high).
+
+    >>> print(format_table({"iou": 61.234, "f1_object": 80.0}, {"iou": (55.0, 66.9)}))
+    | metric | value | 95% CI |
+    |---|---:|---|
+    | f1_object | 80.00 |  |
+    | iou | 61.23 | [55.00, 66.90] |
+    """
+    keys = [k for k in METRIC_KEYS if k in metrics] + sorted(k for k in metrics if k not in METRIC_KEYS)
+    if cis is None:
+        lines = ["| metric | value |", "|---|---:|"]
+        lines += [f"| {k} | {metrics[k]:.2f} |" for k in keys]
+    else:
+        lines = ["| metric | value | 95% CI |", "|---|---:|---|"]
+        for k in keys:
+            ci = f"[{cis[k][0]:.2f}, {cis[k][1]:.2f}]" if k in cis else ""
+            lines.append(f"| {k} | {metrics[k]:.2f} | {ci} |")
+    return "\n".join(lines)

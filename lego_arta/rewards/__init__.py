@@ -1,0 +1,91 @@
+"""GRPO rewards, called the TRL way: ``reward(completions, solution=[...], task=[...], **kwargs)``.
+
+Each returns ``list[float | None]``.
+
+``None`` marks a sample the reward does not apply to (another task), so TRL's per-reward mean stays honest in
+mixed-task batches. Completions are strings or conversational ``[{"role": "assistant", "content": ...}]`` lists.
+Every reward parses with ``lego_arta.parsing``, as the metrics do.
+
+- ``REWARDS``: name -> callable (``format``, ``iou_v1``, ``iou_v2``, ``label_rouge``, ``state``, ``grounding``).
+- ``build_reward_funcs(reward_cfg)``: the reward list and TRL ``reward_weights`` from the Hydra ``reward`` group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from lego_arta.rewards.detection import IoUReward, LabelRougeReward, iou_v1, iou_v2, label_rouge
+from lego_arta.rewards.format import FormatReward
+from lego_arta.rewards.format import format as format_reward
+from lego_arta.rewards.text import GroundingReward, StateReward, grounding, state
+
+__all__ = [
+    "REWARDS",
+    "FormatReward",
+    "GroundingReward",
+    "IoUReward",
+    "LabelRougeReward",
+    "StateReward",
+    "build_reward_funcs",
+]
+
+RewardFunc = Callable[..., list[float | None]]
+
+REWARDS: dict[str, RewardFunc] = {
+    "format": format_reward,
+    "iou_v1": iou_v1,
+    "iou_v2": iou_v2,
+    "label_rouge": label_rouge,
+    "state": state,
+    "grounding": grounding,
+}
+
+# Weight keys of the reward group: ``iou`` is the configured IoU reward (``reward.iou``), the others are REWARDS.
+WEIGHT_KEYS: tuple[str, ...] = ("format", "iou", "label_rouge", "state", "grounding")
+
+
+def build_reward_funcs(reward_cfg: Mapping[str, Any] | Any) -> tuple[list[RewardFunc], list[float]]:
+    """The GRPO reward functions and TRL ``reward_weights`` of a ``reward`` config group.
+
+    ``reward_cfg.weights`` maps a weight key to its weight, in order; ``iou`` builds ``IoUReward(**reward_cfg.iou)``
+    (``name``, ``penalty``, ``range_bonus``, ``count_bonus``), the other keys take ``REWARDS[key]``. A weight of 0
+    drops the function.
+
+    Args:
+        reward_cfg: the ``reward`` node (DictConfig or dict) with ``weights`` and, when ``iou`` is weighted, ``iou``.
+
+    Raises:
+        ValueError: an unknown weight key (the message lists the valid ones) or a missing ``iou`` node.
+
+    >>> funcs, weights = build_reward_funcs({"iou": {"name": "iou_v2", "penalty": 1.0, "range_bonus": 0.0,
+    ...                                              "count_bonus": 0.1}, "weights": {"format": 1, "iou": 0.5,
+    ...                                              "state": 0}})
+    >>> [f.__name__ for f in funcs], weights
+    (['format', 'iou_v2'], [1.0, 0.5])
+    """
+    funcs: list[RewardFunc] = []
+    weights: list[float] = []
+    for key, weight in reward_cfg["weights"].items():
+        if key not in WEIGHT_KEYS:
+            raise ValueError(
+                f"unknown reward weight key {key!r} in reward.weights; valid keys: {', '.join(WEIGHT_KEYS)}"
+            )
+        if float(weight) == 0.0:
+            continue
+        if key == "iou":
+            iou_cfg = reward_cfg.get("iou") if hasattr(reward_cfg, "get") else None
+            if iou_cfg is None:
+                raise ValueError("reward.weights.iou is set but reward.iou (name, penalty, ...) is missing")
+            funcs.append(
+                IoUReward(
+                    str(iou_cfg["name"]),
+                    penalty=float(iou_cfg.get("penalty", 1.0)),
+                    range_bonus=float(iou_cfg.get("range_bonus", 0.0)),
+                    count_bonus=float(iou_cfg.get("count_bonus", 0.1)),
+                )
+            )
+        else:
+            funcs.append(REWARDS[key])
+        weights.append(float(weight))
+    return funcs, weights

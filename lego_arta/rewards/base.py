@@ -1,0 +1,53 @@
+"""What every reward shares: TRL's call contract turned into (answer text, reference, task) per sample."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from lego_arta.parsing import completion_text, resolve_task
+
+
+class Sample(NamedTuple):
+    """One sample of a reward batch: the completion's text, its reference (``None`` if absent) and its task."""
+
+    text: str
+    reference: str | None
+    task: str | None
+
+
+def samples(
+    name: str,
+    completions: Sequence[Any],
+    solution: Sequence[Any] | None,
+    task: Sequence[str | None] | None,
+    *,
+    needs_solution: bool = True,
+) -> list[Sample]:
+    """Pair each completion with its ``solution`` and task (the ``task`` column, else inferred from the solution).
+
+    Raises ``ValueError`` (naming the reward and the sample) when a column is missing or has the wrong length, or a
+    task is unknown: those are dataset errors, not model errors. Without ``solution`` and ``task`` (allowed only
+    when ``needs_solution`` is false) the task is ``None``.
+    """
+    n = len(completions)
+    if solution is None and needs_solution:
+        raise ValueError(f"reward {name!r} needs the `solution` column (the reference answers)")
+    for column, values in (("solution", solution), ("task", task)):
+        if values is not None and len(values) != n:
+            raise ValueError(f"reward {name!r}: {len(values)} values in `{column}` for {n} completions")
+    out = []
+    for i, completion in enumerate(completions):
+        reference = None if solution is None else solution[i]
+        if reference is not None and not isinstance(reference, str):
+            raise ValueError(f"reward {name!r}: solution[{i}] is {type(reference).__name__}, expected a string")
+        given = None if task is None else task[i]
+        if given is None and reference is None:
+            sample_task = None
+        else:
+            try:
+                sample_task = resolve_task(given, reference or "")
+            except ValueError as err:
+                raise ValueError(f"reward {name!r}: task[{i}]: {err}") from err
+        out.append(Sample(completion_text(completion), reference, sample_task))
+    return out

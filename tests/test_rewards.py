@@ -1,0 +1,370 @@
+"""GRPO rewards (lego_arta.rewards): the contract's values, TRL's call contract, the registry, the config builder."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+from omegaconf import OmegaConf
+
+from lego_arta.rewards import REWARDS, IoUReward, build_reward_funcs
+from lego_arta.rewards.text import _bleu4_counts, bleu4
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def J(*boxes: tuple[list[float], str]) -> str:
+    """A JSON answer with (bbox_2d, label) boxes."""
+    return json.dumps([{"bbox_2d": b, "label": label} for b, label in boxes])
+
+
+def T(answer: str, thought: str = "let me look") -> str:
+    """A well-formatted completion."""
+    return f"<think>{thought}</think>\n<answer>{answer}</answer>"
+
+
+REF1 = J(([0, 0, 10, 10], "red brick"))
+REF2 = J(([0, 0, 10, 10], "a"), ([50, 50, 60, 60], "b"))
+HUNGARIAN_REF = J(([0, 0, 10, 10], "x"), ([1, 0, 12, 10], "y"))
+HUNGARIAN_MEAN = (9 / 11 + 0.8) / 2  # greedy (best pair first) would give (0.9 + 7/12) / 2
+
+IOU_CASES = [
+    # exact match: iou 1, 4 coordinates inside, count bonus
+    pytest.param(T(J(([0, 0, 10, 10], "red brick"))), REF1, 1.5, 1.1, id="exact"),
+    # half overlap
+    pytest.param(T(J(([0, 0, 10, 5], "red brick"))), REF1, 1.0, 0.6, id="half"),
+    # float coordinates are not rounded nor rejected
+    pytest.param(T(J(([2.5, 2.5, 7.5, 7.5], "x"))), REF1, 0.75, 0.35, id="float-coords"),
+    # Hungarian, not greedy: the optimal assignment gives a larger mean
+    pytest.param(
+        T(J(([1, 0, 10, 10], "a"), ([0, 0, 8, 10], "b"))),
+        HUNGARIAN_REF,
+        HUNGARIAN_MEAN + 0.8 + 0.1,
+        HUNGARIAN_MEAN + 0.1,
+        id="hungarian-not-greedy",
+    ),
+    # more predicted boxes than reference boxes: mean over the one pair, no count bonus, bonus on all 8 coords
+    pytest.param(T(J(([0, 0, 10, 10], "a"), ([50, 50, 60, 60], "b"))), REF1, 1.8, 1.0, id="more-pred"),
+    # fewer predicted boxes: mean over the one pair, no count bonus
+    pytest.param(T(J(([0, 0, 10, 10], "a"))), REF2, 1.4, 1.0, id="fewer-pred"),
+    # a degenerate predicted box is dropped (count uses valid boxes) but its coordinates count for v1's bonus
+    pytest.param(T(J(([0, 0, 10, 10], "a"), ([5, 5, 5, 9], "b"))), REF1, 1.9, 1.1, id="degenerate-dropped"),
+    # a box that becomes degenerate after clamping is dropped: no valid box, iou 0; v1 counts 2 coordinates inside
+    pytest.param(T(J(([110, 0, 120, 10], "a"))), REF1, 0.2, 0.0, id="degenerate-after-clamp"),
+    # one coordinate outside [0,100]: v1 halves iou and counts 3 inside; v2 clamps without penalty
+    pytest.param(T(J(([-10, 0, 10, 10], "a"))), REF1, 0.5 + 0.3 + 0.1, 1.1, id="out-of-range-one"),
+    # three coordinates outside (one inside): the clamped box (0,0,100,10) has IoU 0.1 with the reference
+    pytest.param(T(J(([-10, -10, 110, 10], "a"))), REF1, 0.05 + 0.1 + 0.1, 0.2, id="out-of-range-two"),
+    # fenced JSON answer
+    pytest.param(T('```json\n[{"bbox_2d": [0, 0, 10, 10]}]\n```'), REF1, 1.5, 1.1, id="fenced"),
+    # a single JSON object instead of a list
+    pytest.param(T('{"bbox_2d": [0, 0, 10, 10], "label": "a"}'), REF1, 1.5, 1.1, id="single-object"),
+    # the legacy format, in the prediction and in the reference
+    pytest.param(T("<p>a</p>{<0><0><10><10>}"), "<p>a</p>{<0><0><10><10>}", 1.5, 1.1, id="legacy"),
+    # a misleading box inside <think> (no answer tags): the think block is removed
+    pytest.param(
+        '<think>[{"bbox_2d": [50, 50, 60, 60]}]</think> [{"bbox_2d": [0, 0, 10, 10]}]',
+        REF1,
+        1.5,
+        1.1,
+        id="think-misleading-no-answer-tags",
+    ),
+    # a misleading legacy box inside <think> with an answer block
+    pytest.param(T(J(([0, 0, 10, 10], "a")), thought="{<50><50><60><60>}"), REF1, 1.5, 1.1, id="think-misleading"),
+    # no box at all: 0 (no count bonus since 0 != 1 reference box)
+    pytest.param(T("a red brick at the top left"), REF1, 0.0, 0.0, id="no-box"),
+    # invalid JSON and no legacy box: 0
+    pytest.param(T('[{"bbox_2d": [0, 0, 10, 10],}]'), REF1, 0.0, 0.0, id="invalid-json"),
+    # a non-finite coordinate skips the box
+    pytest.param(T('[{"bbox_2d": [0, 0, 10, NaN]}]'), REF1, 0.0, 0.0, id="nan-coordinate"),
+    # a TRL conversational completion
+    pytest.param([{"role": "assistant", "content": T(J(([0, 0, 10, 10], "a")))}], REF1, 1.5, 1.1, id="conversational"),
+    # reference boxes are never clamped: (-10,0,10,10) vs (0,0,10,10) is IoU 0.5
+    pytest.param(T(J(([0, 0, 10, 10], "a"))), J(([-10, 0, 10, 10], "a")), 1.0, 0.6, id="reference-not-clamped"),
+    # a degenerate reference box is not counted: 1 valid predicted box == 1 valid reference box
+    pytest.param(
+        T(J(([0, 0, 10, 10], "a"))),
+        J(([0, 0, 10, 10], "a"), ([5, 5, 5, 5], "b")),
+        1.5,
+        1.1,
+        id="degenerate-reference-box",
+    ),
+]
+
+
+@pytest.mark.parametrize(("completion", "solution", "v1", "v2"), IOU_CASES)
+def test_iou_rewards(completion, solution, v1, v2):
+    assert REWARDS["iou_v1"]([completion], solution=[solution]) == [pytest.approx(v1)]
+    assert REWARDS["iou_v2"]([completion], solution=[solution], task=["object"]) == [pytest.approx(v2)]
+
+
+def test_iou_v1_range_bonus_is_per_coordinate():
+    # literal contract: 0.1 per raw coordinate inside [0,100], so three exact boxes give 1.2 of bonus
+    solution = J(*[([i * 20, 0, i * 20 + 10, 10], "a") for i in range(3)])
+    assert REWARDS["iou_v1"]([solution], solution=[solution]) == [pytest.approx(1.0 + 1.2 + 0.1)]
+
+
+def test_iou_reward_is_configurable():
+    # penalty / range bonus / count bonus come from the constructor (the reward config)
+    reward = IoUReward("iou_custom", penalty=0.0, range_bonus=0.0, count_bonus=0.5)
+    assert reward.__name__ == "iou_custom"
+    assert reward([T(J(([-10, 0, 10, 10], "a")))], solution=[REF1]) == [0.5]
+
+
+LABEL_CASES = [
+    # same labels
+    pytest.param(T(J(([0, 0, 10, 10], "red brick"))), REF1, 1.0, id="same"),
+    # half the words: P = R = 0.5
+    pytest.param(T(J(([0, 0, 10, 10], "red plate"))), REF1, 0.5, id="half"),
+    # no stemming: "bricks" != "brick"
+    pytest.param(T(J(([0, 0, 10, 10], "red bricks"))), REF1, 0.5, id="no-stemmer"),
+    # no predicted box: 0 even though the text has the words
+    pytest.param(T("red brick"), REF1, 0.0, id="no-box"),
+    # a degenerate predicted box still contributes its label
+    pytest.param(T(J(([5, 5, 5, 5], "red brick"))), REF1, 1.0, id="degenerate-label"),
+    # labels of several boxes are joined: unigram order does not matter
+    pytest.param(T(J(([0, 0, 1, 1], "b"), ([0, 0, 1, 1], "a"))), REF2, 1.0, id="several"),
+    # a legacy reference with two boxes after one label has the label twice: P = 1, R = 0.5
+    pytest.param(T(J(([0, 0, 1, 1], "pin"))), "<p>pin</p>{<0><0><1><1>}{<2><2><3><3>}", 2 / 3, id="legacy-ref"),
+    # empty labels
+    pytest.param(T('[{"bbox_2d": [0, 0, 10, 10]}]'), REF1, 0.0, id="empty-label"),
+    # misleading labels inside <think> are ignored
+    pytest.param(
+        T(J(([0, 0, 10, 10], "blue plate")), thought=J(([0, 0, 10, 10], "red brick"))),
+        REF1,
+        0.0,
+        id="think-misleading",
+    ),
+]
+
+
+@pytest.mark.parametrize(("completion", "solution", "expected"), LABEL_CASES)
+def test_label_rouge(completion, solution, expected):
+    assert REWARDS["label_rouge"]([completion], solution=[solution]) == [pytest.approx(expected)]
+
+
+FORMAT_CASES = [
+    # state answer in the right format
+    pytest.param(T("Yes"), "Yes", None, 1.0, id="state-ok"),
+    # grounding answer in the right format
+    pytest.param(T("Attach the brick."), "Attach the red brick.", None, 1.0, id="grounding-ok"),
+    # object answer with a JSON box
+    pytest.param(T(J(([0, 0, 10, 10], "a"))), REF1, None, 1.0, id="object-json"),
+    # object answer with a fenced JSON box
+    pytest.param(T('```json\n{"bbox_2d": [0, 0, 10, 10]}\n```'), REF1, None, 1.0, id="object-fenced"),
+    # a degenerate JSON box is still a box
+    pytest.param(T(J(([5, 5, 5, 5], "a"))), REF1, None, 1.0, id="object-degenerate-box"),
+    # object answer in the legacy format is not JSON
+    pytest.param(T("<p>a</p>{<0><0><10><10>}"), REF1, None, 0.0, id="object-legacy"),
+    # object answer with JSON but no valid bbox_2d
+    pytest.param(T('[{"label": "a"}]'), REF1, None, 0.0, id="object-json-no-box"),
+    # the task column decides: the same completion is fine for a grounding sample
+    pytest.param(T("a red brick"), REF1, "grounding", 1.0, id="task-column"),
+    # whitespace before, between and after the blocks
+    pytest.param("\n <think>r</think>\n\n<answer>Yes</answer> \n", "Yes", None, 1.0, id="whitespace"),
+    # no think block
+    pytest.param("<answer>Yes</answer>", "Yes", None, 0.0, id="no-think"),
+    # text after the answer block
+    pytest.param(T("Yes") + " done", "Yes", None, 0.0, id="text-after"),
+    # plain answer
+    pytest.param("Yes", "Yes", None, 0.0, id="plain"),
+    # conversational completion
+    pytest.param([{"role": "assistant", "content": T("No")}], "No", None, 1.0, id="conversational"),
+]
+
+
+@pytest.mark.parametrize(("completion", "solution", "task", "expected"), FORMAT_CASES)
+def test_format(completion, solution, task, expected):
+    tasks = None if task is None else [task]
+    assert REWARDS["format"]([completion], solution=[solution], task=tasks) == [expected]
+
+
+def test_format_without_solution_checks_tags_only():
+    # TRL always passes dataset columns, but without any the structure alone is checked
+    assert REWARDS["format"]([T("x"), "x"]) == [1.0, 0.0]
+
+
+STATE_CASES = [
+    # match
+    pytest.param(T("Yes"), "Yes", 1.0, id="yes-yes"),
+    # mismatch
+    pytest.param(T("No"), "Yes", 0.0, id="no-yes"),
+    # the first whole word wins
+    pytest.param(T("No, it is not. Yes, I am sure."), "No", 1.0, id="first-word"),
+    # no yes/no word defaults to No
+    pytest.param(T("I cannot tell"), "No", 1.0, id="default-no"),
+    # "Yesterday" is not "yes"
+    pytest.param(T("Yesterday"), "Yes", 0.0, id="whole-word"),
+    # misleading yes inside <think> with an answer block
+    pytest.param(T("No", thought="yes yes yes"), "No", 1.0, id="think-misleading"),
+    # misleading yes inside <think> without answer tags
+    pytest.param("<think>yes, clearly yes</think> No.", "No", 1.0, id="think-misleading-no-tags"),
+    # case and punctuation in the reference
+    pytest.param("YES!", "Yes.", 1.0, id="case-punct"),
+    # conversational completion
+    pytest.param([{"role": "assistant", "content": "yes"}], "Yes", 1.0, id="conversational"),
+]
+
+
+@pytest.mark.parametrize(("completion", "solution", "expected"), STATE_CASES)
+def test_state(completion, solution, expected):
+    assert REWARDS["state"]([completion], solution=[solution]) == [expected]
+
+
+GROUNDING_CASES = [
+    # identical: BLEU 1 + ROUGE-1 1
+    pytest.param("Attach the red brick.", "Attach the red brick.", 2.0, id="identical"),
+    # case and punctuation are ignored (word tokens)
+    pytest.param("ATTACH, the red-brick!", "attach the red brick", 2.0, id="case-punct"),
+    # shorter: brevity penalty exp(1 - 6/4), all precisions 1; ROUGE-1 F1 0.8
+    pytest.param("attach the red brick", "attach the red brick on top", 0.6065306597126334 + 0.8, id="brevity"),
+    # fewer than 4 tokens: method1 smoothing gives 0.1 to empty 3- and 4-gram precisions
+    pytest.param("attach it", "attach it", 0.1**0.5 + 1.0, id="short-smoothing"),
+    # no common word: BLEU 0 (no unigram match), ROUGE 0
+    pytest.param("blue plate", "attach the red brick", 0.0, id="disjoint"),
+    # empty prediction
+    pytest.param("", "attach the red brick", 0.0, id="empty"),
+    # the think block is removed
+    pytest.param(
+        "<think>blue plate on the left</think>Attach the red brick.", "Attach the red brick.", 2.0, id="think"
+    ),
+    # conversational completion
+    pytest.param(
+        [{"role": "assistant", "content": T("Attach the red brick.")}],
+        "Attach the red brick.",
+        2.0,
+        id="conversational",
+    ),
+]
+
+
+@pytest.mark.parametrize(("completion", "solution", "expected"), GROUNDING_CASES)
+def test_grounding(completion, solution, expected):
+    assert REWARDS["grounding"]([completion], solution=[solution], task=["grounding"]) == [pytest.approx(expected)]
+
+
+def test_mixed_task_batch_gives_none_off_task():
+    # one object, one state, one grounding sample; task inferred from the solutions (no task column)
+    completions = [T(J(([0, 0, 10, 10], "red brick"))), T("Yes"), T("Attach the red brick.")]
+    solutions = [REF1, "Yes", "Attach the red brick."]
+    got = {name: func(completions, solution=solutions) for name, func in REWARDS.items()}
+    assert got == {
+        "format": [1.0, 1.0, 1.0],
+        "iou_v1": [pytest.approx(1.5), None, None],
+        "iou_v2": [pytest.approx(1.1), None, None],
+        "label_rouge": [1.0, None, None],
+        "state": [None, 1.0, None],
+        "grounding": [None, None, 2.0],
+    }
+
+
+def test_task_column_overrides_inference():
+    # "Yes" looks like a state reference, but the task column says grounding
+    assert REWARDS["state"](["Yes"], solution=["Yes"], task=["grounding"]) == [None]
+    assert REWARDS["grounding"](["Yes"], solution=["Yes"], task=["grounding"]) == [pytest.approx(0.1**0.75 + 1.0)]
+
+
+def test_trl_keyword_arguments_are_accepted_and_ignored():
+    # TRL passes prompts, completion_ids, trainer_state, log_* and every dataset column
+    extra = {"prompts": ["p"], "completion_ids": [[1]], "trainer_state": None, "images": [None], "id": ["x"]}
+    for func in REWARDS.values():
+        assert len(func([T("Yes")], solution=["Yes"], task=["state"], **extra)) == 1
+
+
+@pytest.mark.parametrize("name", ["iou_v1", "iou_v2", "label_rouge"])
+def test_object_reference_without_box_is_an_error(name):
+    # invalid data, not a model error: the message names the reward and the sample
+    with pytest.raises(ValueError, match=rf"reward '{name}': solution\[1\]: object reference has no box"):
+        REWARDS[name]([T("x"), T("x")], solution=[REF1, "a red brick"], task=["object", "object"])
+
+
+def test_bad_columns_are_errors():
+    # a reward that needs references without the solution column
+    with pytest.raises(ValueError, match="needs the `solution` column"):
+        REWARDS["state"]([T("Yes")])
+    # columns of the wrong length
+    with pytest.raises(ValueError, match="2 values in `solution` for 1 completions"):
+        REWARDS["state"]([T("Yes")], solution=["Yes", "No"])
+    # an unknown task name
+    with pytest.raises(ValueError, match=r"task\[0\]: unknown task 'detection'"):
+        REWARDS["state"]([T("Yes")], solution=["Yes"], task=["detection"])
+
+
+def test_registry_names_are_stable_and_picklable():
+    # TRL logs rewards/<__name__>/mean: names equal the registry keys; rewards survive pickling (dataloader workers)
+    assert list(REWARDS) == ["format", "iou_v1", "iou_v2", "label_rouge", "state", "grounding"]
+    for name, func in REWARDS.items():
+        assert func.__name__ == name
+        assert pickle.loads(pickle.dumps(func)).__name__ == name
+
+
+def _compose_reward(name: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=[f"reward={name}", "logger=none"]).reward
+
+
+@pytest.mark.parametrize(
+    ("group", "iou_name", "penalty", "range_bonus"),
+    [
+        # reward v1: IoU with the range penalty and per-coordinate bonus
+        pytest.param("v1", "iou_v1", 0.5, 0.1, id="v1"),
+        # reward v2 inherits v1's weights through its defaults list; no penalty nor bonus
+        pytest.param("v2", "iou_v2", 1.0, 0.0, id="v2"),
+    ],
+)
+def test_build_reward_funcs_from_the_real_configs(group, iou_name, penalty, range_bonus):
+    cfg = _compose_reward(group)
+    funcs, weights = build_reward_funcs(cfg)
+    assert [f.__name__ for f in funcs] == ["format", iou_name, "label_rouge", "state", "grounding"]
+    assert weights == [1.0, 0.5, 0.5, 1.0, 0.5]
+    iou = funcs[1]
+    assert isinstance(iou, IoUReward)
+    assert (iou.penalty, iou.range_bonus, iou.count_bonus) == (penalty, range_bonus, 0.1)
+    # same values as the registry's reward of that name
+    assert iou([T(J(([-10, 0, 10, 10], "a")))], solution=[REF1]) == REWARDS[iou_name](
+        [T(J(([-10, 0, 10, 10], "a")))], solution=[REF1]
+    )
+
+
+def test_build_reward_funcs_from_the_plain_v1_file():
+    # v1.yaml has no defaults list: OmegaConf.load gives the same reward list as the composed group
+    funcs, weights = build_reward_funcs(OmegaConf.load(CONF / "reward" / "v1.yaml"))
+    assert [f.__name__ for f in funcs] == ["format", "iou_v1", "label_rouge", "state", "grounding"]
+    assert weights == [1.0, 0.5, 0.5, 1.0, 0.5]
+
+
+def test_build_reward_funcs_drops_zero_weights_and_rejects_unknown_keys():
+    cfg = OmegaConf.load(CONF / "reward" / "v1.yaml")
+    # weight 0 drops the function
+    cfg.weights.grounding = 0
+    cfg.weights.iou = 0.0
+    funcs, weights = build_reward_funcs(cfg)
+    assert [f.__name__ for f in funcs] == ["format", "label_rouge", "state"]
+    assert weights == [1.0, 0.5, 1.0]
+    # an unknown key names itself and the valid keys
+    cfg.weights.bleu = 1.0
+    with pytest.raises(ValueError, match=r"unknown reward weight key 'bleu'.*valid keys: format, iou, label_rouge"):
+        build_reward_funcs(cfg)
+
+
+def test_build_reward_funcs_needs_the_iou_node():
+    with pytest.raises(ValueError, match=r"reward\.iou"):
+        build_reward_funcs({"weights": {"iou": 1.0}})
+
+
+@pytest.mark.parametrize("length", [1, 3, 7, 40, 2500])
+def test_long_hypothesis_bleu_path_matches_nltk(length):
+    # bleu4 switches to a linear-time count above 2,000 tokens: same value as NLTK's sentence_bleu
+    rng = random.Random(length)
+    words = "the red blue brick plate on top of a beam".split()
+    for _ in range(20):
+        hyp = rng.choices(words, k=length)
+        ref = rng.choices(words, k=rng.randint(1, 30))
+        nltk = sentence_bleu([ref], hyp, (0.25,) * 4, SmoothingFunction().method1)
+        assert _bleu4_counts(hyp, ref) == pytest.approx(nltk, rel=1e-12, abs=1e-300)
+        assert bleu4(hyp, ref) == pytest.approx(nltk, rel=1e-12, abs=1e-300)

@@ -1,0 +1,108 @@
+"""experiments/score.py: a predictions file in, metrics.json and a table out; bad files give clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments.score import run
+from lego_arta.metrics import score
+
+ROOT = Path(__file__).resolve().parents[1]
+BOX = '[{"bbox_2d": [0, 0, 10, 10], "label": "red brick"}]'
+RECORDS = [
+    {"id": "g1", "task": "grounding", "prediction": "attach the red brick", "reference": "Attach the red brick."},
+    {"id": "o1", "prediction": "<answer>" + BOX + "</answer>", "reference": BOX},  # task inferred: object
+    {"id": "s1", "task": "state", "prediction": "Yes", "reference": "Yes"},
+    {"id": "s2", "task": "state", "prediction": "No", "reference": "No"},
+    {"id": "s3", "task": "state", "prediction": "Yes", "reference": "No"},
+    {"id": "s4", "task": "state", "prediction": "No", "reference": "No"},
+]
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_run_writes_metrics_and_prints_the_table(make_cfg, tmp_path, capsys):
+    predictions = write_jsonl(tmp_path / "predictions.jsonl", [*RECORDS[:3], "", *RECORDS[3:]])  # a blank line
+    cfg = make_cfg(f"predictions={predictions}", "bootstrap.samples=200", config_name="score")
+    out = run(cfg)
+    # metrics.json in the run dir holds exactly what run returns
+    assert json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text()) == pytest.approx(out)
+    # values are the library's score, with CIs and the always-Yes reference beside them
+    assert {k.removeprefix("eval/"): v for k, v in out.items() if k.count("/") == 1 and k[-3:] not in ("_lo", "_hi")
+            and k != "eval/num_samples"} == pytest.approx(score(RECORDS))  # fmt: skip
+    assert out["eval/num_samples"] == 6.0
+    assert out["eval/f1_state_lo"] <= out["eval/f1_state"] <= out["eval/f1_state_hi"]
+    assert out["ref/always_yes/f1_state"] == pytest.approx(40.0)  # 1 Yes : 3 No
+    assert out["ref/always_yes/fpr"] == 100.0
+    printed = capsys.readouterr().out
+    assert "| metric | value | 95% CI |" in printed and "| iou | 100.00 |" in printed
+    assert "Always-'Yes' reference" in printed
+
+
+def test_no_bootstrap(make_cfg, tmp_path):
+    # bootstrap.samples=0: no _lo/_hi keys
+    predictions = write_jsonl(tmp_path / "p.jsonl", RECORDS[2:4])
+    out = run(make_cfg(f"predictions={predictions}", "bootstrap.samples=0", config_name="score"))
+    assert not any(k.endswith(("_lo", "_hi")) for k in out)
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        # a line that is not JSON: file and line number
+        pytest.param([RECORDS[0], "{not json"], r"p\.jsonl:2: not a JSON object", id="not-json"),
+        # a JSON value that is not an object
+        pytest.param(["[1, 2]"], r"p\.jsonl:1: expected a JSON object, got list", id="not-object"),
+        # a missing field: file, line and field
+        pytest.param([{"prediction": "Yes"}], r"p\.jsonl:1: missing field 'reference'", id="missing-field"),
+        # a field of the wrong type
+        pytest.param(
+            [{"prediction": None, "reference": "Yes"}], r"p\.jsonl:1: field 'prediction' is NoneType", id="wrong-type"
+        ),
+        # an object reference without a box: file, line and field
+        pytest.param(
+            [RECORDS[0], "", {"task": "object", "prediction": "", "reference": "red brick"}],
+            r"p\.jsonl:3: field 'reference': object reference has no box",
+            id="invalid-reference",
+        ),
+        # an unknown task: file, line and field
+        pytest.param(
+            [{"task": "detection", "prediction": "", "reference": "Yes"}],
+            r"p\.jsonl:1: field 'task': unknown task 'detection'",
+            id="unknown-task",
+        ),
+        # an empty file
+        pytest.param([""], r"p\.jsonl: no records", id="empty"),
+    ],
+)
+def test_bad_files_are_clear_errors(make_cfg, tmp_path, rows, message):
+    predictions = write_jsonl(tmp_path / "p.jsonl", rows)
+    with pytest.raises(ValueError, match=message):
+        run(make_cfg(f"predictions={predictions}", config_name="score"))
+
+
+def test_missing_file(make_cfg, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"predictions=.*nope\.jsonl: no such file"):
+        run(make_cfg(f"predictions={tmp_path / 'nope.jsonl'}", config_name="score"))
+
+
+def test_command_line(tmp_path):
+    # the command of the module docstring, end to end (Hydra run dir overridden)
+    predictions = write_jsonl(tmp_path / "predictions.jsonl", RECORDS)
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "experiments/score.py", f"predictions={predictions}", f"hydra.run.dir={run_dir}",
+         "bootstrap.samples=50"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "| f1_state |" in result.stdout
+    assert json.loads((run_dir / "metrics.json").read_text())["eval/iou"] == 100.0
