@@ -62,7 +62,9 @@ def test_batch_size_does_not_change_greedy_predictions(make_cfg, tmp_path):
     model, processor = load_model(cfg.model, cfg.paths.cache_dir)
     dataset = build_dataset(data.test, data.train, cfg.data, int(cfg.seed)).select(range(8))
     runs = {
-        bs: generate_predictions(model, processor, dataset, tmp_path / f"bs{bs}.jsonl", batch_size=bs, max_new_tokens=12)
+        bs: generate_predictions(
+            model, processor, dataset, tmp_path / f"bs{bs}.jsonl", batch_size=bs, max_new_tokens=12
+        )
         for bs in (1, 4)
     }
     assert [r["prediction"] for r in runs[1]] == [r["prediction"] for r in runs[4]]
