@@ -15,7 +15,7 @@ from lego_arta.runs import read_jsonl
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["data.synthetic.num_manuals=4", "eval.limit=8", "eval.max_new_tokens=12", "eval.bootstrap.samples=200"]
+SMALL = ["data.synthetic.num_manuals=4", "eval.limit=3", "eval.max_new_tokens=12", "eval.bootstrap.samples=200"]
 
 
 def test_evaluation_writes_predictions_and_metrics(make_cfg):
@@ -23,7 +23,10 @@ def test_evaluation_writes_predictions_and_metrics(make_cfg):
     metrics = evaluate_script.run(cfg)
     run_dir = Path(cfg.paths.output_dir)
     rows = list(read_jsonl(run_dir / "predictions.jsonl"))
-    assert len(rows) == 8
+    assert len(rows) == 9  # eval.limit=3 per task
+    assert {t: sum(r["task"] == t for r in rows) for t in ("grounding", "object", "state")} == dict.fromkeys(
+        ("grounding", "object", "state"), 3
+    )
     assert set(rows[0]) == {"id", "task", "prompt_hash", "prediction", "reference"}
     written = json.loads((run_dir / "metrics.json").read_text())
     assert written == pytest.approx(metrics)

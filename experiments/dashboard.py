@@ -1,0 +1,78 @@
+"""Create the reward-ablation dashboard in W&B, defined as code (wandb-workspaces): `make dashboard`.
+
+    pip install -e ".[dashboard]"; wandb login
+    python experiments/dashboard.py entity=TEAM [project=lego-arta] [group=reward_ablation]
+
+Sections: the reward curves (total and per reward, runs grouped by reward variant, mean with a min-max band), the
+training signals (KL, completion length, loss) and the evaluation metrics per method. Runs are filtered to the
+experiment's W&B group, so one sweep is one dashboard.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+REWARD_KEYS = [
+    "train/reward",
+    "train/rewards/format/mean",
+    "train/rewards/iou_v1/mean",
+    "train/rewards/iou_v2/mean",
+    "train/rewards/label_rouge/mean",
+    "train/rewards/state/mean",
+    "train/rewards/grounding/mean",
+]
+TRAINING_KEYS = ["train/kl", "train/completions/mean_length", "train/loss", "train/learning_rate"]
+EVAL_KEYS = ["eval/f1_theme", "eval/rouge", "eval/bleu", "eval/f1_object", "eval/iou", "eval/f1_state", "eval/fpr"]
+
+
+def build_workspace(entity: str, project: str, group: str) -> Any:
+    """The workspace object (nothing is sent until ``.save()``)."""
+    import wandb_workspaces.reports.v2 as wr
+    import wandb_workspaces.workspaces as ws
+
+    def curve(key: str, by: str) -> Any:
+        return wr.LinePlot(
+            title=key.removeprefix("train/").removesuffix("/mean"),
+            x="train/global_step",
+            y=[key],
+            groupby=f"config.{by}",
+            groupby_aggfunc="mean",
+            groupby_rangefunc="minmax",
+            smoothing_factor=0.6,
+        )
+
+    return ws.Workspace(
+        name=f"lego-arta: {group}",
+        entity=entity,
+        project=project,
+        sections=[
+            ws.Section(
+                name="Reward curves (by reward variant)",
+                panels=[curve(k, "reward.name") for k in REWARD_KEYS],
+                is_open=True,
+            ),
+            ws.Section(name="Training signals", panels=[curve(k, "reward.name") for k in TRAINING_KEYS], is_open=True),
+            ws.Section(
+                name="Evaluation (by method)",
+                panels=[
+                    wr.BarPlot(title=k.removeprefix("eval/"), metrics=[k], groupby="config.method.name")
+                    for k in EVAL_KEYS
+                ],
+                is_open=True,
+            ),
+        ],
+        runset_settings=ws.RunsetSettings(filters=f"Group = '{group}'", groupby=[ws.Config("reward.name")]),
+    )
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="dashboard")
+def main(cfg: DictConfig) -> None:
+    workspace = build_workspace(cfg.entity, cfg.project, cfg.group).save()
+    print(f"dashboard: {workspace.url}")
+
+
+if __name__ == "__main__":
+    main()
