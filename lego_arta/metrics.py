@@ -23,7 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from lego_arta.parsing import TASKS, answer_text, completion_text, parse_boxes, parse_yes_no, resolve_task, word_tokens
+from lego_arta.parsing import (
+    TASKS,
+    answer_text,
+    completion_text,
+    find_yes_no,
+    parse_boxes,
+    parse_yes_no,
+    resolve_task,
+    word_tokens,
+)
 from lego_arta.rewards.detection import match_boxes, object_reference, valid_boxes
 from lego_arta.rewards.text import bleu4, rouge_f1
 
@@ -231,6 +240,40 @@ def bootstrap_ci(
                 lo, hi = np.percentile(table[:, j], quantiles)
                 out[key] = (float(lo), float(hi))
     return {key: out[key] for key in METRIC_KEYS if key in out}
+
+
+def format_validity(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Share (x100) of answers in the form their task asks for, overall and per task.
+
+    object: at least one non-degenerate box parses; state: a Yes/No word is there; grounding: the answer has a word.
+    Keys ``format_valid`` and ``format_valid_<task>`` for the tasks present.
+
+    Args:
+        records: mappings with ``prediction``, ``reference`` and optional ``task``.
+
+    >>> format_validity([{"task": "state", "prediction": "Yes", "reference": "No"},
+    ...                  {"task": "object", "prediction": "[1, 2]", "reference": '{"bbox_2d": [0, 0, 5, 5]}'}])
+    {'format_valid': 50.0, 'format_valid_object': 0.0, 'format_valid_state': 100.0}
+    """
+    per_task: dict[str, list[float]] = {}
+    for record in records:
+        answer = answer_text(completion_text(record["prediction"]))
+        task = resolve_task(record.get("task"), record["reference"])
+        if task == "object":
+            ok = any(box.valid for box in parse_boxes(answer))
+        elif task == "state":
+            ok = find_yes_no(answer) is not None
+        else:
+            ok = bool(word_tokens(answer))
+        per_task.setdefault(task, []).append(float(ok))
+    if not per_task:
+        return {}
+    every = [v for values in per_task.values() for v in values]
+    out = {"format_valid": 100.0 * sum(every) / len(every)}
+    for task in TASKS:
+        if task in per_task:
+            out[f"format_valid_{task}"] = 100.0 * sum(per_task[task]) / len(per_task[task])
+    return out
 
 
 def always_yes_reference(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:

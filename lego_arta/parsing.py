@@ -331,8 +331,17 @@ def parse_yes_no(answer: str) -> str:
     >>> parse_yes_no("I cannot tell")
     'no'
     """
+    return find_yes_no(answer) or "no"
+
+
+def find_yes_no(answer: str) -> str | None:
+    """``"yes"`` or ``"no"``: the first whole word ``yes`` or ``no`` in any case; None when there is none.
+
+    >>> find_yes_no("It is NO good"), find_yes_no("I cannot tell")
+    ('no', None)
+    """
     match = _YES_NO_RE.search(answer.lower())
-    return match.group(1) if match else "no"
+    return match.group(1) if match else None
 
 
 @functools.lru_cache(maxsize=1024)

@@ -30,6 +30,16 @@ def demo_answers(dataset: Any) -> dict[str, str]:
     return out
 
 
+def training_records(cfg: DictConfig, records: list[Any]) -> list[Any]:
+    """The training split, restricted to ``method.tasks`` when set (evaluation still covers every task)."""
+    tasks = cfg.method.get("tasks")
+    if not tasks:
+        return records
+    if unknown := set(tasks) - set(cfg.data.tasks):
+        raise ValueError(f"method.tasks: {sorted(unknown)} not in data.tasks={list(cfg.data.tasks)}")
+    return [r for r in records if r.task in set(tasks)]
+
+
 def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     """Run ``cfg``: train with ``cfg.method`` (when ``train`` and the method trains), then evaluate.
 
@@ -51,7 +61,7 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
         if trains:
             from lego_arta.methods import train as train_method
 
-            train_ds = build_dataset(data.train, data.train, cfg.data, int(cfg.seed))
+            train_ds = build_dataset(training_records(cfg, data.train), data.train, cfg.data, int(cfg.seed))
             adapter, model = train_method(cfg, model, processor, train_ds, run_dir, tracker)
             log.info("LoRA adapter saved to %s", adapter)
         elif cfg.method.get("adapter"):

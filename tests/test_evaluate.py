@@ -36,6 +36,8 @@ def test_evaluation_writes_predictions_and_metrics(make_cfg):
         key = expected[task]
         assert key in written and f"{key}_lo" in written and f"{key}_hi" in written
         assert written[f"{key}_lo"] <= written[key] <= written[f"{key}_hi"]
+    # format validity: the random model's answers, counted per task by the shared parser
+    assert 0.0 <= written["eval/format_valid"] <= 100.0 and "eval/format_valid_object" in written
     if "state" in tasks:
         # the always-Yes reference: every "No" reference is a false positive
         has_no = any(r["task"] == "state" and r["reference"] == "No" for r in rows)

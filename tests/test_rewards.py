@@ -368,3 +368,18 @@ def test_long_hypothesis_bleu_path_matches_nltk(length):
         nltk = sentence_bleu([ref], hyp, (0.25,) * 4, SmoothingFunction().method1)
         assert _bleu4_counts(hyp, ref) == pytest.approx(nltk, rel=1e-12, abs=1e-300)
         assert bleu4(hyp, ref) == pytest.approx(nltk, rel=1e-12, abs=1e-300)
+
+
+def test_iou_rewards_log_the_bare_matched_iou_for_trl():
+    # TRL passes log_metric: both variants report the same bare IoU, so v1 and v2 curves share one scale
+    ref = '[{"bbox_2d": [0, 0, 10, 10], "label": "brick"}]'
+    completions = ['[{"bbox_2d": [0, 0, 10, 5], "label": "brick"}]', '[{"bbox_2d": [-10, 0, 10, 10]}]', "Yes"]
+    logged: dict[str, list[float]] = {"iou_v1": [], "iou_v2": []}
+    for name in logged:
+        REWARDS[name](
+            completions,
+            solution=[ref, ref, "Yes"],
+            log_metric=lambda key, value, n=name: logged[n].append((key, value)),
+        )
+    # IoU 0.5, and 1.0 after clamping the second box: mean 0.75 over the two object samples
+    assert logged["iou_v1"] == logged["iou_v2"] == [("iou/matched", pytest.approx(0.75))]

@@ -164,3 +164,15 @@ def test_killed_then_resumed_run_ends_at_the_same_step(make_cfg, tmp_path, cache
     assert _final_step(killed) == _final_step(straight) == 30
     steps = [row["step"] for row in read_jsonl(killed / "history.jsonl") if "loss" in row]
     assert steps == sorted(set(steps))  # one history row per step, no duplicates from the killed part
+
+
+def test_method_tasks_restricts_training_not_evaluation(make_cfg):
+    from lego_arta.pipeline import training_records
+
+    cfg = make_cfg("method=grpo", "method.tasks=[object]", *FAST)
+    data = load_data(cfg)
+    kept = training_records(cfg, data.train)
+    assert kept and {r.task for r in kept} == {"object"}
+    assert len(kept) == sum(r.task == "object" for r in data.train)
+    with pytest.raises(ValueError, match=r"method.tasks: \['detection'\]"):
+        training_records(make_cfg("method=grpo", "method.tasks=[detection]", *FAST), data.train)

@@ -95,6 +95,7 @@ def evaluate(
         max_pixels=int(cfg.model.max_pixels),
     )
     results = metrics_with_ci(records, int(ev.bootstrap.samples), int(ev.bootstrap.seed), "eval")
+    results |= {f"eval/{k}": v for k, v in M.format_validity(records).items()}
     results |= reference_metrics(records, demo_answers or {})
     results["eval/num_samples"] = float(len(records))
     log.info("evaluation on %d samples:\n%s", len(records), M.format_table(M.aggregate(M.score_samples(records))))

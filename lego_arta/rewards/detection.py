@@ -228,16 +228,27 @@ class IoUReward:
         **kwargs: Any,
     ) -> list[float | None]:
         out: list[float | None] = []
+        ious: list[float] = []
         for i, s in enumerate(samples(self.__name__, completions, solution, task)):
             if s.task != "object":
                 out.append(None)
                 continue
             _, refs = object_reference(s.reference or "", f"reward {self.__name__!r}: solution[{i}]")
-            out.append(self.score(parse_boxes(answer_text(s.text)), refs))
+            reward, iou = self.score_parts(parse_boxes(answer_text(s.text)), refs)
+            out.append(reward)
+            ious.append(iou)
+        log_metric = kwargs.get("log_metric")
+        if ious and callable(log_metric):
+            # the bare matched IoU, on one scale for every variant: v1 and v2 curves compare directly
+            log_metric("iou/matched", sum(ious) / len(ious))
         return out
 
     def score(self, boxes: Sequence[Box], refs: BoxList) -> float:
         """The reward of raw predicted ``boxes`` against valid reference boxes ``refs``."""
+        return self.score_parts(boxes, refs)[0]
+
+    def score_parts(self, boxes: Sequence[Box], refs: BoxList) -> tuple[float, float]:
+        """``(reward, matched IoU)`` of raw predicted ``boxes`` against valid reference boxes ``refs``."""
         raw = _as_array(boxes) if len(boxes) > _NUMPY_BOXES else boxes  # convert a flood of boxes once
         inside = coords_inside(raw)
         valid = valid_boxes(raw, clamp=True)
@@ -245,7 +256,7 @@ class IoUReward:
         iou = total / pairs if pairs else 0.0
         factor = self.penalty if inside < 4 * len(boxes) else 1.0
         count = self.count_bonus if len(valid) == len(refs) else 0.0
-        return iou * factor + self.range_bonus * inside + count
+        return iou * factor + self.range_bonus * inside + count, iou
 
 
 class LabelRougeReward:
