@@ -16,7 +16,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # o
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import random  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -25,9 +24,9 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 
+from lego_arta.bench import BENCH_DIR, write_bench  # noqa: E402
 from lego_arta.rewards import REWARDS  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 WORDS = "attach the red blue yellow 1x2 2x4 brick plate beam axle pin gear on top of left right side".split()
 
 
@@ -131,24 +130,12 @@ def bench(n: int, batch: int, repeats: int, seed: int = 0) -> dict[str, Any]:
     return results
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "cores_used": 1,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="number of synthetic samples")
     parser.add_argument("--batch", type=int, default=64, help="samples per reward call (TRL calls per batch)")
     parser.add_argument("--repeats", type=int, default=3, help="passes per reward; the best is reported")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "rewards.json")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "rewards.json")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -158,10 +145,11 @@ def main() -> None:
         "batch": args.batch,
         "repeats": args.repeats,
         "rewards": results,
-        "machine": machine(),
+        "cores_used": 1,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_bench("rewards", report, args.out)
     width = max(map(len, results))
     for name, r in results.items():
         print(

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+from lego_arta.config import CONF_DIR, ROOT, compose_config
+
+CONF = CONF_DIR
+__all__ = ["CONF", "ROOT"]
 
 
 @pytest.fixture(scope="session")
@@ -21,17 +22,15 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def make_cfg(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
-    """Compose ``conf/config.yaml`` with CLI-style string overrides, outputs in ``tmp_path``, W&B off by default."""
+    """Compose ``conf/<config_name>.yaml`` with CLI-style overrides, outputs in ``tmp_path``, W&B off by default."""
 
     def _make(*overrides: str, config_name: str = "config") -> DictConfig:
-        base = [
-            f"paths.root_dir={ROOT}",
-            f"paths.cache_dir={cache_dir}",
-            f"paths.output_dir={tmp_path / 'run'}",
-        ]
-        if config_name == "config" and not any(o.startswith("logger=") for o in overrides):
-            base.append("logger=none")
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return compose(config_name=config_name, overrides=[*base, *overrides])
+        quiet = config_name == "config" and not any(o.startswith("logger=") for o in overrides)
+        return compose_config(
+            ["logger=none"] * quiet + list(overrides),
+            output_dir=tmp_path / "run",
+            cache_dir=cache_dir,
+            config_name=config_name,
+        )
 
     return _make

@@ -399,3 +399,22 @@ def test_cli_prints_the_report(sweep: Path, tmp_path: Path) -> None:
     assert f"\n# Report: {sweep}\n" in done.stdout  # after Hydra's console log lines
     assert STUDY_LABEL not in done.stdout
     assert (out / "report.md").is_file() and (out / "reward_curves.png").is_file()
+
+
+def test_matched_iou_gets_its_own_panel_beside_the_iou_rewards(tmp_path: Path) -> None:
+    # both IoU rewards log iou/matched (no range bonus): v1 and v2 are compared on one scale in their own panel
+    sweep = tmp_path / "sweep"
+    for reward in ("v1", "v2"):
+        run_dir = sweep / f"grpo_{reward}"
+        write_run(run_dir, "grpo", reward, 0)
+        rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+        for row in rows[:-1]:
+            row["iou/matched"] = 0.01 * row["step"] * (2 if reward == "v2" else 1)
+        (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fig = report.reward_curves(report.collect_runs(sweep), tmp_path / "curves.png")
+    assert fig is not None
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    matched = panels[report.PANEL_TITLES["iou_matched"]]
+    assert len(matched.get_lines()) == 2
+    ends = sorted(round(float(line.get_ydata()[-1]), 6) for line in matched.get_lines())
+    assert ends == [0.4, 0.8]  # step 40: 0.01 x 40 (v1) and 0.02 x 40 (v2), unsmoothed

@@ -90,10 +90,12 @@ PANEL_TITLES: Final[dict[str, str]] = {
     "total": "Total reward (weighted sum)",
     "format": "Format (<think> + <answer> structure)",
     "iou": "IoU (object detection)",
+    "iou_matched": "Matched IoU, no bonus (one scale for every variant)",
     "label_rouge": "Label ROUGE-1 (object detection)",
     "state": "State Yes/No (state detection)",
     "grounding": "BLEU-4 + ROUGE-1 (grounding)",
 }
+MATCHED_IOU: Final[str] = "iou/matched"
 BANDS: Final[dict[str, str]] = {"minmax": "min–max over seeds", "std": "±1 std over seeds"}
 
 
@@ -461,13 +463,16 @@ def load_history(run_dir: str | Path) -> pd.DataFrame:
 
 
 def _is_reward_key(key: str) -> bool:
-    return key == "reward" or (key.startswith("rewards/") and key.endswith("/mean"))
+    # iou/matched: the bare IoU both IoU rewards log beside themselves (v1's curve includes its range bonus)
+    return key in ("reward", MATCHED_IOU) or (key.startswith("rewards/") and key.endswith("/mean"))
 
 
 def _panel_of(key: str) -> tuple[str, str]:
     """History key -> (panel, component name); ``iou_v1``/``iou_v2``/... share the ``iou`` panel."""
     if key == "reward":
         return "total", "reward"
+    if key == MATCHED_IOU:
+        return "iou_matched", "iou"
     name = key.removeprefix("rewards/").removesuffix("/mean")
     return ("iou" if re.fullmatch(r"iou(_.+)?", name) else name), name
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from lego_arta.parsing import completion_text, resolve_task
 
@@ -51,3 +51,31 @@ def samples(
                 raise ValueError(f"reward {name!r}: task[{i}]: {err}") from err
         out.append(Sample(completion_text(completion), reference, sample_task))
     return out
+
+
+class TaskReward:
+    """A reward in TRL's contract that scores the samples of one task and returns ``None`` for the others.
+
+    Subclasses set ``__name__`` (TRL logs ``rewards/<__name__>/mean``) and ``task`` (``None``: every task) and
+    implement :meth:`score_sample`; the batch handling and column checks live here, once.
+    """
+
+    __name__: str
+    task: ClassVar[str | None] = None
+    needs_solution: ClassVar[bool] = True
+
+    def __call__(
+        self,
+        completions: Sequence[Any],
+        solution: Sequence[str] | None = None,
+        task: Sequence[str | None] | None = None,
+        **kwargs: Any,
+    ) -> list[float | None]:
+        batch = samples(self.__name__, completions, solution, task, needs_solution=self.needs_solution)
+        return [
+            self.score_sample(i, s) if self.task is None or s.task == self.task else None for i, s in enumerate(batch)
+        ]
+
+    def score_sample(self, index: int, sample: Sample) -> float:
+        """The reward of one on-task sample (``index`` is its position in the batch, for error messages)."""
+        raise NotImplementedError

@@ -10,7 +10,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from lego_arta.parsing import Box, answer_text, parse_boxes, reference_boxes
-from lego_arta.rewards.base import samples
+from lego_arta.rewards.base import Sample, TaskReward, samples
 from lego_arta.rewards.text import rouge1_f1
 
 # Above this many box pairs (or boxes) the work is done with numpy: same float operations, same results.
@@ -259,7 +259,7 @@ class IoUReward:
         return iou * factor + self.range_bonus * inside + count, iou
 
 
-class LabelRougeReward:
+class LabelRougeReward(TaskReward):
     """ROUGE-1 F1 (rouge-score, no stemmer) between predicted and reference labels, each joined by spaces.
 
     Labels come from every parsed box, degenerate ones included; 0.0 when no predicted box parses; ``None`` for
@@ -276,26 +276,14 @@ class LabelRougeReward:
     """
 
     __name__ = "label_rouge"
+    task = "object"
 
-    def __call__(
-        self,
-        completions: Sequence[Any],
-        solution: Sequence[str] | None = None,
-        task: Sequence[str | None] | None = None,
-        **kwargs: Any,
-    ) -> list[float | None]:
-        out: list[float | None] = []
-        for i, s in enumerate(samples(self.__name__, completions, solution, task)):
-            if s.task != "object":
-                out.append(None)
-                continue
-            ref_boxes, _ = object_reference(s.reference or "", f"reward {self.__name__!r}: solution[{i}]")
-            boxes = parse_boxes(answer_text(s.text))
-            if not boxes:
-                out.append(0.0)
-                continue
-            out.append(rouge1_f1(" ".join(b.label for b in ref_boxes), " ".join(b.label for b in boxes)))
-        return out
+    def score_sample(self, index: int, sample: Sample) -> float:
+        ref_boxes, _ = object_reference(sample.reference or "", f"reward {self.__name__!r}: solution[{index}]")
+        boxes = parse_boxes(answer_text(sample.text))
+        if not boxes:
+            return 0.0
+        return rouge1_f1(" ".join(b.label for b in ref_boxes), " ".join(b.label for b in boxes))
 
 
 iou_v1 = IoUReward("iou_v1", penalty=0.5, range_bonus=0.1, count_bonus=0.1)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from lego_arta.parsing import answer_text, is_think_answer, parse_json_boxes
-from lego_arta.rewards.base import samples
+from lego_arta.rewards.base import Sample, TaskReward
 
 
-class FormatReward:
+class FormatReward(TaskReward):
     """1.0 if the completion is exactly ``<think>...</think>`` then ``<answer>...</answer>`` (whitespace before,
     between and after allowed) and, for object samples, the answer holds at least one box as JSON; else 0.0.
 
@@ -29,19 +26,12 @@ class FormatReward:
     """
 
     __name__ = "format"
+    needs_solution = False
 
-    def __call__(
-        self,
-        completions: Sequence[Any],
-        solution: Sequence[str] | None = None,
-        task: Sequence[str | None] | None = None,
-        **kwargs: Any,
-    ) -> list[float | None]:
-        out: list[float | None] = []
-        for s in samples(self.__name__, completions, solution, task, needs_solution=False):
-            ok = is_think_answer(s.text) and (s.task != "object" or bool(parse_json_boxes(answer_text(s.text))))
-            out.append(1.0 if ok else 0.0)
-        return out
+    def score_sample(self, index: int, sample: Sample) -> float:
+        text = sample.text
+        ok = is_think_answer(text) and (sample.task != "object" or bool(parse_json_boxes(answer_text(text))))
+        return 1.0 if ok else 0.0
 
 
 format = FormatReward()  # the registry name; shadows the builtin only inside this module

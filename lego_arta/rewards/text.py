@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lego_arta.parsing import answer_text, parse_yes_no, word_tokens
-from lego_arta.rewards.base import samples
+from lego_arta.rewards.base import Sample, TaskReward
 
 # Texts longer than this (in tokens) are scored by the C-speed count paths (``_bleu4_counts``, ``_rouge_n_counts``):
 # the same counts and arithmetic as NLTK / rouge-score, whose pure-Python n-gram generators take seconds on 1 MB.
@@ -218,7 +218,7 @@ def bleu4(hypothesis: Sequence[str], reference: Sequence[str]) -> float:
     return float(sentence_bleu([list(reference)], list(hypothesis), _BLEU_WEIGHTS, _smoothing()))
 
 
-class StateReward:
+class StateReward(TaskReward):
     """1.0 when the completion's Yes/No (first whole word ``yes``/``no`` of the answer text, default No) matches the
     reference's, else 0.0; ``None`` for non-state samples.
 
@@ -233,23 +233,13 @@ class StateReward:
     """
 
     __name__ = "state"
+    task = "state"
 
-    def __call__(
-        self,
-        completions: Sequence[Any],
-        solution: Sequence[str] | None = None,
-        task: Sequence[str | None] | None = None,
-        **kwargs: Any,
-    ) -> list[float | None]:
-        return [
-            float(parse_yes_no(answer_text(s.text)) == parse_yes_no(answer_text(s.reference or "")))
-            if s.task == "state"
-            else None
-            for s in samples(self.__name__, completions, solution, task)
-        ]
+    def score_sample(self, index: int, sample: Sample) -> float:
+        return float(parse_yes_no(answer_text(sample.text)) == parse_yes_no(answer_text(sample.reference or "")))
 
 
-class GroundingReward:
+class GroundingReward(TaskReward):
     """BLEU-4 on word tokens (``bleu4``) + ROUGE-1 F1 (rouge-score, no stemmer) of the answer text; max 2.0.
 
     ``None`` for non-grounding samples.
@@ -264,22 +254,11 @@ class GroundingReward:
     """
 
     __name__ = "grounding"
+    task = "grounding"
 
-    def __call__(
-        self,
-        completions: Sequence[Any],
-        solution: Sequence[str] | None = None,
-        task: Sequence[str | None] | None = None,
-        **kwargs: Any,
-    ) -> list[float | None]:
-        out: list[float | None] = []
-        for s in samples(self.__name__, completions, solution, task):
-            if s.task != "grounding":
-                out.append(None)
-                continue
-            prediction, reference = answer_text(s.text), answer_text(s.reference or "")
-            out.append(bleu4(word_tokens(prediction), word_tokens(reference)) + rouge1_f1(reference, prediction))
-        return out
+    def score_sample(self, index: int, sample: Sample) -> float:
+        prediction, reference = answer_text(sample.text), answer_text(sample.reference or "")
+        return bleu4(word_tokens(prediction), word_tokens(reference)) + rouge1_f1(reference, prediction)
 
 
 state = StateReward()
