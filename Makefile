@@ -41,7 +41,7 @@ sweep: $(STAMP)  ## the reward ablation: GRPO x reward=v1,v2 x seeds (multirun)
 	$(PY) experiments/train.py -m experiment=reward_ablation $(ARGS)
 
 report: $(STAMP)  ## Table 1 + reward curves from the newest multirun dir (or SWEEP_DIR=...)
-	$(PY) experiments/report.py sweep_dir=$${SWEEP_DIR:-$$(ls -td outputs/multirun/*/* | head -1)} $(ARGS)
+	$(PY) experiments/report.py sweep_dir=$${SWEEP_DIR:-$$(ls -td outputs/*/multirun/* | head -1)} $(ARGS)
 
 paper: $(STAMP)  ## the study's four runs on Qwen2.5-VL-7B (GPU)
 	$(PY) experiments/train.py -m experiment=paper_baseline,paper_sft,paper_grpo_v1,paper_grpo_v2 $(ARGS)
