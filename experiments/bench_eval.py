@@ -16,7 +16,7 @@ from pathlib import Path
 from lego_arta.bench import write_bench
 from lego_arta.config import compose_config
 from lego_arta.data import build_dataset, load_data
-from lego_arta.evaluation.generate import generate_predictions
+from lego_arta.evaluation.generate import TransformersBackend, generate_predictions
 from lego_arta.models import load_model
 
 
@@ -31,13 +31,12 @@ def main() -> None:
         model, processor = load_model(cfg.model, cfg.paths.cache_dir)
         rows = build_dataset(data.test, data.train, cfg.data, int(cfg.seed))
         rows = rows.select(range(min(args.samples, len(rows))))
-        generate_predictions(model, processor, rows.select(range(2)), Path(tmp) / "warmup.jsonl", 2, 4)
+        backend = TransformersBackend(model, processor, max_new_tokens=args.max_new_tokens, do_sample=False)
+        generate_predictions(backend, rows.select(range(2)), Path(tmp) / "warmup.jsonl", 2)
         report: dict[str, float | int] = {"samples": len(rows), "max_new_tokens": args.max_new_tokens}
         for batch in (1, 8):
             start = time.perf_counter()
-            generate_predictions(
-                model, processor, rows, Path(tmp) / f"bs{batch}.jsonl", batch, args.max_new_tokens, do_sample=False
-            )
+            generate_predictions(backend, rows, Path(tmp) / f"bs{batch}.jsonl", batch)
             report[f"samples_per_s_batch{batch}"] = len(rows) / (time.perf_counter() - start)
     report["speedup_batch8_vs_1"] = report["samples_per_s_batch8"] / report["samples_per_s_batch1"]
     path = write_bench("eval", report)

@@ -11,8 +11,8 @@ from peft import PeftModel
 from transformers import set_seed
 
 from lego_arta.data import build_dataset, load_data, save_split
-from lego_arta.evaluation.evaluate import evaluate
-from lego_arta.models import load_model, resolve_model_path
+from lego_arta.evaluation.evaluate import evaluate, make_backend
+from lego_arta.models import load_model, load_processor, resolve_model_path
 from lego_arta.parsing import completion_text
 from lego_arta.runs import save_config, write_metrics
 from lego_arta.tracking import tracking
@@ -51,26 +51,38 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     save_config(cfg, run_dir)
     set_seed(int(cfg.seed))
     data = load_data(cfg)
-    resolve_model_path(cfg.model, cfg.paths.cache_dir)  # fails on a bad model.path before anything heavy
+    model_path = resolve_model_path(cfg.model, cfg.paths.cache_dir)  # a bad model.path fails before anything heavy
     save_split(data, run_dir)
     trains = train and cfg.method.name != "none"
     metrics: dict[str, float] = {}
+    vllm = cfg.eval.get("backend", "transformers") == "vllm"
     with tracking(cfg, run_dir) as tracker:
         tracker.summary({f"data/{k}": v for k, v in _flat(data.summary).items()})
-        model, processor = load_model(cfg.model, cfg.paths.cache_dir)
+        adapter = str(cfg.method.adapter) if cfg.method.get("adapter") else None
+        model: Any = None
+        if trains or not vllm:  # vLLM loads the weights itself
+            model, processor = load_model(cfg.model, cfg.paths.cache_dir)
+        else:
+            processor = load_processor(model_path, cfg.model)
         if trains:
             from lego_arta.methods import train as train_method
 
             train_ds = build_dataset(training_records(cfg, data.train), data.train, cfg.data, int(cfg.seed))
-            adapter, model = train_method(cfg, model, processor, train_ds, run_dir, tracker)
+            trained, model = train_method(cfg, model, processor, train_ds, run_dir, tracker)
+            adapter = str(trained)
             log.info("LoRA adapter saved to %s", adapter)
-        elif cfg.method.get("adapter"):
-            model = PeftModel.from_pretrained(model, str(cfg.method.adapter))  # type: ignore[assignment]
-        if isinstance(model, PeftModel):
-            model = model.merge_and_unload()  # faster generation; the adapter stays on disk
         if not trains or cfg.eval.after_train:
+            if vllm:
+                del model  # free the training copy before vLLM takes the GPU
+                backend = make_backend(cfg, processor, model_path=model_path, adapter=adapter)
+            else:
+                if adapter and not isinstance(model, PeftModel):
+                    model = PeftModel.from_pretrained(model, adapter)
+                if isinstance(model, PeftModel):
+                    model = model.merge_and_unload()  # faster generation; the adapter stays on disk
+                backend = make_backend(cfg, processor, model=model)
             test_ds = build_dataset(data.test, data.train, cfg.data, int(cfg.seed))
-            metrics = evaluate(cfg, model, processor, test_ds, run_dir, tracker, demo_answers(test_ds))
+            metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, demo_answers(test_ds))
         write_metrics(metrics, run_dir)
     return metrics
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
 from pathlib import Path
 
 import pytest
 
 from experiments import evaluate as evaluate_script
 from lego_arta.data import build_dataset, load_data
-from lego_arta.evaluation.generate import generate_predictions
+from lego_arta.evaluation.generate import TransformersBackend, generate_predictions
 from lego_arta.models import load_model
 from lego_arta.runs import read_jsonl
 
@@ -66,10 +68,49 @@ def test_batch_size_does_not_change_greedy_predictions(make_cfg, tmp_path):
     data = load_data(cfg)
     model, processor = load_model(cfg.model, cfg.paths.cache_dir)
     dataset = build_dataset(data.test, data.train, cfg.data, int(cfg.seed)).select(range(8))
-    runs = {
-        bs: generate_predictions(
-            model, processor, dataset, tmp_path / f"bs{bs}.jsonl", batch_size=bs, max_new_tokens=12
-        )
-        for bs in (1, 4)
-    }
+    backend = TransformersBackend(model, processor, max_new_tokens=12)
+    runs = {bs: generate_predictions(backend, dataset, tmp_path / f"bs{bs}.jsonl", batch_size=bs) for bs in (1, 4)}
     assert [r["prediction"] for r in runs[1]] == [r["prediction"] for r in runs[4]]
+
+
+def test_vllm_backend_gets_the_prompts_images_pixels_and_adapter(make_cfg, monkeypatch, tmp_path):
+    # vLLM needs a GPU: a stand-in module records what our backend asks of vLLM's API (LLM, SamplingParams,
+    # LoRARequest) and answers like it; everything before and after (prompts, streaming, scoring) is the real code
+    calls: dict[str, object] = {}
+
+    class Output:
+        def __init__(self, text: str) -> None:
+            self.outputs = [types.SimpleNamespace(text=text)]
+
+    class LLM:
+        def __init__(self, **kwargs):
+            calls["llm"] = kwargs
+
+        def generate(self, requests, params, lora_request=None, use_tqdm=True):
+            calls.setdefault("requests", []).extend(requests)
+            calls["params"], calls["lora"] = params, lora_request
+            return [Output("Yes") for _ in requests]
+
+    vllm = types.ModuleType("vllm")
+    vllm.LLM = LLM
+    vllm.SamplingParams = lambda **kw: kw
+    lora = types.ModuleType("vllm.lora.request")
+    lora.LoRARequest = lambda name, id_, path: (name, id_, path)
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.lora", types.ModuleType("vllm.lora"))
+    monkeypatch.setitem(sys.modules, "vllm.lora.request", lora)
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    cfg = make_cfg(*SMALL, "eval.backend=vllm", f"method.adapter={adapter}")
+    metrics = evaluate_script.run(cfg)
+    assert calls["llm"]["limit_mm_per_prompt"] == {"image": 4}
+    assert calls["llm"]["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 12544}
+    assert calls["llm"]["enable_lora"] is True and calls["lora"] == ("adapter", 1, str(adapter))
+    assert calls["params"] == {"temperature": 0.0, "max_tokens": 12, "seed": 0}
+    requests = calls["requests"]
+    assert len(requests) == 9 and all(r["prompt"].endswith("<|im_start|>assistant\n") for r in requests)
+    # one image per user turn: the demo's and the query's
+    assert all(len(r["multi_modal_data"]["image"]) == r["prompt"].count("<|vision_start|>") for r in requests)
+    assert metrics["eval/num_samples"] == 9.0 and "eval/f1_state" in metrics

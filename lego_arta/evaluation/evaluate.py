@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from transformers import PreTrainedModel, ProcessorMixin
 
 from lego_arta import metrics as M
-from lego_arta.evaluation.generate import generate_predictions
+from lego_arta.evaluation.generate import TransformersBackend, VLLMBackend, generate_predictions
 from lego_arta.evaluation.tables import predictions_table
 from lego_arta.runs import PREDICTIONS_FILE
 from lego_arta.tracking import Tracker
@@ -58,10 +58,42 @@ def reference_metrics(records: Sequence[Mapping[str, Any]], demo_answers: Mappin
     return out
 
 
+def make_backend(
+    cfg: DictConfig,
+    processor: ProcessorMixin,
+    model: PreTrainedModel | None = None,
+    model_path: str | None = None,
+    adapter: str | None = None,
+) -> TransformersBackend | VLLMBackend:
+    """The generation backend named by ``eval.backend``: ``transformers`` (needs ``model``, adapter merged in) or
+    ``vllm`` (needs ``model_path``; loads ``adapter`` as a LoRA request)."""
+    ev, mc = cfg.eval, cfg.model
+    backend = ev.get("backend", "transformers")
+    if backend == "transformers":
+        if model is None:
+            raise ValueError("eval.backend=transformers needs the loaded model")
+        return TransformersBackend(
+            model, processor, int(ev.max_new_tokens), bool(ev.do_sample), int(mc.min_pixels), int(mc.max_pixels)
+        )
+    if backend == "vllm":
+        if model_path is None:
+            raise ValueError("eval.backend=vllm needs the model path")
+        return VLLMBackend(
+            model_path,
+            processor,
+            adapter=adapter,
+            max_new_tokens=int(ev.max_new_tokens),
+            do_sample=bool(ev.do_sample),
+            min_pixels=int(mc.min_pixels),
+            max_pixels=int(mc.max_pixels),
+            seed=int(cfg.seed),
+        )
+    raise ValueError(f"eval.backend={backend}: expected 'transformers' or 'vllm'")
+
+
 def evaluate(
     cfg: DictConfig,
-    model: PreTrainedModel,
-    processor: ProcessorMixin,
+    backend: Callable[[Sequence[list[dict[str, Any]]], Sequence[list[Any]]], list[str]],
     test_dataset: Dataset,
     run_dir: Path,
     tracker: Tracker,
@@ -70,30 +102,17 @@ def evaluate(
     """Generate for the test split (``eval.*``), score, log ``eval/<metric>`` to the tracker, return the metrics.
 
     Args:
-        cfg: the composed config (``eval``, ``model``, ``seed``).
-        model: the model to evaluate (base, or with its LoRA adapter).
-        processor: its processor.
+        cfg: the composed config (``eval``, ``seed``).
+        backend: generates answers for a batch of prompts (:func:`make_backend`).
         test_dataset: the data layer's dataset view of the test split.
         run_dir: where ``predictions.jsonl`` is streamed (and resumed from).
         tracker: where ``eval/*`` and the predictions table go.
         demo_answers: test id -> the answer of its first few-shot demo (the copy-the-demo reference).
     """
     ev = cfg.eval
-    if ev.get("backend", "transformers") != "transformers":
-        raise ValueError(f"eval.backend={ev.backend}: only 'transformers' is available in this build")
     if ev.get("limit"):
         test_dataset = limit_per_task(test_dataset, int(ev.limit))
-    records = generate_predictions(
-        model,
-        processor,
-        test_dataset,
-        run_dir / PREDICTIONS_FILE,
-        batch_size=int(ev.batch_size),
-        max_new_tokens=int(ev.max_new_tokens),
-        do_sample=bool(ev.do_sample),
-        min_pixels=int(cfg.model.min_pixels),
-        max_pixels=int(cfg.model.max_pixels),
-    )
+    records = generate_predictions(backend, test_dataset, run_dir / PREDICTIONS_FILE, batch_size=int(ev.batch_size))
     results = metrics_with_ci(records, int(ev.bootstrap.samples), int(ev.bootstrap.seed), "eval")
     results |= {f"eval/{k}": v for k, v in M.format_validity(records).items()}
     results |= reference_metrics(records, demo_answers or {})

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,18 +66,86 @@ def generate_batch(
     return processor.batch_decode(new_tokens, skip_special_tokens=True)
 
 
+class TransformersBackend:
+    """Generation with the transformers model in this process (the default; what the tests use)."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        processor: ProcessorMixin,
+        max_new_tokens: int = 128,
+        do_sample: bool = False,
+        min_pixels: int = 3136,
+        max_pixels: int = 12544,
+    ) -> None:
+        self.model, self.processor = model, processor
+        self.max_new_tokens, self.do_sample = max_new_tokens, do_sample
+        self.min_pixels, self.max_pixels = min_pixels, max_pixels
+        model.eval()
+
+    def __call__(self, prompts: Sequence[list[dict[str, Any]]], images: Sequence[list[Any]]) -> list[str]:
+        return generate_batch(
+            self.model,
+            self.processor,
+            prompts,
+            images,
+            self.max_new_tokens,
+            self.do_sample,
+            self.min_pixels,
+            self.max_pixels,
+        )
+
+
+class VLLMBackend:
+    """Generation with vLLM (``eval.backend=vllm``; GPU users, ``pip install vllm``), LoRA adapters included.
+
+    The prompt text comes from the processor's chat template, the images go to vLLM as multi-modal data resized by
+    its Qwen2.5-VL processor with the model config's ``min_pixels`` / ``max_pixels``; greedy unless ``do_sample``.
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        processor: ProcessorMixin,
+        adapter: str | None = None,
+        max_new_tokens: int = 128,
+        do_sample: bool = False,
+        min_pixels: int = 3136,
+        max_pixels: int = 12544,
+        max_images: int = 4,
+        seed: int = 0,
+    ) -> None:
+        from vllm import LLM, SamplingParams
+        from vllm.lora.request import LoRARequest
+
+        self.processor = processor
+        self.llm = LLM(
+            model=model_path,
+            seed=seed,
+            enable_lora=adapter is not None,
+            limit_mm_per_prompt={"image": max_images},
+            mm_processor_kwargs={"min_pixels": min_pixels, "max_pixels": max_pixels},
+        )
+        self.params = SamplingParams(temperature=1.0 if do_sample else 0.0, max_tokens=max_new_tokens, seed=seed)
+        self.lora = LoRARequest("adapter", 1, str(adapter)) if adapter else None
+
+    def __call__(self, prompts: Sequence[list[dict[str, Any]]], images: Sequence[list[Any]]) -> list[str]:
+        texts = [self.processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+        requests = [
+            {"prompt": text, "multi_modal_data": {"image": list(imgs)}} if imgs else {"prompt": text}
+            for text, imgs in zip(texts, images, strict=True)
+        ]
+        outputs = self.llm.generate(requests, self.params, lora_request=self.lora, use_tqdm=False)
+        return [out.outputs[0].text for out in outputs]
+
+
 def generate_predictions(
-    model: PreTrainedModel,
-    processor: ProcessorMixin,
+    backend: Callable[[Sequence[list[dict[str, Any]]], Sequence[list[Any]]], list[str]],
     dataset: Dataset,
     out_path: str | Path,
     batch_size: int = 4,
-    max_new_tokens: int = 128,
-    do_sample: bool = False,
-    min_pixels: int = 3136,
-    max_pixels: int = 12544,
 ) -> list[dict[str, Any]]:
-    """Generate for every row of ``dataset`` (columns ``id``, ``task``, ``prompt``, ``images``, ``solution``).
+    """Generate with ``backend`` for every row of ``dataset`` (``id``, ``task``, ``prompt``, ``images``, ``solution``).
 
     Each batch is appended to ``out_path`` as soon as it is done (id, task, prompt hash, prediction, reference); rows
     already there for the same id and prompt are kept and not generated again, so an interrupted evaluation resumes.
@@ -90,14 +158,11 @@ def generate_predictions(
     # rewrite the file with the kept rows only (drops stale rows from another prompt or a truncated line)
     out_path.write_text("".join(json.dumps(done[i]) + "\n" for i in dataset["id"] if i in done))
     todo = [i for i, row_id in enumerate(dataset["id"]) if row_id not in done]
-    model.eval()
     bar = tqdm(total=len(dataset), initial=len(done), desc="generate", unit="sample", dynamic_ncols=True)
     start, generated = time.perf_counter(), 0
     for lo in range(0, len(todo), batch_size):
         rows = dataset.select(todo[lo : lo + batch_size])
-        answers = generate_batch(
-            model, processor, rows["prompt"], rows["images"], max_new_tokens, do_sample, min_pixels, max_pixels
-        )
+        answers = backend(rows["prompt"], rows["images"])
         for row, answer in zip(rows, answers, strict=True):
             record = {
                 "id": row["id"],
