@@ -10,7 +10,6 @@ Each line of the file is a JSON object with ``prediction`` (raw model text) and 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import hydra
 from omegaconf import DictConfig
 
 from lego_arta import metrics as M
-from lego_arta.runs import write_metrics
+from lego_arta.runs import iter_jsonl, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -29,31 +28,21 @@ REQUIRED_FIELDS = ("prediction", "reference")
 def load_predictions(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     """``(line number, record)`` for every non-empty line; a clear error names the file, line and field.
 
-    (``lego_arta.runs.read_jsonl`` skips undecodable lines, which suits a killed writer's last line but not a file
-    given to be scored, so this reader is strict.)
+    Strict: a file given to be scored may not have a cut-short last line (a run's own files may).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"predictions={path}: no such file")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except (ValueError, RecursionError) as err:
-                raise ValueError(f"{path}:{lineno}: not a JSON object ({err})") from err
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-            for field in REQUIRED_FIELDS:
-                if field not in record:
-                    raise ValueError(f"{path}:{lineno}: missing field {field!r}")
-                if not isinstance(record[field], str):
-                    raise ValueError(
-                        f"{path}:{lineno}: field {field!r} is {type(record[field]).__name__}, not a string"
-                    )
-            out.append((lineno, record))
+    for lineno, record in iter_jsonl(path, strict=True):
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+        for field in REQUIRED_FIELDS:
+            if field not in record:
+                raise ValueError(f"{path}:{lineno}: missing field {field!r}")
+            if not isinstance(record[field], str):
+                raise ValueError(f"{path}:{lineno}: field {field!r} is {type(record[field]).__name__}, not a string")
+        out.append((lineno, record))
     if not out:
         raise ValueError(f"{path}: no records")
     return out

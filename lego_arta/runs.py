@@ -10,12 +10,15 @@ Run dir contract (read by reports and tests, no W&B account needed):
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
@@ -46,17 +49,30 @@ def append_jsonl(path: str | Path, row: Mapping[str, Any]) -> None:
         f.write(json.dumps(row, default=_json_default) + "\n")
 
 
-def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield the JSON objects of a JSONL file; a truncated last line (a killed writer) is skipped."""
+def iter_jsonl(path: str | Path, strict: bool = False) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line number, value)`` for every non-empty line of a JSONL file.
+
+    A line that is not JSON raises ``ValueError`` naming the file and line, except, when not ``strict``, a last line
+    cut short by a killed writer, which is skipped (and logged): it is the only thing a resumed run may drop.
+    """
     with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
+        lines = f.readlines()
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            yield i + 1, json.loads(line)
+        except (ValueError, RecursionError) as err:
+            if strict or i != last or line.endswith("\n"):
+                raise ValueError(f"{path}:{i + 1}: not a JSON line ({err})") from err
+            log.warning("%s:%d: skipping a truncated last line (a killed writer)", path, i + 1)
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield the JSON objects of a JSONL file written by a run (a truncated last line is skipped)."""
+    for _, value in iter_jsonl(path):
+        yield value
 
 
 def _json_default(value: Any) -> Any:

@@ -114,3 +114,13 @@ def test_vllm_backend_gets_the_prompts_images_pixels_and_adapter(make_cfg, monke
     # one image per user turn: the demo's and the query's
     assert all(len(r["multi_modal_data"]["image"]) == r["prompt"].count("<|vision_start|>") for r in requests)
     assert metrics["eval/num_samples"] == 9.0 and "eval/f1_state" in metrics
+
+
+def test_run_files_drop_only_a_cut_short_last_line(tmp_path):
+    # a killed writer leaves half a last line: skipped; damage anywhere else is an error naming file and line
+    path = tmp_path / "predictions.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c", "predic')
+    assert [row["id"] for row in read_jsonl(path)] == ["a", "b"]
+    path.write_text('{"id": "a"}\n{"id": "b", "pred\n{"id": "c"}\n')
+    with pytest.raises(ValueError, match=r"predictions.jsonl:2: not a JSON line"):
+        list(read_jsonl(path))

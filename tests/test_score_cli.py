@@ -58,7 +58,7 @@ def test_no_bootstrap(make_cfg, tmp_path):
     ("rows", "message"),
     [
         # a line that is not JSON: file and line number
-        pytest.param([RECORDS[0], "{not json"], r"p\.jsonl:2: not a JSON object", id="not-json"),
+        pytest.param([RECORDS[0], "{not json"], r"p\.jsonl:2: not a JSON line", id="not-json"),
         # a JSON value that is not an object
         pytest.param(["[1, 2]"], r"p\.jsonl:1: expected a JSON object, got list", id="not-object"),
         # a missing field: file, line and field
