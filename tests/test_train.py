@@ -146,8 +146,7 @@ def _final_step(run_dir: Path) -> int:
     return json.loads(states[-1].read_text())["global_step"]
 
 
-def test_killed_then_resumed_run_ends_at_the_same_step(make_cfg, tmp_path, cache_dir):
-    make_cfg()  # builds nothing, but keeps the cache fixture warm for the subprocesses
+def test_killed_then_resumed_run_ends_at_the_same_step(tmp_path, cache_dir):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     straight = tmp_path / "straight"
     subprocess.run(_train_cmd(straight, cache_dir), check=True, env=env, capture_output=True)
