@@ -18,6 +18,7 @@ import hydra
 from omegaconf import DictConfig
 
 from lego_arta import metrics as M
+from lego_arta.evaluation.evaluate import score_predictions
 from lego_arta.runs import iter_jsonl, write_metrics
 
 log = logging.getLogger(__name__)
@@ -53,22 +54,17 @@ def run(cfg: DictConfig) -> dict[str, float]:
     path = Path(cfg.predictions)
     lines = load_predictions(path)
     records = [record for _, record in lines]
-    samples = M.score_samples(records, names=[f"{path}:{lineno}" for lineno, _ in lines])
-    values = M.aggregate(samples)
-    n_boot = int(cfg.bootstrap.samples)
-    cis = M.bootstrap_ci(samples, n=n_boot, seed=int(cfg.seed)) if n_boot > 0 else {}
-    reference = M.always_yes_reference(records)
-    out = {f"eval/{k}": v for k, v in values.items()}
-    for k, (lo, hi) in cis.items():
-        out[f"eval/{k}_lo"], out[f"eval/{k}_hi"] = lo, hi
-    out |= {f"ref/always_yes/{k}": v for k, v in reference.items()}
-    out["eval/num_samples"] = float(len(samples))
-    metrics_file = write_metrics(out, cfg.paths.output_dir)
-    log.info("scored %d records from %s -> %s", len(samples), path, metrics_file)
-    print(f"{path} ({len(samples)} records)\n\n{M.format_table(values, cis if n_boot > 0 else None)}")
+    names = [f"{path}:{lineno}" for lineno, _ in lines]
+    scored = score_predictions(records, int(cfg.bootstrap.samples), int(cfg.seed), names=names)
+    metrics_file = write_metrics(scored.metrics, cfg.paths.output_dir)
+    log.info("scored %d records from %s -> %s", len(records), path, metrics_file)
+    print(f"{path} ({len(records)} records)\n\n{M.format_table(scored.values, scored.cis or None)}")
+    reference = {
+        k.removeprefix("ref/always_yes/"): v for k, v in scored.metrics.items() if k.startswith("ref/always_yes/")
+    }
     if reference:
         print(f"\nAlways-'Yes' reference (state):\n\n{M.format_table(reference)}")
-    return out
+    return scored.metrics
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="score")

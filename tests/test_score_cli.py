@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from experiments.score import run
-from lego_arta.metrics import score
+from lego_arta.metrics import format_validity, score
 
 ROOT = Path(__file__).resolve().parents[1]
 BOX = '[{"bbox_2d": [0, 0, 10, 10], "label": "red brick"}]'
@@ -36,8 +36,16 @@ def test_run_writes_metrics_and_prints_the_table(make_cfg, tmp_path, capsys):
     # metrics.json in the run dir holds exactly what run returns
     assert json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text()) == pytest.approx(out)
     # values are the library's score, with CIs and the always-Yes reference beside them
-    assert {k.removeprefix("eval/"): v for k, v in out.items() if k.count("/") == 1 and k[-3:] not in ("_lo", "_hi")
-            and k != "eval/num_samples"} == pytest.approx(score(RECORDS))  # fmt: skip
+    values = {
+        k.removeprefix("eval/"): v
+        for k, v in out.items()
+        if k.count("/") == 1 and k[-3:] not in ("_lo", "_hi") and k != "eval/num_samples" and "format_valid" not in k
+    }
+    assert values == pytest.approx(score(RECORDS))
+    # the same keys as an evaluation run: format validity beside the metrics
+    assert {k.removeprefix("eval/"): v for k, v in out.items() if k.startswith("eval/format_valid")} == pytest.approx(
+        format_validity(RECORDS)
+    )
     assert out["eval/num_samples"] == 6.0
     assert out["eval/f1_state_lo"] <= out["eval/f1_state"] <= out["eval/f1_state_hi"]
     assert out["ref/always_yes/f1_state"] == pytest.approx(40.0)  # 1 Yes : 3 No

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from datasets import Dataset
 from omegaconf import DictConfig
@@ -31,31 +31,51 @@ def limit_per_task(dataset: Dataset, limit: int) -> Dataset:
     return dataset.select(keep)
 
 
-def metrics_with_ci(records: Sequence[Mapping[str, Any]], samples: int, seed: int, prefix: str) -> dict[str, float]:
-    """``prefix/<metric>`` for every contract key, with ``_lo`` / ``_hi`` 95% bootstrap bounds."""
-    per_sample = M.score_samples(records)
+class Scored(NamedTuple):
+    """Everything scored from a list of predictions: the flat run metrics, and the values / CIs for a table."""
+
+    metrics: dict[str, float]
+    values: dict[str, float]
+    cis: dict[str, tuple[float, float]]
+
+
+def score_predictions(
+    records: Sequence[Mapping[str, Any]],
+    bootstrap_samples: int,
+    seed: int,
+    demo_answers: Mapping[str, str] | None = None,
+    names: Sequence[str] | None = None,
+) -> Scored:
+    """The run metrics of scored predictions, shared by evaluation and ``experiments/score.py``.
+
+    Keys: ``eval/<metric>`` with ``_lo`` / ``_hi`` 95% bootstrap bounds (when ``bootstrap_samples`` > 0),
+    ``eval/format_valid*``, ``eval/num_samples``, and the trivial references beside the results: ``ref/always_yes/*``
+    (state) and, given ``demo_answers`` (id -> the first demo's answer), ``ref/copy_demo/*`` (grounding, object).
+
+    Args:
+        records: mappings with ``prediction``, ``reference``, optional ``task`` and ``id``.
+        bootstrap_samples: number of bootstrap resamples (0: no CIs).
+        seed: seed of the bootstrap.
+        demo_answers: answers of the copy-the-demo reference, by record id.
+        names: how scoring errors name each record (default: its id or index).
+    """
+    per_sample = M.score_samples(records, names=names)
     values = M.aggregate(per_sample)
-    out = {f"{prefix}/{k}": v for k, v in values.items()}
-    if samples > 0:
-        for k, (lo, hi) in M.bootstrap_ci(per_sample, n=samples, seed=seed).items():
-            out[f"{prefix}/{k}_lo"], out[f"{prefix}/{k}_hi"] = lo, hi
-    return out
-
-
-def reference_metrics(records: Sequence[Mapping[str, Any]], demo_answers: Mapping[str, str]) -> dict[str, float]:
-    """Trivial references beside the results: always-"Yes" for state, copy-the-demo's-answer for the others."""
-    out: dict[str, float] = {}
-    state = [r for r in records if r["task"] == "state"]
-    if state:
-        out |= {f"ref/always_yes/{k}": v for k, v in M.always_yes_reference(state).items()}
+    cis = M.bootstrap_ci(per_sample, n=bootstrap_samples, seed=seed) if bootstrap_samples > 0 else {}
+    out = {f"eval/{k}": v for k, v in values.items()}
+    for k, (lo, hi) in cis.items():
+        out[f"eval/{k}_lo"], out[f"eval/{k}_hi"] = lo, hi
+    out |= {f"eval/{k}": v for k, v in M.format_validity(records).items()}
+    out["eval/num_samples"] = float(len(per_sample))
+    out |= {f"ref/always_yes/{k}": v for k, v in M.always_yes_reference(records).items()}
     copied = [
         {**r, "prediction": demo_answers[r["id"]]}
         for r in records
-        if r["task"] in ("grounding", "object") and r["id"] in demo_answers
+        if demo_answers and r.get("task") in ("grounding", "object") and r.get("id") in demo_answers
     ]
     if copied:
         out |= {f"ref/copy_demo/{k}": v for k, v in M.score(copied).items()}
-    return out
+    return Scored(out, values, cis)
 
 
 def make_backend(
@@ -113,11 +133,9 @@ def evaluate(
     if ev.get("limit"):
         test_dataset = limit_per_task(test_dataset, int(ev.limit))
     records = generate_predictions(backend, test_dataset, run_dir / PREDICTIONS_FILE, batch_size=int(ev.batch_size))
-    results = metrics_with_ci(records, int(ev.bootstrap.samples), int(ev.bootstrap.seed), "eval")
-    results |= {f"eval/{k}": v for k, v in M.format_validity(records).items()}
-    results |= reference_metrics(records, demo_answers or {})
-    results["eval/num_samples"] = float(len(records))
-    log.info("evaluation on %d samples:\n%s", len(records), M.format_table(M.aggregate(M.score_samples(records))))
+    scored = score_predictions(records, int(ev.bootstrap.samples), int(ev.bootstrap.seed), demo_answers)
+    results = scored.metrics
+    log.info("evaluation on %d samples:\n%s", len(records), M.format_table(scored.values, scored.cis or None))
     tracker.log(results)
     tracker.summary(results)
     if int(ev.get("table_rows", 0)) > 0:
