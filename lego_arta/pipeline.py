@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from peft import PeftModel
 from transformers import set_seed
 
-from lego_arta.data import build_dataset, load_data, save_split
+from lego_arta.data import build_dataset, flat_counts, load_data, save_split
 from lego_arta.evaluation.evaluate import evaluate, make_backend
 from lego_arta.models import load_model, load_processor, resolve_model_path
 from lego_arta.parsing import completion_text
@@ -57,7 +57,7 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     metrics: dict[str, float] = {}
     vllm = cfg.eval.get("backend", "transformers") == "vllm"
     with tracking(cfg, run_dir) as tracker:
-        tracker.summary({f"data/{k}": v for k, v in _flat(data.summary).items()})
+        tracker.summary(flat_counts(data.summary) | {f"data/dropped/{k}": n for k, n in data.dropped.items()})
         adapter = str(cfg.method.adapter) if cfg.method.get("adapter") else None
         model: Any = None
         if trains or not vllm:  # vLLM loads the weights itself
@@ -85,14 +85,3 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
             metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, demo_answers(test_ds))
         write_metrics(metrics, run_dir)
     return metrics
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out |= _flat(v, f"{key}/")
-        else:
-            out[key] = v
-    return out

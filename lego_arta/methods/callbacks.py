@@ -8,6 +8,7 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from lego_arta.parsing import completion_text
 from lego_arta.runs import append_jsonl, read_jsonl
 from lego_arta.tracking import Tracker
 
@@ -58,20 +59,8 @@ class CompletionsTableCallback(TrainerCallback):
         rows = []
         for i, (prompt, completion) in enumerate(zip(buffer["prompt"], buffer["completion"], strict=False)):
             scores = [_finite_or_none(buffer["rewards"][n][i]) for n in names]
-            rows.append([state.global_step, _last_text(prompt), _last_text(completion), *scores])
+            rows.append([state.global_step, completion_text(prompt), completion_text(completion), *scores])
         self.tracker.log_table("train/completion_samples", ["step", "prompt", "completion", *names], rows)
-
-
-def _last_text(messages: Any) -> str:
-    """The text of the last message of a conversational prompt/completion (or the string itself)."""
-    if isinstance(messages, str):
-        return messages
-    if not messages:
-        return ""
-    content = messages[-1].get("content", "")
-    if isinstance(content, str):
-        return content
-    return " ".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
 
 
 def _finite_or_none(value: Any) -> Any:
