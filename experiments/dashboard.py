@@ -15,6 +15,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from lego_arta.cli import hydra_task
+
 REWARD_KEYS = [
     "train/reward",
     "train/rewards/format/mean",
@@ -69,6 +71,7 @@ def build_workspace(entity: str, project: str, group: str) -> Any:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="dashboard")
+@hydra_task
 def main(cfg: DictConfig) -> None:
     workspace = build_workspace(cfg.entity, cfg.project, cfg.group).save()
     print(f"dashboard: {workspace.url}")

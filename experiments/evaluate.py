@@ -13,6 +13,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from lego_arta.cli import hydra_task
 from lego_arta.pipeline import run_experiment
 
 
@@ -22,6 +23,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra_task
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

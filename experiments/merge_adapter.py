@@ -19,6 +19,7 @@ from peft import PeftModel
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import lego_arta.models  # noqa: F401  (applies the CPU workarounds before any processor is loaded)
+from lego_arta.cli import hydra_task
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ def merge(adapter: str | Path, out: str | Path | None = None) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="merge")
+@hydra_task
 def main(cfg: DictConfig) -> None:
     print(merge(cfg.adapter, cfg.get("out")))
 

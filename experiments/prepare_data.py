@@ -18,6 +18,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from lego_arta.cli import hydra_task
 from lego_arta.data import flat_counts, load_data, save_split
 from lego_arta.data.contact_sheet import contact_sheet
 
@@ -51,6 +52,7 @@ def counts_table(summary: dict) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra_task
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

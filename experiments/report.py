@@ -14,6 +14,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from lego_arta.cli import hydra_task
 from lego_arta.evaluation.report import write_report
 
 
@@ -29,6 +30,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+@hydra_task
 def main(cfg: DictConfig) -> None:
     summary = run(cfg)
     print(summary["markdown"])

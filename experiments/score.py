@@ -18,6 +18,7 @@ import hydra
 from omegaconf import DictConfig
 
 from lego_arta import metrics as M
+from lego_arta.cli import hydra_task
 from lego_arta.evaluation.evaluate import score_predictions
 from lego_arta.runs import iter_jsonl, write_metrics
 
@@ -68,6 +69,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="score")
+@hydra_task
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -1,15 +1,47 @@
-"""Compose the project's Hydra config outside a Hydra run (scripts that chain runs, benchmarks, tests)."""
+"""The project's Hydra config: its resolver and open nodes (registered on import), and composition outside a run.
+
+Registered when ``lego_arta`` is imported, so before any entry script's ``@hydra.main`` composes:
+
+- ``${lego_arta.root:}``: the project root (the folder holding ``conf/``). ``paths.root_dir`` uses it, so the run and
+  sweep dirs resolve without ``${hydra:runtime.cwd}``, which a multirun's sweeper reads before Hydra sets it.
+- ``${lego_arta.required:KEY,HINT}``: a value the user must set (``experiment=hybrid_sft_grpo`` needs
+  ``method.adapter=``); reading it unset raises a :class:`~lego_arta.errors.ConfigError` naming the key.
+- ``method/args=ignored``: the ``method.args`` node of ``method=none``, open to any key. A multirun composes its base
+  config with the default ``method=none`` before it composes each job, so ``-m method=sft,grpo
+  method.args.max_steps=2`` must compose there too; ``method=none`` trains nothing and warns that it ignores them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from lego_arta.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
+
+
+def required(key: str, hint: str) -> NoReturn:
+    """``${lego_arta.required:KEY,HINT}``: a value the user must give (an overlay's ``???`` would not override a
+    group's ``null`` default: OmegaConf merges never replace a value by MISSING)."""
+    raise ConfigError(f"{key} is required here: set {key}={hint} on the command line")
+
+
+def _register() -> None:
+    OmegaConf.register_new_resolver("lego_arta.root", lambda: str(ROOT), replace=True)
+    OmegaConf.register_new_resolver("lego_arta.required", required, replace=True)
+    ignored = OmegaConf.create({})
+    OmegaConf.set_struct(ignored, False)  # stays open when Hydra closes the composed config
+    ConfigStore.instance().store(group="method/args", name="ignored", node=ignored)
+
+
+_register()
 
 
 def compose_config(
@@ -21,10 +53,11 @@ def compose_config(
 ) -> DictConfig:
     """``conf/<config_name>.yaml`` with CLI-style overrides, as ``python experiments/...py OVERRIDES`` would see it.
 
-    ``${hydra:...}`` values only exist inside a Hydra run, so the run dir, the repo root and the build cache are
-    given explicitly here (``paths.output_dir``, ``paths.root_dir``, ``paths.cache_dir``); overrides win.
+    ``${hydra:runtime.output_dir}`` only exists inside a Hydra run, so the run dir is given here
+    (``paths.output_dir``), and the build cache may be (``paths.cache_dir``); overrides win.
     """
-    base = [f"paths.root_dir={ROOT}", f"paths.output_dir={output_dir}"]
-    base.append(f"paths.cache_dir={cache_dir if cache_dir is not None else ROOT / '.cache'}")
+    base = [f"paths.output_dir={output_dir}"]
+    if cache_dir is not None:
+        base.append(f"paths.cache_dir={cache_dir}")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name=config_name, overrides=[*base, *overrides])

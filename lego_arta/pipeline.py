@@ -6,15 +6,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 from peft import PeftModel
 from transformers import set_seed
 
 from lego_arta.data import build_dataset, flat_counts, load_data, save_split
+from lego_arta.errors import ConfigError
 from lego_arta.evaluation.evaluate import evaluate, make_backend
+from lego_arta.evaluation.generate import generator_id
 from lego_arta.models import load_model, load_processor, resolve_model_path
 from lego_arta.parsing import completion_text
-from lego_arta.runs import save_config, write_metrics
+from lego_arta.runs import METRICS_FILE, save_config, write_metrics
 from lego_arta.tracking import tracking
 
 log = logging.getLogger(__name__)
@@ -32,12 +35,34 @@ def demo_answers(dataset: Any) -> dict[str, str]:
 
 def training_records(cfg: DictConfig, records: list[Any]) -> list[Any]:
     """The training split, restricted to ``method.tasks`` when set (evaluation still covers every task)."""
-    tasks = cfg.method.get("tasks")
-    if not tasks:
-        return records
-    if unknown := set(tasks) - set(cfg.data.tasks):
-        raise ValueError(f"method.tasks: {sorted(unknown)} not in data.tasks={list(cfg.data.tasks)}")
-    return [r for r in records if r.task in set(tasks)]
+    tasks = cfg.method.tasks
+    return [r for r in records if r.task in set(tasks)] if tasks else records
+
+
+def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
+    """Fail in seconds, before any data or model is loaded, on what the config alone shows to be wrong.
+
+    A value left at ``???`` (e.g. ``experiment=hybrid_sft_grpo`` without ``method.adapter=``), ``method.tasks`` outside
+    ``data.tasks``, and, for a training run, the TRL config (unknown fields, contradicting values) and the reward
+    functions are built here; ``method=none`` warns that it ignores ``method.args``.
+    """
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except InterpolationResolutionError as err:  # e.g. ${lego_arta.required:...} of an unset value
+        reason = str(err).splitlines()[0].split(" raised while resolving interpolation: ")[-1]
+        raise ConfigError(reason if str(err.full_key) in reason else f"{err.full_key}: {reason}") from err
+    if missing := sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra.")):
+        raise ConfigError(f"no value for {', '.join(missing)}: set it on the command line ({missing[0]}=...)")
+    if cfg.method.name == "none":
+        if cfg.method.args:
+            log.warning("method=none trains nothing: ignoring method.args (%s)", ", ".join(cfg.method.args))
+        return
+    if unknown := set(cfg.method.tasks or ()) - set(cfg.data.tasks):
+        raise ConfigError(f"method.tasks: {sorted(unknown)} not in data.tasks={list(cfg.data.tasks)}")
+    if trains:
+        from lego_arta.methods import trainer_config
+
+        trainer_config(cfg, run_dir)
 
 
 def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
@@ -47,18 +72,19 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     ``history.jsonl``, the adapter, ``predictions.jsonl`` and ``metrics.json`` land in ``cfg.paths.output_dir``.
     """
     run_dir = Path(cfg.paths.output_dir)
+    trains = train and cfg.method.name != "none"
+    check_config(cfg, run_dir, trains)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir)
     set_seed(int(cfg.seed))
     data = load_data(cfg)
     model_path = resolve_model_path(cfg.model, cfg.paths.cache_dir)  # a bad model.path fails before anything heavy
     save_split(data, run_dir)
-    trains = train and cfg.method.name != "none"
     metrics: dict[str, float] = {}
-    vllm = cfg.eval.get("backend", "transformers") == "vllm"
+    vllm = cfg.eval.backend == "vllm"
     with tracking(cfg, run_dir) as tracker:
         tracker.summary(flat_counts(data.summary) | {f"data/dropped/{k}": n for k, n in data.dropped.items()})
-        adapter = str(cfg.method.adapter) if cfg.method.get("adapter") else None
+        adapter = str(cfg.method.adapter) if cfg.method.adapter else None
         model: Any = None
         if trains or not vllm:  # vLLM loads the weights itself
             model, processor = load_model(cfg.model, cfg.paths.cache_dir)
@@ -82,6 +108,8 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
                     model = model.merge_and_unload()  # faster generation; the adapter stays on disk
                 backend = make_backend(cfg, processor, model=model)
             test_ds = build_dataset(data.test, data.train, cfg.data, int(cfg.seed))
-            metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, demo_answers(test_ds))
+            generator = generator_id(model_path, adapter, {"model": cfg.model, "eval": cfg.eval})
+            metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, demo_answers(test_ds), generator)
         write_metrics(metrics, run_dir)
+    log.info("metrics: %s", run_dir / METRICS_FILE)
     return metrics

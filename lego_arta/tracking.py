@@ -18,6 +18,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from PIL.Image import Image as PILImage
 
+from lego_arta.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -94,6 +96,22 @@ class WandbTracker(Tracker):
         self.run.finish(exit_code=exit_code)
 
 
+BACKENDS: dict[str, type[Tracker]] = {"wandb": WandbTracker, "none": Tracker}
+
+
+def tracker_class(cfg: DictConfig) -> type[Tracker]:
+    """The tracker class named by ``logger.backend``."""
+    backend = cfg.logger.backend
+    if backend not in BACKENDS:
+        raise ConfigError(f"logger.backend={backend!r}: expected one of {', '.join(BACKENDS)}")
+    return BACKENDS[backend]
+
+
+def report_to(cfg: DictConfig) -> list[str]:
+    """``TrainingArguments.report_to`` for the configured tracker (the HF W&B callback logs the training curves)."""
+    return list(tracker_class(cfg).report_to)
+
+
 @contextmanager
 def tracking(cfg: DictConfig, run_dir: str | Path) -> Iterator[Tracker]:
     """Open the tracker named by ``cfg.logger.backend`` for one run and always close it.
@@ -102,13 +120,7 @@ def tracking(cfg: DictConfig, run_dir: str | Path) -> Iterator[Tracker]:
         cfg: the composed config (``logger``, ``method``, ``reward`` groups are read).
         run_dir: the Hydra run dir; W&B writes ``run_dir/wandb/``.
     """
-    backend = cfg.logger.get("backend", "none")
-    if backend == "wandb":
-        tracker: Tracker = WandbTracker(cfg, Path(run_dir))
-    elif backend == "none":
-        tracker = Tracker()
-    else:
-        raise ValueError(f"logger.backend={backend!r}: expected 'wandb' or 'none'")
+    tracker = WandbTracker(cfg, Path(run_dir)) if tracker_class(cfg) is WandbTracker else Tracker()
     exit_code = 1
     try:
         yield tracker

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import re
+import shlex
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -38,14 +40,26 @@ def test_every_combination_composes(make_cfg, method, reward, model):
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_composes(make_cfg, experiment):
-    cfg = make_cfg(f"experiment={experiment}")
-    OmegaConf.to_container(cfg, resolve=True)
+def test_every_experiment_composes_with_its_own_command(make_cfg, experiment):
     lines = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()
     # Hydra needs the package header on line 1; the first comment after it is the command that runs the overlay
     assert lines[0] == "# @package _global_"
     first = lines[1]
     assert first.startswith("# ") and ("experiments/" in first or first.startswith("# make ")), first
+    # the overrides that command shows (placeholders such as <sft run> filled in) compose and resolve
+    command = first[2:].split("  ")[0]  # `make demo   (= ...)`: the command ends at a double space
+    shown = [re.sub(r"<[^>]+>", "filled", a) for a in shlex.split(command) if "=" in a]
+    cfg = make_cfg(*shown) if shown else make_cfg(f"experiment={experiment}")
+    assert not shown or f"experiment={experiment}" in shown
+    OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_a_required_value_left_unset_names_the_override():
+    # experiment=hybrid_sft_grpo without method.adapter= must not fall back to a fresh LoRA (an overlay's ??? would)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=hybrid_sft_grpo", "paths.output_dir=/tmp/x"])
+    with pytest.raises(Exception, match=r"set method\.adapter=<SFT run dir>/adapter"):
+        OmegaConf.to_container(cfg, resolve=True)
 
 
 def test_training_methods_use_lora_r8_on_the_language_model_only(make_cfg):

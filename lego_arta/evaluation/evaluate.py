@@ -60,12 +60,11 @@ def score_predictions(
         names: how scoring errors name each record (default: its id or index).
     """
     per_sample = M.score_samples(records, names=names)
-    values = M.aggregate(per_sample)
+    values = M.aggregate(per_sample) | M.format_validity(records)
     cis = M.bootstrap_ci(per_sample, n=bootstrap_samples, seed=seed) if bootstrap_samples > 0 else {}
     out = {f"eval/{k}": v for k, v in values.items()}
     for k, (lo, hi) in cis.items():
         out[f"eval/{k}_lo"], out[f"eval/{k}_hi"] = lo, hi
-    out |= {f"eval/{k}": v for k, v in M.format_validity(records).items()}
     out["eval/num_samples"] = float(len(per_sample))
     out |= {f"ref/always_yes/{k}": v for k, v in M.always_yes_reference(records).items()}
     copied = [
@@ -118,6 +117,7 @@ def evaluate(
     run_dir: Path,
     tracker: Tracker,
     demo_answers: Mapping[str, str] | None = None,
+    generator: str = "",
 ) -> dict[str, float]:
     """Generate for the test split (``eval.*``), score, log ``eval/<metric>`` to the tracker, return the metrics.
 
@@ -128,11 +128,15 @@ def evaluate(
         run_dir: where ``predictions.jsonl`` is streamed (and resumed from).
         tracker: where ``eval/*`` and the predictions table go.
         demo_answers: test id -> the answer of its first few-shot demo (the copy-the-demo reference).
+        generator: identity of the model + adapter + settings (:func:`~lego_arta.evaluation.generate.generator_id`):
+            a resumed evaluation reuses only this generator's predictions.
     """
     ev = cfg.eval
     if ev.get("limit"):
         test_dataset = limit_per_task(test_dataset, int(ev.limit))
-    records = generate_predictions(backend, test_dataset, run_dir / PREDICTIONS_FILE, batch_size=int(ev.batch_size))
+    records = generate_predictions(
+        backend, test_dataset, run_dir / PREDICTIONS_FILE, batch_size=int(ev.batch_size), generator=generator
+    )
     scored = score_predictions(records, int(ev.bootstrap.samples), int(ev.bootstrap.seed), demo_answers)
     results = scored.metrics
     log.info("evaluation on %d samples:\n%s", len(records), M.format_table(scored.values, scored.cis or None))

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,27 @@ def prompt_hash(prompt: Any) -> str:
     return hashlib.sha256(json.dumps(prompt, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def finished_predictions(path: Path, dataset: Dataset) -> dict[str, dict[str, Any]]:
-    """Rows of an existing ``predictions.jsonl`` whose id and prompt hash match the dataset (a resumed run)."""
+def generator_id(model: str, adapter: str | Path | None, settings: Mapping[str, Any]) -> str:
+    """Short hash of what makes a prediction: the model, the adapter's weights (their bytes), the generation settings.
+
+    A resumed evaluation keeps only the rows of the same generator, so predictions never outlive the adapter that
+    made them (a run resumed to train more steps evaluates its new adapter from scratch).
+    """
+    digest = hashlib.sha256(json.dumps([model, dict(settings)], sort_keys=True, default=str).encode())
+    if adapter is not None:
+        for path in sorted(Path(adapter).glob("adapter_model.*")):
+            digest.update(path.read_bytes())  # a LoRA adapter: megabytes, not the base model
+    return digest.hexdigest()[:16]
+
+
+def finished_predictions(path: Path, dataset: Dataset, generator: str = "") -> dict[str, dict[str, Any]]:
+    """Rows of an existing ``predictions.jsonl`` made by ``generator`` for the dataset's ids and prompts."""
     if not path.exists():
         return {}
     wanted = {row_id: prompt_hash(prompt) for row_id, prompt in zip(dataset["id"], dataset["prompt"], strict=True)}
     done = {}
     for row in read_jsonl(path):
-        if wanted.get(row.get("id")) == row.get("prompt_hash"):
+        if wanted.get(row.get("id")) == row.get("prompt_hash") and row.get("generator") == generator:
             done[row["id"]] = row
     return done
 
@@ -144,18 +157,19 @@ def generate_predictions(
     dataset: Dataset,
     out_path: str | Path,
     batch_size: int = 4,
+    generator: str = "",
 ) -> list[dict[str, Any]]:
     """Generate with ``backend`` for every row of ``dataset`` (``id``, ``task``, ``prompt``, ``images``, ``solution``).
 
-    Each batch is appended to ``out_path`` as soon as it is done (id, task, prompt hash, prediction, reference); rows
-    already there for the same id and prompt are kept and not generated again, so an interrupted evaluation resumes.
-    Returns the predictions in dataset order.
+    Each batch is appended to ``out_path`` as soon as it is done (id, task, prompt hash, generator, prediction,
+    reference); rows already there for the same id, prompt and ``generator`` (:func:`generator_id`) are kept and not
+    generated again, so an interrupted evaluation resumes. Returns the predictions in dataset order.
     """
     out_path = Path(out_path)
-    done = finished_predictions(out_path, dataset)
+    done = finished_predictions(out_path, dataset, generator)
     if done:
         log.info("resuming: %d of %d predictions already in %s", len(done), len(dataset), out_path)
-    # rewrite the file with the kept rows only (drops stale rows from another prompt or a truncated line)
+    # rewrite the file with the kept rows only (drops rows of another prompt or generator, or a truncated line)
     out_path.write_text("".join(json.dumps(done[i]) + "\n" for i in dataset["id"] if i in done))
     todo = [i for i, row_id in enumerate(dataset["id"]) if row_id not in done]
     bar = tqdm(total=len(dataset), initial=len(done), desc="generate", unit="sample", dynamic_ncols=True)
@@ -168,6 +182,7 @@ def generate_predictions(
                 "id": row["id"],
                 "task": row["task"],
                 "prompt_hash": prompt_hash(row["prompt"]),
+                "generator": generator,
                 "prediction": answer,
                 "reference": row["solution"],
             }

@@ -6,10 +6,27 @@ from pathlib import Path
 
 from datasets import Dataset
 from omegaconf import DictConfig
-from transformers import PreTrainedModel, ProcessorMixin, Trainer
+from transformers import PreTrainedModel, ProcessorMixin, Trainer, TrainingArguments
 
-from lego_arta.methods.common import fit
+from lego_arta.errors import ConfigError
+from lego_arta.methods.common import fit, trainer_args
 from lego_arta.tracking import Tracker
+
+
+def trainer_config(cfg: DictConfig, run_dir: Path) -> TrainingArguments:
+    """The TRL config of ``cfg.method`` (and, for GRPO, its reward functions) built without a model: a config check."""
+    if cfg.method.name == "sft":
+        from trl import SFTConfig
+
+        return trainer_args(SFTConfig, cfg, run_dir)
+    if cfg.method.name == "grpo":
+        from trl import GRPOConfig
+
+        from lego_arta.rewards import build_reward_funcs
+
+        build_reward_funcs(cfg.reward)
+        return trainer_args(GRPOConfig, cfg, run_dir)
+    raise ConfigError(f"method={cfg.method.name} does not train (valid: sft, grpo)")
 
 
 def train(
@@ -32,5 +49,5 @@ def train(
 
         trainer = build_grpo_trainer(cfg, model, processor, train_dataset, run_dir, tracker)
     else:
-        raise ValueError(f"method={name} does not train (valid: sft, grpo)")
+        raise ConfigError(f"method={name} does not train (valid: sft, grpo)")
     return fit(trainer, cfg, run_dir, processor), trainer.model  # type: ignore[return-value]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,32 +16,43 @@ from peft import PeftModel
 from transformers import PreTrainedModel, ProcessorMixin, Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
+from lego_arta.errors import ConfigError
 from lego_arta.methods.callbacks import CompletionsTableCallback, HistoryCallback
 from lego_arta.runs import HISTORY_FILE
-from lego_arta.tracking import Tracker
+from lego_arta.tracking import Tracker, report_to
 
 log = logging.getLogger(__name__)
 
 ADAPTER_DIR = "adapter"
 
 
-def trainer_args(config_cls: type, cfg: DictConfig, run_dir: Path, tracker: Tracker) -> Any:
+def trainer_args(config_cls: type, cfg: DictConfig, run_dir: Path) -> Any:
     """Build ``SFTConfig`` / ``GRPOConfig`` from ``method.args``; the run dir, seed, device and W&B are ours.
 
-    Any field of the TRL config can be set from the CLI (``method.args.max_steps=2``). bf16 and gradient
-    checkpointing (TRL's GRPO defaults) follow the device unless set explicitly: both off on CPU.
+    Any field of the TRL config can be set from the CLI (``method.args.max_steps=2``). bf16 and activation
+    checkpointing (TRL's GRPO defaults) follow the device unless set explicitly: both off on CPU. Needs no model, so
+    the pipeline builds it before loading anything: a misspelled field or values that contradict each other
+    (``num_generations`` not dividing the generation batch) fail in seconds, as a :class:`ConfigError`.
     """
     args: dict[str, Any] = OmegaConf.to_container(cfg.method.args, resolve=True)  # type: ignore[assignment]
+    fields = {f.name for f in dataclasses.fields(config_cls) if f.init}
+    for key in sorted(set(args) - fields):
+        near = difflib.get_close_matches(key, fields, n=3)
+        hint = f"did you mean {', '.join(f'method.args.{k}' for k in near)}?" if near else "no similar field"
+        raise ConfigError(f"method.args.{key}: not a field of trl.{config_cls.__name__} ({hint})")
     cuda = torch.cuda.is_available()
     args.setdefault("bf16", cuda and torch.cuda.is_bf16_supported())
-    args.setdefault("gradient_checkpointing", False)
-    args.setdefault("report_to", tracker.report_to)
+    args.setdefault("activation_checkpointing", False)
+    args.setdefault("report_to", report_to(cfg))
     args.setdefault("run_name", cfg.logger.get("name"))
     args.setdefault("remove_unused_columns", False)  # keep solution/task/images for rewards and the collator
     args.setdefault("dataloader_num_workers", 0)
     args.setdefault("save_strategy", "steps")
     args.setdefault("logging_first_step", True)
-    return config_cls(output_dir=str(run_dir), seed=int(cfg.seed), data_seed=int(cfg.seed), **args)
+    try:
+        return config_cls(output_dir=str(run_dir), seed=int(cfg.seed), data_seed=int(cfg.seed), **args)
+    except ValueError as err:  # TRL's own consistency checks (__post_init__)
+        raise ConfigError(f"method.args: {err}") from err
 
 
 def lora_setup(model: PreTrainedModel, method_cfg: DictConfig) -> tuple[PreTrainedModel | PeftModel, Any]:
@@ -69,9 +82,11 @@ def fit(trainer: Trainer, cfg: DictConfig, run_dir: Path, processor: ProcessorMi
     for cb in trainer.callback_handler.callbacks:
         if isinstance(cb, CompletionsTableCallback):
             cb.trainer = trainer
-    checkpoint = get_last_checkpoint(str(run_dir)) if cfg.get("resume") else None
-    if cfg.get("resume") and checkpoint is None:
+    checkpoint = get_last_checkpoint(str(run_dir)) if cfg.resume else None
+    if cfg.resume and checkpoint is None:
         log.warning("resume=true but no checkpoint-* in %s: training from the start", run_dir)
+    elif checkpoint is not None:
+        log.info("resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     out = run_dir / ADAPTER_DIR
     trainer.save_model(str(out))  # the LoRA adapter, safetensors

@@ -29,7 +29,7 @@ def build_grpo_trainer(
     """
     check_train_split(train_dataset)
     funcs, weights = build_reward_funcs(cfg.reward)
-    args = trainer_args(GRPOConfig, cfg, run_dir, tracker)
+    args = trainer_args(GRPOConfig, cfg, run_dir)
     args.reward_weights = weights
     policy, peft_config = lora_setup(model, cfg.method)
     return GRPOTrainer(

@@ -27,7 +27,7 @@ def build_sft_trainer(
     study's own code trained on them too, a known bug this pipeline does not reproduce.
     """
     check_train_split(train_dataset)
-    args = trainer_args(SFTConfig, cfg, run_dir, tracker)
+    args = trainer_args(SFTConfig, cfg, run_dir)
     if not args.completion_only_loss:
         raise ValueError("method.args.completion_only_loss must stay true: SFT trains on the answer tokens only")
     policy, peft_config = lora_setup(model, cfg.method)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from lego_arta.errors import ConfigError
 from lego_arta.rewards.detection import IoUReward, LabelRougeReward, iou_v1, iou_v2, label_rouge
 from lego_arta.rewards.format import FormatReward
 from lego_arta.rewards.format import format as format_reward
@@ -56,7 +57,7 @@ def build_reward_funcs(reward_cfg: Mapping[str, Any] | Any) -> tuple[list[Reward
         reward_cfg: the ``reward`` node (DictConfig or dict) with ``weights`` and, when ``iou`` is weighted, ``iou``.
 
     Raises:
-        ValueError: an unknown weight key (the message lists the valid ones) or a missing ``iou`` node.
+        ConfigError: an unknown weight key (the message lists the valid ones) or a missing ``iou`` node.
 
     >>> funcs, weights = build_reward_funcs({"iou": {"name": "iou_v2", "penalty": 1.0, "range_bonus": 0.0,
     ...                                              "count_bonus": 0.1}, "weights": {"format": 1, "iou": 0.5,
@@ -68,7 +69,7 @@ def build_reward_funcs(reward_cfg: Mapping[str, Any] | Any) -> tuple[list[Reward
     weights: list[float] = []
     for key, weight in reward_cfg["weights"].items():
         if key not in WEIGHT_KEYS:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown reward weight key {key!r} in reward.weights; valid keys: {', '.join(WEIGHT_KEYS)}"
             )
         if float(weight) == 0.0:
@@ -76,7 +77,7 @@ def build_reward_funcs(reward_cfg: Mapping[str, Any] | Any) -> tuple[list[Reward
         if key == "iou":
             iou_cfg = reward_cfg.get("iou") if hasattr(reward_cfg, "get") else None
             if iou_cfg is None:
-                raise ValueError("reward.weights.iou is set but reward.iou (name, penalty, ...) is missing")
+                raise ConfigError("reward.weights.iou is set but reward.iou (name, penalty, ...) is missing")
             funcs.append(
                 IoUReward(
                     str(iou_cfg["name"]),
