@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from lego_arta.config import ROOT, compose_config
-from lego_arta.evaluation.report import write_report
 from lego_arta.pipeline import run_experiment
+from lego_arta.report import write_report
 
 log = logging.getLogger("demo")
 

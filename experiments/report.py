@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig
 
 from lego_arta.cli import hydra_task
-from lego_arta.evaluation.report import write_report
+from lego_arta.report import write_report
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

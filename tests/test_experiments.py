@@ -13,7 +13,7 @@ import pytest
 from experiments import demo
 from experiments.dashboard import EVAL_KEYS, REWARD_KEYS, build_workspace
 from lego_arta.config import compose_config
-from lego_arta.evaluation.report import collect_runs
+from lego_arta.report.collect import collect_runs
 from tests.conftest import ROOT
 
 STUDY_COLUMNS = ["F1-Theme", "ROUGE", "BLEU", "F1-Object", "IoU", "F1-State", "FPR"]

@@ -25,8 +25,12 @@ from omegaconf.errors import MissingMandatoryValue
 from PIL import Image
 from scipy import stats
 
-from lego_arta.evaluation import report
-from lego_arta.evaluation.study import STUDY_LABEL, STUDY_TABLE1
+from lego_arta.report import write_report
+from lego_arta.report.collect import collect_runs
+from lego_arta.report.curves import PANEL_TITLES, reward_curves
+from lego_arta.report.markdown import to_markdown
+from lego_arta.report.stats import table1
+from lego_arta.report.study import STUDY_LABEL, STUDY_TABLE1
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = ("f1_theme", "rouge", "bleu", "f1_object", "iou", "f1_state", "fpr")
@@ -160,7 +164,7 @@ def expected_cell(group: tuple[str, str], i: int) -> tuple[str, float, float, fl
 
 
 def test_collect_runs_finds_every_run_and_the_failed_job(sweep: Path) -> None:
-    runs = report.collect_runs(sweep)
+    runs = collect_runs(sweep)
     # 11 finished runs + 1 failed job; the W&B config.yaml and multirun.yaml are not runs
     assert len(runs) == 12
     assert runs["status"].tolist().count("failed") == 1
@@ -177,7 +181,7 @@ def test_collect_runs_finds_every_run_and_the_failed_job(sweep: Path) -> None:
 
 
 def test_table1_cells_are_mean_and_95ci_over_seeds(sweep: Path) -> None:
-    table = report.table1(report.collect_runs(sweep))
+    table = table1(collect_runs(sweep))
     groups = [("none", "-"), ("sft", "-"), ("grpo", "v1"), ("grpo", "v2"), ("grpo", "v3")]
     assert table["model"].tolist() == [
         "base, few-shot",
@@ -201,7 +205,7 @@ def test_table1_cells_are_mean_and_95ci_over_seeds(sweep: Path) -> None:
 
 def test_table1_markdown_is_exact(sweep: Path) -> None:
     # the cells were checked against independently computed values above; this pins the layout
-    assert report.to_markdown(report.table1(report.collect_runs(sweep))).split("\n") == [
+    assert to_markdown(table1(collect_runs(sweep))).split("\n") == [
         "| model             |   n |             F1-Theme |                ROUGE |              BLEU |"
         "            F1-Object |                  IoU |             F1-State |                  FPR |",
         "|:------------------|----:|---------------------:|---------------------:|------------------:|"
@@ -221,7 +225,7 @@ def test_table1_markdown_is_exact(sweep: Path) -> None:
 
 def test_report_writes_files_and_lists_the_failed_job(sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    summary = report.write_report(sweep, out)
+    summary = write_report(sweep, out)
     assert (summary["n_runs"], summary["n_ok"], summary["n_failed"]) == (12, 11, 1)
     assert summary["failed"] == [str(sweep / "99_method=grpo,reward=v2,seed=2")]
     for key, name in [("report_md", "report.md"), ("report_csv", "report.csv"), ("runs_csv", "runs.csv")]:
@@ -256,9 +260,9 @@ def test_report_writes_files_and_lists_the_failed_job(sweep: Path, tmp_path: Pat
 
 
 def test_reward_curves_panels_lines_and_means(sweep: Path, tmp_path: Path) -> None:
-    runs = report.collect_runs(sweep)
+    runs = collect_runs(sweep)
     png = tmp_path / "curves.png"
-    fig = report.reward_curves(runs, png)
+    fig = reward_curves(runs, png)
     assert fig is not None
     assert png.stat().st_size > 10_000
     width, height = Image.open(png).size
@@ -309,7 +313,7 @@ def test_reward_curves_smoothing_and_std_band(tmp_path: Path) -> None:
         (run_dir / "metrics.json").write_text(json.dumps({"eval/iou": 50.0}))
         rows = [{"step": s, "reward": r + seed} for s, r in [(1, 0.0), (2, 1.0), (3, 1.0)]]
         (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    fig = report.reward_curves(report.collect_runs(root), tmp_path / "c.png", smoothing=0.5, band="std")
+    fig = reward_curves(collect_runs(root), tmp_path / "c.png", smoothing=0.5, band="std")
     assert fig is not None and len(fig.axes) == 1
     # EMA with weight 0.5: (0, 1, 1) -> (0, 0.5, 0.75); seed 1 is the same + 1: mean = that + 0.5
     np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_ydata(), [0.5, 1.0, 1.25])
@@ -318,13 +322,13 @@ def test_reward_curves_smoothing_and_std_band(tmp_path: Path) -> None:
     assert math.isclose(band.min(), 0.5 - std) and math.isclose(band.max(), 1.25 + std)
     assert "±1 std over seeds" in fig.get_suptitle() and "EMA smoothing 0.5" in fig.get_suptitle()
     with pytest.raises(ValueError, match="smoothing"):
-        report.reward_curves(report.collect_runs(root), tmp_path / "c.png", smoothing=1.0)
+        reward_curves(collect_runs(root), tmp_path / "c.png", smoothing=1.0)
 
 
 def test_no_reward_history_no_png(tmp_path: Path) -> None:
     run_dir = tmp_path / "sweep" / "0_method=sft"
     write_run(run_dir, "sft", "-", 0)  # SFT history: loss only
-    summary = report.write_report(tmp_path / "sweep")
+    summary = write_report(tmp_path / "sweep")
     assert summary["reward_curves_png"] is None
     assert not (tmp_path / "sweep" / "reward_curves.png").exists()
     assert "## Reward curves" not in summary["markdown"]
@@ -338,10 +342,10 @@ def test_a_group_whose_runs_all_failed_keeps_its_row(tmp_path: Path) -> None:
     (tmp_path / "1_sft").mkdir()
     (tmp_path / "1_sft" / "config.yaml").write_text(yaml.safe_dump(config("sft", "-", 0)))
     (tmp_path / "1_sft" / "metrics.json").write_text("{not json")  # a writer killed mid-file
-    runs = report.collect_runs(tmp_path)
+    runs = collect_runs(tmp_path)
     assert runs["status"].tolist() == ["ok", "failed"]
     assert runs.loc[1, "error"].startswith("unreadable metrics.json")
-    table = report.table1(runs)
+    table = table1(runs)
     assert table["model"].tolist() == ["base, few-shot", "SFT (LoRA r8)"]
     assert table.loc[1, "n"] == 0 and set(table.loc[1, list(HEADERS)]) == {"–"}
     assert table.loc[0, "IoU"] == "60.00 [57.60, 63.40]"  # one seed: the run's bootstrap CI
@@ -354,7 +358,7 @@ def test_rows_split_by_model_and_adapter_start(tmp_path: Path) -> None:
     cfg["method"]["adapter"] = "/runs/sft/adapter"  # the hybrid SFT -> GRPO: a row of its own
     write_run(tmp_path / "c", "grpo", "v1", 0)
     (tmp_path / "c" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    table = report.table1(report.collect_runs(tmp_path))
+    table = table1(collect_runs(tmp_path))
     assert table["model"].tolist() == [
         "qwen2_5_vl_7b: GRPO v1 (LoRA r8)",
         "qwen2_5_vl_3b: GRPO v1 (LoRA r8, from adapter)",
@@ -364,10 +368,10 @@ def test_rows_split_by_model_and_adapter_start(tmp_path: Path) -> None:
 
 def test_missing_or_empty_sweep_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        report.write_report(tmp_path / "nope")
+        write_report(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"no run dirs under sweep_dir '.*empty'"):
-        report.write_report(tmp_path / "empty")
+        write_report(tmp_path / "empty")
 
 
 def test_run_from_the_composed_config_defaults_out_dir_to_sweep_dir(sweep: Path) -> None:
@@ -411,10 +415,10 @@ def test_matched_iou_gets_its_own_panel_beside_the_iou_rewards(tmp_path: Path) -
         for row in rows[:-1]:
             row["iou/matched"] = 0.01 * row["step"] * (2 if reward == "v2" else 1)
         (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    fig = report.reward_curves(report.collect_runs(sweep), tmp_path / "curves.png")
+    fig = reward_curves(collect_runs(sweep), tmp_path / "curves.png")
     assert fig is not None
     panels = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
-    matched = panels[report.PANEL_TITLES["iou_matched"]]
+    matched = panels[PANEL_TITLES["iou_matched"]]
     assert len(matched.get_lines()) == 2
     ends = sorted(round(float(line.get_ydata()[-1]), 6) for line in matched.get_lines())
     assert ends == [0.4, 0.8]  # step 40: 0.01 x 40 (v1) and 0.02 x 40 (v2), unsmoothed

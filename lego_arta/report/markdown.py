@@ -1,0 +1,134 @@
+"""Markdown of a report: tables rendered to GitHub-flavoured markdown, and the report.md text."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import pandas as pd
+
+from lego_arta.report.collect import NO_REWARD
+from lego_arta.report.curves import BANDS
+from lego_arta.report.stats import METRICS, MISSING
+from lego_arta.report.study import STUDY_LABEL
+from lego_arta.runs import METRICS_FILE
+
+
+def to_markdown(table: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
+    """A GitHub-flavoured markdown table of the display columns (the names without ``/``), padded to line up.
+
+    The first column and text columns are left-aligned, numeric ones (cells starting with a number, or ``–``)
+    right-aligned; ``|`` in a cell is escaped.
+
+    >>> print(to_markdown(pd.DataFrame({"model": ["base, few-shot"], "n": [3], "IoU": ["60.82 ± 1.00"]})))
+    | model          |   n |          IoU |
+    |:---------------|----:|-------------:|
+    | base, few-shot |   3 | 60.82 ± 1.00 |
+    """
+    columns = list(columns) if columns is not None else [c for c in table.columns if "/" not in str(c)]
+    cells = [[_md_cell(v) for v in table[c].tolist()] for c in columns]
+    widths = [max([len(str(c)), 3, *(len(v) for v in col)]) for c, col in zip(columns, cells, strict=True)]
+    right = [i > 0 and all(v == MISSING or _NUMBER.match(v) for v in col) for i, col in enumerate(cells)]
+
+    def line(values: Iterable[str]) -> str:
+        padded = [v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right, strict=True)]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(
+        "-" * (w + 1) + ":" if r else ":" + "-" * (w + 1) for w, r in zip(widths, right, strict=True)
+    )
+    lines = [line(str(c) for c in columns), rule + "|"]
+    lines += [line(col[i] for col in cells) for i in range(len(table))]
+    return "\n".join(lines)
+
+
+_NUMBER: Final = re.compile(r"-?\d")
+
+
+def _md_cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def render(
+    root: Path,
+    runs: pd.DataFrame,
+    ours: pd.DataFrame,
+    refs: pd.DataFrame,
+    extra: pd.DataFrame | None,
+    study: pd.DataFrame | None,
+    failed: pd.DataFrame,
+    png: Path | None,
+    smoothing: float,
+    band: str,
+) -> str:
+    n_ok = len(runs) - len(failed)
+    parts = [
+        f"# Report: {root}",
+        f"{len(runs)} runs: {n_ok} finished, {len(failed)} failed"
+        + (" (listed below, left out of the tables)." if len(failed) else "."),
+        "## Table 1 (ours)",
+        "Values x100. Cells: mean ± half-width of the 95% t-interval over seeds when n ≥ 2; "
+        "mean [lo, hi] = the single run's 95% bootstrap CI over test samples when n = 1; – = not evaluated. "
+        "n = finished runs (seeds).",
+        to_markdown(ours),
+    ]
+    if study is not None:
+        parts += [
+            f"### Table 1 of the {STUDY_LABEL}",
+            "The study's published numbers (single runs, no CI), not produced by this project.",
+            to_markdown(study),
+        ]
+    if not refs.empty:
+        shown = ["model", "n", *(h for _, h in METRICS if (refs[h] != MISSING).any())]
+        parts += [
+            "### Trivial references",
+            "Scores of answers that need no model, on the same test splits (one value per seed).",
+            to_markdown(refs, shown),
+        ]
+    if extra is not None:
+        parts += ["### Other evaluation metrics", "Same aggregation as Table 1.", to_markdown(extra)]
+    if png is not None:
+        smooth = f"EMA smoothing {smoothing:g}" if smoothing else "raw values"
+        parts += [
+            "## Reward curves",
+            f"GRPO training rewards per step ({smooth}): line = mean over seeds, band = {BANDS[band]}. "
+            "Rewards of different variants are on different scales (v1 adds a coordinate-range bonus); compare "
+            "shapes, not levels.",
+            f"![reward curves]({png.name})",
+        ]
+    parts.append(f"## Failed runs ({len(failed)})")
+    if len(failed):
+        lines = [
+            f"- `{_relative(Path(r['run_dir']), root)}`: {_describe(r)}: {r['error']}" for _, r in failed.iterrows()
+        ]
+        parts.append("\n".join(lines))
+    else:
+        parts.append(f"None: every run has its {METRICS_FILE}.")
+    listing = runs.assign(run=[_relative(Path(d), root) for d in runs["run_dir"]])
+    metric_cols = {f"eval/{key}": header for key, header in METRICS if f"eval/{key}" in runs.columns}
+    listing = listing.rename(columns=metric_cols)
+    parts += [
+        "## Runs",
+        to_markdown(listing, ["run", "method", "reward", "seed", "status", *metric_cols.values()]),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def _describe(run: Mapping[str, Any]) -> str:
+    reward = "" if run["reward"] == NO_REWARD else f" {run['reward']}"
+    return f"{run['method']}{reward}, seed {run['seed']}"
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        rel = path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return str(path)
+    return str(rel) if str(rel) != "." else "."

@@ -1,0 +1,228 @@
+"""Table 1 statistics over a sweep's runs: mean ± 95% CI over seeds per metric, trivial references, the study's table.
+
+Tables are DataFrames with two kinds of columns: plain names (``model``, ``n``, ``F1-Theme``, ...) are the display
+cells that :func:`to_markdown` renders; namespaced names hold the numbers for the CSV: ``key/method``,
+``key/reward``, ... identify the row, and ``<metric>/mean``, ``<metric>/lo``, ``<metric>/hi`` (the 95% CI),
+``<metric>/n`` (seeds with a value) and ``<metric>/ci`` (``t``: t-interval over seeds, ``bootstrap``: the single run's
+bootstrap CI, ``none``: a single run without one) give each cell.
+
+>>> print(format_cell(61.234, 58.0, 64.468, "t"))
+61.23 ± 3.23
+>>> print(format_cell(61.234, 55.0, 66.9, "bootstrap"))
+61.23 [55.00, 66.90]
+>>> print(format_cell(float("nan"), float("nan"), float("nan"), ""))
+–
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from lego_arta.report.collect import NO_REWARD, OK, as_float, group_sort_key
+from lego_arta.report.study import STUDY_TABLE1
+
+METRICS: Final[tuple[tuple[str, str], ...]] = (
+    ("f1_theme", "F1-Theme"),
+    ("rouge", "ROUGE"),
+    ("bleu", "BLEU"),
+    ("f1_object", "F1-Object"),
+    ("iou", "IoU"),
+    ("f1_state", "F1-State"),
+    ("fpr", "FPR"),
+)
+# headers of the other eval/ metrics, shown in a second table when present
+EXTRA_HEADERS: Final[dict[str, str]] = {
+    "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2",
+    "iou_strict": "IoU-strict",
+    "iou50": "IoU≥0.5",
+    "format_valid": "format valid",
+}
+# trivial references written by the evaluation: metrics.json `ref/<name>/<metric>` -> row label
+REFERENCES: Final[dict[str, str]] = {
+    "always_yes": "always Yes (trivial)",
+    "copy_demo": "copy the demo's answer (trivial)",
+}
+MISSING: Final = "–"
+CONFIDENCE: Final = 0.95
+
+
+GROUP_COLUMNS: Final = ("method", "reward", "lora_r", "from_adapter", "model")
+
+
+def row_label(
+    method: str, reward: str, lora_r: Any = None, from_adapter: bool = False, model: str | None = None
+) -> str:
+    """The Table 1 row label of a group of runs (``model`` is prefixed only when given).
+
+    >>> row_label("none", "-")
+    'base, few-shot'
+    >>> row_label("grpo", "v1", 8)
+    'GRPO v1 (LoRA r8)'
+    >>> row_label("grpo", "v2", 8, from_adapter=True, model="qwen2_5_vl_7b")
+    'qwen2_5_vl_7b: GRPO v2 (LoRA r8, from adapter)'
+    """
+    lora = "LoRA" if lora_r is None or pd.isna(lora_r) else f"LoRA r{int(lora_r)}"
+    adapter = ", from adapter" if from_adapter else ""
+    if method == "none":
+        label = "base + adapter, few-shot" if from_adapter else "base, few-shot"
+    elif method == "sft":
+        label = f"SFT ({lora}{adapter})"
+    else:
+        name = "GRPO" if method == "grpo" else method
+        variant = "" if reward == NO_REWARD else f" {reward}"
+        label = f"{name}{variant} ({lora}{adapter})"
+    return f"{model}: {label}" if model else label
+
+
+def table1(runs: pd.DataFrame, metrics: Sequence[tuple[str, str]] = METRICS) -> pd.DataFrame:
+    """Table 1 of our runs: one row per method x reward (x LoRA rank, adapter start, model), mean ± 95% CI per metric.
+
+    Each cell aggregates the finite ``eval/<metric>`` values of the group's finished runs (one run per seed): with
+    two or more, mean ± Student-t 95% interval over seeds (``scipy.stats.t``, ddof 1); with one, its value and the
+    run's own bootstrap CI (``eval/<metric>_lo`` / ``_hi``) when present; with none, ``–``. ``n`` counts the group's
+    finished runs; a group whose runs all failed keeps its row with ``n`` = 0.
+
+    Args:
+        runs: the frame of :func:`collect_runs`.
+        metrics: (metric key, column header) pairs; the study's seven by default.
+
+    Returns:
+        Display columns ``model``, ``n`` and the headers, then ``key/*`` and ``<metric>/{mean,lo,hi,n,ci}`` columns.
+    """
+    groups: list[dict[str, Any]] = []
+    if runs.empty:
+        return _empty_table(metrics)
+    show_model = runs["model"].astype(str).nunique() > 1
+    members: dict[tuple[Any, ...], list[int]] = {}
+    for i, (_, run) in enumerate(runs.iterrows()):
+        members.setdefault(tuple(_hashable(run[c]) for c in GROUP_COLUMNS), []).append(i)
+    keys = [dict(zip(GROUP_COLUMNS, key, strict=True)) for key in members]
+    for info in sorted(keys, key=group_sort_key):
+        group = runs.iloc[members[tuple(info.values())]]
+        ok = group[group["status"] == OK]
+        model = info["model"] if show_model else None
+        row: dict[str, Any] = {
+            "model": row_label(info["method"], info["reward"], info["lora_r"], info["from_adapter"], model),
+            "n": len(ok),
+        }
+        row.update({f"key/{c}": info[c] for c in GROUP_COLUMNS})
+        row.update(_cells(ok, "eval/", metrics))
+        groups.append(row)
+    return _ordered(pd.DataFrame(groups), metrics)
+
+
+def references_table(runs: pd.DataFrame, metrics: Sequence[tuple[str, str]] = METRICS) -> pd.DataFrame:
+    """The trivial references (``ref/always_yes/*``, ``ref/copy_demo/*``) aggregated like :func:`table1`.
+
+    A reference depends on the test split, not on the method: each seed counts once (its first finished run with the
+    key), and ``n`` is the number of seeds. Rows without any value are left out.
+    """
+    rows: list[dict[str, Any]] = []
+    ok = runs[runs["status"] == OK] if not runs.empty else runs
+    for name, label in REFERENCES.items():
+        prefix = f"ref/{name}/"
+        if not any(f"{prefix}{key}" in ok.columns for key, _ in metrics):
+            continue
+        cells = _cells(ok, prefix, metrics, one_per_seed=True)
+        n = max(int(cells[f"{key}/n"]) for key, _ in metrics)
+        if n:
+            rows.append({"model": label, "n": n, "key/reference": name, **cells})
+    return _ordered(pd.DataFrame(rows), metrics) if rows else _empty_table(metrics)
+
+
+def study_table(metrics: Sequence[tuple[str, str]] = METRICS) -> pd.DataFrame:
+    """The study's own Table 1 (:data:`lego_arta.report.study.STUDY_TABLE1`), reported values, no CI."""
+    rows = []
+    for label, values in STUDY_TABLE1.items():
+        row: dict[str, Any] = {"model": label}
+        for key, header in metrics:
+            value = values.get(key, math.nan)
+            row[header] = format_cell(value, math.nan, math.nan, "none")
+            row.update({f"{key}/mean": value, f"{key}/lo": math.nan, f"{key}/hi": math.nan})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def extra_metrics(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """(key, header) of the ``eval/`` metrics present in ``runs`` beyond Table 1's seven (CI bounds excluded)."""
+    table1_keys = {key for key, _ in METRICS}
+    keys = []
+    for column in runs.columns:
+        if not column.startswith("eval/") or column.endswith(("_lo", "_hi")):
+            continue
+        key = column.removeprefix("eval/")
+        if key not in table1_keys and runs[column].notna().any():
+            keys.append(key)
+    known = [k for k in EXTRA_HEADERS if k in keys]
+    return [(k, EXTRA_HEADERS.get(k) or k) for k in known + sorted(set(keys) - set(known))]
+
+
+def format_cell(mean: float, lo: float, hi: float, ci: str) -> str:
+    """One table cell: ``mean ± half-width`` (t-interval), ``mean [lo, hi]`` (bootstrap), ``mean``, or ``–``."""
+    if not math.isfinite(mean):
+        return MISSING
+    if ci == "t" and math.isfinite(lo) and math.isfinite(hi):
+        return f"{mean:.2f} ± {(hi - lo) / 2:.2f}"
+    if ci == "bootstrap" and math.isfinite(lo) and math.isfinite(hi):
+        return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]"
+    return f"{mean:.2f}"
+
+
+def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """Mean and Student-t ``confidence`` interval over seeds (sample std, ddof 1); bounds NaN for fewer than 2.
+
+    >>> tuple(round(v, 4) for v in mean_ci([1.0, 2.0, 3.0]))
+    (2.0, -0.4841, 4.4841)
+    """
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def _cells(
+    runs: pd.DataFrame, prefix: str, metrics: Sequence[tuple[str, str]], one_per_seed: bool = False
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, header in metrics:
+        column = f"{prefix}{key}"
+        have = runs[runs[column].notna()] if column in runs.columns else runs.iloc[:0]
+        if one_per_seed:
+            have = have.drop_duplicates("seed")
+        values = have[column].astype(float).tolist() if len(have) else []
+        mean, lo, hi = mean_ci(values)
+        ci = "t" if len(values) >= 2 else ""
+        if len(values) == 1:
+            lo = as_float(have.iloc[0].get(f"{column}_lo", math.nan))
+            hi = as_float(have.iloc[0].get(f"{column}_hi", math.nan))
+            ci = "bootstrap" if math.isfinite(lo) and math.isfinite(hi) else "none"
+        out[header] = format_cell(mean, lo, hi, ci)
+        out.update({f"{key}/mean": mean, f"{key}/lo": lo, f"{key}/hi": hi, f"{key}/n": len(values), f"{key}/ci": ci})
+    return out
+
+
+def _ordered(table: pd.DataFrame, metrics: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    display = ["model", "n", *(header for _, header in metrics)]
+    rest = [c for c in table.columns if c not in display]
+    return table[display + rest].reset_index(drop=True)
+
+
+def _empty_table(metrics: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(columns=["model", "n", *(header for _, header in metrics)])
+
+
+def _hashable(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
