@@ -5,7 +5,8 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# one stamp per (torch spec, extras): another TORCH_SPEC or EXTRAS installs again instead of a silent no-op
+STAMP := $(VENV)/.installed-$(shell printf '%s|%s' '$(TORCH_SPEC)' '$(EXTRAS)' | cksum | cut -d' ' -f1)
 ARGS ?=
 
 .PHONY: install test test-fast lint format demo sweep report paper bench dashboard clean
@@ -15,6 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	rm -f $(VENV)/.installed*
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv: torch first ($(TORCH_SPEC)), then the package with [$(EXTRAS)]
@@ -40,8 +42,8 @@ demo: $(STAMP)  ## baseline -> SFT -> GRPO v1/v2 -> eval -> report on the tiny m
 sweep: $(STAMP)  ## the reward ablation: GRPO x reward=v1,v2 x seeds (multirun)
 	$(PY) experiments/train.py -m experiment=reward_ablation $(ARGS)
 
-report: $(STAMP)  ## Table 1 + reward curves from the newest multirun dir (or SWEEP_DIR=...)
-	$(PY) experiments/report.py sweep_dir=$${SWEEP_DIR:-$$(ls -td outputs/*/multirun/* | head -1)} $(ARGS)
+report: $(STAMP)  ## Table 1 + reward curves of the newest multirun under outputs/ (or SWEEP_DIR=...)
+	$(PY) experiments/report.py $(if $(SWEEP_DIR),sweep_dir=$(SWEEP_DIR)) $(ARGS)
 
 paper: $(STAMP)  ## the study's four runs on Qwen2.5-VL-7B (GPU)
 	$(PY) experiments/train.py -m experiment=paper_baseline,paper_sft,paper_grpo_v1,paper_grpo_v2 $(ARGS)

@@ -1,10 +1,10 @@
 """Write the report of a sweep: Table 1 (mean ± 95% CI over seeds) beside the study's, reward curves, failed runs.
 
-    python experiments/report.py sweep_dir=outputs/default/multirun/2025-01-01_12-00-00
-    python experiments/report.py sweep_dir=outputs/default/multirun/2025-01-01_12-00-00 out_dir=reports smoothing=0.6
+    python experiments/report.py                     # the newest multirun under outputs/ (= make report)
+    python experiments/report.py sweep_dir=outputs/reward_ablation/multirun/2025-01-01_12-00-00 smoothing=0.6
 
 Writes report.md, report.csv, runs.csv and (when a GRPO run logged rewards) reward_curves.png into out_dir
-(default: sweep_dir), then prints report.md.
+(default: the sweep dir), then prints report.md and where the files are.
 """
 
 from __future__ import annotations
@@ -16,16 +16,18 @@ from omegaconf import DictConfig
 
 from lego_arta.cli import hydra_task
 from lego_arta.report import write_report
+from lego_arta.report.collect import latest_sweep
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Write the report of ``cfg.sweep_dir`` into ``cfg.out_dir`` (or the sweep dir); return paths and counts."""
+    """Write the report of ``cfg.sweep_dir`` (or the newest multirun) into ``cfg.out_dir`` (or the sweep dir)."""
+    sweep_dir = cfg.sweep_dir if cfg.sweep_dir is not None else latest_sweep(cfg.paths.log_dir)
     return write_report(
-        cfg.sweep_dir,
-        cfg.out_dir if cfg.out_dir is not None else cfg.sweep_dir,
+        sweep_dir,
+        cfg.out_dir if cfg.out_dir is not None else sweep_dir,
         smoothing=float(cfg.smoothing),
         show_study=bool(cfg.show_study),
-        band=str(cfg.get("band", "minmax")),
+        band=str(cfg.band),
     )
 
 
@@ -34,6 +36,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     summary = run(cfg)
     print(summary["markdown"])
+    print(f"report: {summary['report_md']}")
+    if summary["reward_curves_png"]:
+        print(f"reward curves: {summary['reward_curves_png']}")
 
 
 if __name__ == "__main__":

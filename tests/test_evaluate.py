@@ -11,7 +11,7 @@ import pytest
 
 from experiments import evaluate as evaluate_script
 from lego_arta.data import build_dataset, load_data
-from lego_arta.evaluation.generate import TransformersBackend, generate_predictions
+from lego_arta.evaluation.generate import TransformersBackend, generate_predictions, generator_id
 from lego_arta.models import load_model
 from lego_arta.runs import read_jsonl
 
@@ -29,7 +29,7 @@ def test_evaluation_writes_predictions_and_metrics(make_cfg):
     assert {t: sum(r["task"] == t for r in rows) for t in ("grounding", "object", "state")} == dict.fromkeys(
         ("grounding", "object", "state"), 3
     )
-    assert set(rows[0]) == {"id", "task", "prompt_hash", "prediction", "reference"}
+    assert set(rows[0]) == {"id", "task", "prompt_hash", "generator", "prediction", "reference"}
     written = json.loads((run_dir / "metrics.json").read_text())
     assert written == pytest.approx(metrics)
     tasks = {r["task"] for r in rows}
@@ -124,3 +124,48 @@ def test_run_files_drop_only_a_cut_short_last_line(tmp_path):
     path.write_text('{"id": "a"}\n{"id": "b", "pred\n{"id": "c"}\n')
     with pytest.raises(ValueError, match=r"predictions.jsonl:2: not a JSON line"):
         list(read_jsonl(path))
+
+
+@pytest.mark.parametrize(
+    ("change", "kept"),
+    [
+        (None, 3),  # same model, adapter and settings: an interrupted evaluation keeps its rows
+        ("adapter", 0),  # a resumed training run saved new adapter weights: every row is made again
+        ("settings", 0),  # another max_new_tokens: every row is made again
+    ],
+)
+def test_resumed_predictions_belong_to_the_generator_that_made_them(tmp_path, change, kept):
+    from datasets import Dataset
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights after step 20")
+    settings = {"max_new_tokens": 12}
+    dataset = Dataset.from_list(
+        [
+            {
+                "id": f"r{i}",
+                "task": "state",
+                "prompt": [{"role": "user", "content": f"q{i}"}],
+                "images": [],
+                "solution": "Yes",
+            }
+            for i in range(3)
+        ]
+    )
+    calls: list[int] = []
+
+    def backend(prompts, images):
+        calls.append(len(prompts))
+        return ["Yes"] * len(prompts)
+
+    out = tmp_path / "predictions.jsonl"
+    generate_predictions(backend, dataset, out, generator=generator_id("model", adapter, settings))
+    if change == "adapter":
+        (adapter / "adapter_model.safetensors").write_bytes(b"weights after step 25")
+    elif change == "settings":
+        settings = {"max_new_tokens": 64}
+    calls.clear()
+    rows = generate_predictions(backend, dataset, out, generator=generator_id("model", adapter, settings))
+    assert sum(calls) == 3 - kept
+    assert len(rows) == 3 and len(out.read_text().splitlines()) == 3

@@ -21,12 +21,12 @@ import pandas as pd
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
-from omegaconf.errors import MissingMandatoryValue
 from PIL import Image
 from scipy import stats
 
 from lego_arta.report import write_report
-from lego_arta.report.collect import collect_runs
+from lego_arta.errors import MissingInputError
+from lego_arta.report.collect import collect_runs, latest_sweep
 from lego_arta.report.curves import PANEL_TITLES, reward_curves
 from lego_arta.report.markdown import to_markdown
 from lego_arta.report.stats import table1
@@ -125,8 +125,8 @@ def sweep(tmp_path: Path) -> Path:
 
 def make_sweep(tmp_path: Path) -> Path:
     """A fake multirun: none x3, sft x2, grpo v1 x3, grpo v2 x2 (+1 failed job), grpo v3 x1; W&B and Hydra litter."""
-    root = tmp_path / "multirun"
-    root.mkdir()
+    root = tmp_path / "outputs" / "fake" / "multirun" / "2026-01-01_10-00-00"  # <log_dir>/<experiment>/multirun/<time>
+    root.mkdir(parents=True)
     (root / "multirun.yaml").write_text("hydra: {mode: MULTIRUN}\n")
     job = 0
     for (method, reward), seeds in SEEDS.items():
@@ -142,7 +142,16 @@ def make_sweep(tmp_path: Path) -> Path:
     failed = root / "99_method=grpo,reward=v2,seed=2"
     (failed / ".hydra").mkdir(parents=True)
     (failed / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config("grpo", "v2", 2)))
-    (failed / "train.log").write_text("CUDA out of memory\n")
+    # what lego_arta.cli logs into the run's own log when a job fails, then more log lines after it
+    (failed / "train.log").write_text(
+        "[2026-01-01 10:00:00,000][lego_arta.data.load][INFO] - split record: ...\n"
+        "[2026-01-01 10:00:09,000][lego_arta.cli][ERROR] - run failed:\n"
+        "Traceback (most recent call last):\n"
+        '  File "lego_arta/methods/common.py", line 90, in fit\n'
+        "    trainer.train(resume_from_checkpoint=checkpoint)\n"
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+        "[2026-01-01 10:00:10,000][lego_arta.tracking][INFO] - W&B run files: ...\n"
+    )
     (failed / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history_rows("v2", 2, steps=5)))
     return root
 
@@ -170,7 +179,8 @@ def test_collect_runs_finds_every_run_and_the_failed_job(sweep: Path) -> None:
     assert runs["status"].tolist().count("failed") == 1
     failed = runs[runs["status"] == "failed"].iloc[0]
     assert (failed["method"], failed["reward"], failed["seed"]) == ("grpo", "v2", 2)
-    assert failed["error"] == "no metrics.json (log: train.log)"
+    # the last error line of the job's own log, and which log holds it
+    assert failed["error"] == "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (train.log)"
     # rows ordered none, sft, grpo v1, v2, v3; the reward of none/sft is "-" though their config names one
     assert runs["method"].tolist() == ["none"] * 3 + ["sft"] * 2 + ["grpo"] * 7
     assert runs["reward"].tolist() == ["-"] * 5 + ["v1"] * 3 + ["v2"] * 3 + ["v3"]
@@ -236,8 +246,8 @@ def test_report_writes_files_and_lists_the_failed_job(sweep: Path, tmp_path: Pat
     assert md == summary["markdown"]
     assert "12 runs: 11 finished, 1 failed" in md
     assert (
-        "## Failed runs (1)\n\n- `99_method=grpo,reward=v2,seed=2`: grpo v2, seed 2: no metrics.json (log: train.log)"
-        in md
+        "## Failed runs (1)\n\n- `99_method=grpo,reward=v2,seed=2`: grpo v2, seed 2: "
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (train.log)" in md
     )
     assert "![reward curves](reward_curves.png)" in md
     # the study's table, labelled as the study's, with its numbers
@@ -367,10 +377,10 @@ def test_rows_split_by_model_and_adapter_start(tmp_path: Path) -> None:
 
 
 def test_missing_or_empty_sweep_dir_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(MissingInputError, match="sweep_dir=.*nope: no such directory"):
         write_report(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"no run dirs under sweep_dir '.*empty'"):
+    with pytest.raises(MissingInputError, match=r"no run dirs under sweep_dir '.*empty'"):
         write_report(tmp_path / "empty")
 
 
@@ -386,10 +396,13 @@ def test_run_from_the_composed_config_defaults_out_dir_to_sweep_dir(sweep: Path)
     assert summary["report_md"] == str(sweep / "report.md")
     assert (sweep / "reward_curves.png").is_file()
     assert "EMA smoothing 0.3" in summary["markdown"]
+    # no sweep_dir: the newest multirun under paths.log_dir (make report), or a clear error when there is none
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        no_sweep = compose(config_name="report")
-    with pytest.raises(MissingMandatoryValue, match="sweep_dir"):
-        script.run(no_sweep)
+        newest = compose(config_name="report", overrides=[f"paths.log_dir={sweep.parents[2]}"])
+        nothing = compose(config_name="report", overrides=[f"paths.log_dir={sweep / 'no-sweeps-here'}"])
+    assert script.run(newest)["report_md"] == str(sweep / "report.md")
+    with pytest.raises(MissingInputError, match="no multirun under"):
+        script.run(nothing)
 
 
 @pytest.mark.slow  # a Python + Hydra start-up, about 5 s
@@ -422,3 +435,38 @@ def test_matched_iou_gets_its_own_panel_beside_the_iou_rewards(tmp_path: Path) -
     assert len(matched.get_lines()) == 2
     ends = sorted(round(float(line.get_ydata()[-1]), 6) for line in matched.get_lines())
     assert ends == [0.4, 0.8]  # step 40: 0.01 x 40 (v1) and 0.02 x 40 (v2), unsmoothed
+
+
+def test_runs_that_differ_only_in_what_the_method_ignores_count_once(tmp_path: Path) -> None:
+    # `-m method=sft,grpo reward=v1,v2 seed=0,1,2`: SFT ran once per reward, but the reward does not change SFT
+    job = 0
+    for method in ("sft", "grpo"):
+        for reward in ("v1", "v2"):
+            for seed in (0, 1, 2):
+                write_run(tmp_path / str(job), method, reward if method == "grpo" else "-", seed)
+                if method == "sft":  # the reward node differs between the repeats, as in a real sweep
+                    cfg = yaml.safe_load((tmp_path / str(job) / "config.yaml").read_text())
+                    cfg["reward"]["name"] = reward
+                    (tmp_path / str(job) / "config.yaml").write_text(yaml.safe_dump(cfg))
+                job += 1
+    table = table1(collect_runs(tmp_path))
+    sft = table[table["model"] == "SFT (LoRA r8)"].iloc[0]
+    assert (sft["n"], sft["runs/finished"]) == (3, 6)
+    # the t-interval is over the 3 seeds, not over 6 values of 3 identical pairs
+    values = [metric_value(("sft", "-"), seed, 4) for seed in (0, 1, 2)]
+    half = stats.t.ppf(0.975, 2) * statistics.stdev(values) / math.sqrt(3)
+    assert sft["IoU"] == f"{statistics.mean(values):.2f} ± {half:.2f}"
+    assert table[table["model"].str.startswith("GRPO")]["n"].tolist() == [3, 3]
+    markdown = write_report(tmp_path)["markdown"]
+    assert "Counted once per seed: SFT (LoRA r8): 6 runs, 3 seeds." in markdown
+
+
+def test_latest_sweep_is_the_newest_multirun_and_none_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(MissingInputError, match=r"run a sweep first \(make sweep\)"):
+        latest_sweep(tmp_path)
+    old = tmp_path / "reward_ablation" / "multirun" / "2026-01-01_10-00-00"
+    new = tmp_path / "default" / "multirun" / "2026-01-02_10-00-00"
+    for i, path in enumerate((old, new)):
+        path.mkdir(parents=True)
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))
+    assert latest_sweep(tmp_path) == new

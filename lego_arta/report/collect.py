@@ -18,6 +18,7 @@ from typing import Any, Final
 import pandas as pd
 import yaml
 
+from lego_arta.errors import MissingInputError
 from lego_arta.runs import CONFIG_FILE, HISTORY_FILE, METRICS_FILE
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ METHOD_ORDER: Final = ("none", "sft", "grpo")
 REWARD_METHODS: Final = frozenset({"grpo"})  # methods whose reward variant matters; others show NO_REWARD
 NO_REWARD: Final = "-"
 OK: Final = "ok"
+FAILURE_MARK: Final = "run failed:"  # what lego_arta.cli writes before a failed run's traceback
+TRACEBACK_MARK: Final = "Traceback (most recent call last):"
 FAILED: Final = "failed"
 
 RUN_COLUMNS: Final = (
@@ -58,11 +61,11 @@ def collect_runs(sweep_dir: str | Path) -> pd.DataFrame:
         Rows are ordered by method (none, sft, grpo, others), reward, seed and run dir.
 
     Raises:
-        FileNotFoundError: ``sweep_dir`` is not a directory.
+        MissingInputError: ``sweep_dir`` is not a directory.
     """
     root = Path(sweep_dir)
     if not root.is_dir():
-        raise FileNotFoundError(f"sweep_dir {str(root)!r} does not exist or is not a directory")
+        raise MissingInputError(f"sweep_dir={root}: no such directory")
     rows = [row for run_dir in _find_run_dirs(root) if (row := _read_run(run_dir)) is not None]
     metric_keys = sorted({k for row in rows for k in row if k not in RUN_COLUMNS})
     runs = pd.DataFrame(rows, columns=[*RUN_COLUMNS, *metric_keys])
@@ -73,6 +76,21 @@ def collect_runs(sweep_dir: str | Path) -> pd.DataFrame:
         return runs
     order = runs.apply(lambda r: (*group_sort_key(r), seed_sort_key(r["seed"]), r["run_dir"]), axis=1)
     return runs.iloc[sorted(range(len(runs)), key=lambda i: order.iloc[i])].reset_index(drop=True)
+
+
+def latest_sweep(log_dir: str | Path) -> Path:
+    """The newest multirun dir under ``log_dir`` (``<log_dir>/<experiment>/multirun/<time>``), by modification time.
+
+    Raises:
+        MissingInputError: there is none (no sweep ran yet, or it died before its first job).
+    """
+    sweeps = [p for p in Path(log_dir).glob("*/multirun/*") if p.is_dir()]
+    if not sweeps:
+        raise MissingInputError(
+            f"no multirun under {log_dir}/<experiment>/multirun/: run a sweep first (make sweep), "
+            "or name the runs to report: sweep_dir=<dir>"
+        )
+    return max(sweeps, key=lambda p: p.stat().st_mtime)
 
 
 def _find_run_dirs(root: Path) -> list[Path]:
@@ -125,11 +143,26 @@ def _read_run(run_dir: Path) -> dict[str, Any] | None:
         row.update(status=FAILED, error=f"unreadable {METRICS_FILE}: {err}")
         metrics = {}
     if row["status"] == FAILED:
-        logs = sorted(p.name for p in run_dir.glob("*.log"))
-        if logs:
-            row["error"] += f" (log: {', '.join(logs)})"
+        row["error"] = last_error(run_dir) or row["error"]
     row.update({k: as_float(v) for k, v in metrics.items() if k not in RUN_COLUMNS})
     return row
+
+
+def last_error(run_dir: str | Path) -> str | None:
+    """The last line of the traceback a failed run left in its log (``*.log``, ``error.txt``) and which file holds it.
+
+    Entry scripts log a failure's traceback into the run's own log (:mod:`lego_arta.cli`), so this is the exception
+    line, e.g. ``ValueError: ... (train.log)``; None when no log holds a failure.
+    """
+    for path in sorted(Path(run_dir).glob("*.log")) + sorted(Path(run_dir).glob("error.txt")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        start = max(text.rfind(FAILURE_MARK), text.rfind(TRACEBACK_MARK))
+        if start < 0:
+            continue
+        lines = [line for line in text[start:].splitlines() if line.strip() and not line.startswith((" ", "["))]
+        if lines:
+            return f"{lines[-1].strip()} ({path.name})"
+    return None
 
 
 def _get(node: Any, key: str) -> Any:

@@ -76,9 +76,17 @@ def render(
         "## Table 1 (ours)",
         "Values x100. Cells: mean ± half-width of the 95% t-interval over seeds when n ≥ 2; "
         "mean [lo, hi] = the single run's 95% bootstrap CI over test samples when n = 1; – = not evaluated. "
-        "n = finished runs (seeds).",
+        "n = seeds with a finished run.",
         to_markdown(ours),
     ]
+    repeats = ours[ours["runs/finished"] > ours["n"]] if "runs/finished" in ours else ours.iloc[:0]
+    if len(repeats):
+        parts.append(
+            "Counted once per seed: "
+            + "; ".join(f"{r['model']}: {r['runs/finished']} runs, {r['n']} seeds" for _, r in repeats.iterrows())
+            + ". Runs of one row and one seed differ only in settings the method ignores (e.g. `reward` for SFT and "
+            "the few-shot baseline), so they are the same run, not more seeds."
+        )
     if study is not None:
         parts += [
             f"### Table 1 of the {STUDY_LABEL}",

@@ -84,37 +84,39 @@ def row_label(
 def table1(runs: pd.DataFrame, metrics: Sequence[tuple[str, str]] = METRICS) -> pd.DataFrame:
     """Table 1 of our runs: one row per method x reward (x LoRA rank, adapter start, model), mean ± 95% CI per metric.
 
-    Each cell aggregates the finite ``eval/<metric>`` values of the group's finished runs (one run per seed): with
-    two or more, mean ± Student-t 95% interval over seeds (``scipy.stats.t``, ddof 1); with one, its value and the
-    run's own bootstrap CI (``eval/<metric>_lo`` / ``_hi``) when present; with none, ``–``. ``n`` counts the group's
-    finished runs; a group whose runs all failed keeps its row with ``n`` = 0.
+    Each cell aggregates the finite ``eval/<metric>`` values of the group's finished runs, one run per seed: runs of
+    one group and one seed are the same run (a sweep over ``reward`` repeats SFT per reward, and SFT ignores it), so
+    only the first counts. With two or more seeds: mean ± Student-t 95% interval over seeds (``scipy.stats.t``,
+    ddof 1); with one: its value and the run's own bootstrap CI (``eval/<metric>_lo`` / ``_hi``) when present; with
+    none, ``–``. ``n`` counts the group's seeds with a finished run (``runs/finished`` its finished runs, repeats
+    included); a group whose runs all failed keeps its row with ``n`` = 0.
 
     Args:
         runs: the frame of :func:`collect_runs`.
         metrics: (metric key, column header) pairs; the study's seven by default.
 
     Returns:
-        Display columns ``model``, ``n`` and the headers, then ``key/*`` and ``<metric>/{mean,lo,hi,n,ci}`` columns.
+        Display columns ``model``, ``n`` and the headers, then ``key/*``, ``runs/finished`` and
+        ``<metric>/{mean,lo,hi,n,ci}`` columns.
     """
-    groups: list[dict[str, Any]] = []
     if runs.empty:
         return _empty_table(metrics)
     show_model = runs["model"].astype(str).nunique() > 1
-    members: dict[tuple[Any, ...], list[int]] = {}
-    for i, (_, run) in enumerate(runs.iterrows()):
-        members.setdefault(tuple(_hashable(run[c]) for c in GROUP_COLUMNS), []).append(i)
-    keys = [dict(zip(GROUP_COLUMNS, key, strict=True)) for key in members]
-    for info in sorted(keys, key=group_sort_key):
-        group = runs.iloc[members[tuple(info.values())]]
-        ok = group[group["status"] == OK]
+    groups: list[dict[str, Any]] = []
+    for key, group in runs.groupby(list(GROUP_COLUMNS), dropna=False, sort=False):
+        info = {c: _hashable(v) for c, v in zip(GROUP_COLUMNS, key, strict=True)}
+        finished = group[group["status"] == OK]
+        ok = finished.drop_duplicates("seed")
         model = info["model"] if show_model else None
         row: dict[str, Any] = {
             "model": row_label(info["method"], info["reward"], info["lora_r"], info["from_adapter"], model),
             "n": len(ok),
+            "runs/finished": len(finished),
         }
         row.update({f"key/{c}": info[c] for c in GROUP_COLUMNS})
         row.update(_cells(ok, "eval/", metrics))
         groups.append(row)
+    groups.sort(key=lambda row: group_sort_key({c: row[f"key/{c}"] for c in GROUP_COLUMNS}))
     return _ordered(pd.DataFrame(groups), metrics)
 
 

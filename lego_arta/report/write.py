@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from lego_arta.errors import MissingInputError
 from lego_arta.report.collect import OK, collect_runs
 from lego_arta.report.curves import reward_curves
 from lego_arta.report.markdown import render
@@ -39,12 +40,12 @@ def write_report(
         ``n_runs``, ``n_ok``, ``n_failed``, ``failed`` (run dirs), ``markdown`` (the text of report.md).
 
     Raises:
-        FileNotFoundError: ``sweep_dir`` does not exist or holds no run dir.
+        MissingInputError: ``sweep_dir`` does not exist or holds no run dir.
     """
     root = Path(sweep_dir)
     runs = collect_runs(root)
     if runs.empty:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"no run dirs under sweep_dir {str(root)!r}: expected folders with {CONFIG_FILE} (with method.name) "
             f"and {METRICS_FILE}"
         )
