@@ -24,8 +24,8 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 from scipy import stats
 
-from lego_arta.report import write_report
 from lego_arta.errors import MissingInputError
+from lego_arta.report import write_report
 from lego_arta.report.collect import collect_runs, latest_sweep
 from lego_arta.report.curves import PANEL_TITLES, reward_curves
 from lego_arta.report.markdown import to_markdown
@@ -377,7 +377,7 @@ def test_rows_split_by_model_and_adapter_start(tmp_path: Path) -> None:
 
 
 def test_missing_or_empty_sweep_dir_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(MissingInputError, match="sweep_dir=.*nope: no such directory"):
+    with pytest.raises(MissingInputError, match=r"sweep_dir=.*nope: no such directory"):
         write_report(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(MissingInputError, match=r"no run dirs under sweep_dir '.*empty'"):
