@@ -16,6 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from lego_arta.cli import hydra_task
+from lego_arta.errors import UserError
 
 REWARD_KEYS = [
     "train/reward",
@@ -73,7 +74,12 @@ def build_workspace(entity: str, project: str, group: str) -> Any:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="dashboard")
 @hydra_task
 def main(cfg: DictConfig) -> None:
-    workspace = build_workspace(cfg.entity, cfg.project, cfg.group).save()
+    import wandb
+
+    try:
+        workspace = build_workspace(cfg.entity, cfg.project, cfg.group).save()
+    except wandb.errors.UsageError as err:  # no API key: the user's setup, not a bug
+        raise UserError(f"W&B: {err} (the dashboard is created online: wandb login, or set WANDB_API_KEY)") from err
     print(f"dashboard: {workspace.url}")
 
 

@@ -6,6 +6,9 @@ Registered when ``lego_arta`` is imported, so before any entry script's ``@hydra
   sweep dirs resolve without ``${hydra:runtime.cwd}``, which a multirun's sweeper reads before Hydra sets it.
 - ``${lego_arta.required:KEY,HINT}``: a value the user must set (``experiment=hybrid_sft_grpo`` needs
   ``method.adapter=``); reading it unset raises a :class:`~lego_arta.errors.ConfigError` naming the key.
+- ``${lego_arta.needs_extra:EXTRA,TARGET}``: a class from an optional extra; without the ``cluster`` extra, a
+  stand-in ``hydra/launcher=submitit_slurm`` uses it, so ``hydra/launcher=slurm`` fails naming
+  ``pip install -e '.[cluster]'`` instead of Hydra's "Could not load".
 - ``method/args=ignored``: the ``method.args`` node of ``method=none``, open to any key. A multirun composes its base
   config with the default ``method=none`` before it composes each job, so ``-m method=sft,grpo
   method.args.max_steps=2`` must compose there too; ``method=none`` trains nothing and warns that it ignores them.
@@ -13,6 +16,7 @@ Registered when ``lego_arta`` is imported, so before any entry script's ``@hydra
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -33,9 +37,26 @@ def required(key: str, hint: str) -> NoReturn:
     raise ConfigError(f"{key} is required here: set {key}={hint} on the command line")
 
 
+def needs_extra(extra: str, target: str) -> str:
+    """``${lego_arta.needs_extra:EXTRA,TARGET}``: ``TARGET`` when its module imports, else a :class:`ConfigError`
+    that names the extra which installs it (the Slurm launcher's config says ``cluster``)."""
+    try:
+        importlib.import_module(target.rsplit(".", 1)[0])
+    except ImportError as err:
+        raise ConfigError(f"{target} is not installed ({err}): pip install -e '.[{extra}]'") from err
+    return target
+
+
 def _register() -> None:
     OmegaConf.register_new_resolver("lego_arta.root", lambda: str(ROOT), replace=True)
     OmegaConf.register_new_resolver("lego_arta.required", required, replace=True)
+    OmegaConf.register_new_resolver("lego_arta.needs_extra", needs_extra, replace=True)
+    try:
+        importlib.import_module("hydra_plugins.hydra_submitit_launcher")
+    except ImportError:  # stand in for the plugin's launcher config: selecting it names the missing extra
+        target = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+        node = {"_target_": f"${{lego_arta.needs_extra:cluster,{target}}}"}
+        ConfigStore.instance().store(group="hydra/launcher", name="submitit_slurm", node=node)
     ignored = OmegaConf.create({})
     OmegaConf.set_struct(ignored, False)  # stays open when Hydra closes the composed config
     ConfigStore.instance().store(group="method/args", name="ignored", node=ignored)

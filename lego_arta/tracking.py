@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from PIL.Image import Image as PILImage
 
-from lego_arta.errors import ConfigError
+from lego_arta.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +63,21 @@ class WandbTracker(Tracker):
         # the HF callback would otherwise log model checkpoints as artifacts
         os.environ.setdefault("WANDB_LOG_MODEL", "false")
         config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-        self.run = wandb.init(
-            project=lg.project,
-            entity=lg.get("entity"),
-            group=lg.get("group"),
-            job_type=lg.get("job_type"),
-            name=lg.get("name"),
-            tags=tags,
-            mode=lg.get("mode", "offline"),
-            dir=str(run_dir),
-            config=config,
-            reinit="finish_previous",
-        )
+        try:
+            self.run = wandb.init(
+                project=lg.project,
+                entity=lg.get("entity"),
+                group=lg.get("group"),
+                job_type=lg.get("job_type"),
+                name=lg.get("name"),
+                tags=tags,
+                mode=lg.get("mode", "offline"),
+                dir=str(run_dir),
+                config=config,
+                reinit="finish_previous",
+            )
+        except wandb.errors.UsageError as err:  # online without an API key: the user's setup, not a bug
+            raise UserError(f"W&B {lg.mode}: {err} (or drop logger=wandb_online: offline is the default)") from err
         # our own logs (eval/*, tables) use the trainer's step axis when there is one
         self.run.define_metric("eval/*", step_metric="train/global_step", step_sync=False)
 

@@ -1,0 +1,232 @@
+"""Every command of the README's cookbook, run as a user types it: in a fresh copy of the repo, in a clean environment.
+
+No ``hydra.sweep.dir``, no environment variable, no path the README does not show: the only additions are the
+README's own budget overrides (appended where a command does not set that key itself), and ``<time>`` placeholders
+filled from the runs made before. Commands that need what this machine lacks (a GPU, the real model and data, a W&B
+account, a Slurm cluster) are listed in ``NEEDS`` with their reason; each must fail within seconds with a clear last
+line. The exit code and wall time of every command are printed (``pytest -s``) and kept in ``cookbook.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+# command substring -> (what it needs that this machine lacks, a pattern its last lines must show)
+NEEDS: dict[str, tuple[str, str]] = {
+    "logger=wandb_online": ("a W&B account and the network", r"error: W&B online: No API key configured"),
+    "wandb sync": ("a W&B account and the network", r"No API key configured"),
+    "make dashboard": ("a W&B account and the network", r"error: W&B: No API key configured"),
+    "evaluate.py experiment=paper_baseline": ("the real model and data", r"error: .*/data/"),
+    "accelerate launch": ("a GPU and the gpu extra (DeepSpeed)", r"DeepSpeed is not installed"),
+    "make paper": ("the real model and data", r"4 failed job\(s\) in this sweep"),
+    "hydra/launcher=slurm": ("a Slurm cluster and the cluster extra", r"pip install -e '\.\[cluster\]'"),
+}
+FAST_S = 60  # a command that cannot work here must say so within this many seconds
+
+
+def cookbook(readme: str) -> list[str]:
+    """The cookbook's commands as typed (continuation lines joined, trailing comments dropped)."""
+    block = readme.split("## Command cookbook", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands, pending = [], ""
+    for raw in block.splitlines():
+        line = "" if raw.strip().startswith("#") else raw.split("  #", 1)[0].strip()
+        if not line:
+            continue
+        pending += line.removesuffix("\\").strip() + " "
+        if not line.endswith("\\"):
+            commands.append(pending.strip())
+            pending = ""
+    return commands
+
+
+def budget(readme: str) -> list[str]:
+    """The overrides the README teaches for a quick run (its **budget** sentence)."""
+    match = re.search(r"\*\*budget\*\*.*?`([^`]+)`", readme, re.S)
+    assert match, "the README's cookbook must teach a budget"
+    return match.group(1).split()
+
+
+def with_budget(command: str, overrides: list[str]) -> str:
+    """``command`` with the budget keys it does not set itself (inside ``ARGS="..."`` for make targets)."""
+    extra = [o for o in overrides if f"{o.split('=')[0]}=" not in command]
+    words = shlex.split(command)
+    if words[0] == "make":
+        if words[1] not in ("demo", "sweep", "paper"):
+            return command
+        args = next((w.removeprefix("ARGS=") for w in words if w.startswith("ARGS=")), "")
+        rest = [w for w in words if not w.startswith("ARGS=")]
+        return shlex.join([*rest, f"ARGS={' '.join([args, *extra]).strip()}"])
+    script = next((w for w in words if w.startswith("experiments/")), "")
+    if script.endswith(("train.py", "evaluate.py", "demo.py")):
+        return f"{command} {' '.join(extra)}"
+    return command
+
+
+def fill(command: str, root: Path) -> str:
+    """Fill ``<time>`` in ``outputs/...<time>/rest`` with the newest such folder that has ``rest`` (an SFT run for a
+    command about SFT), as a user would pick one of their runs."""
+
+    def newest(match: re.Match[str]) -> str:
+        prefix, rest = match.group(1), match.group(2)
+        dirs = sorted(p for p in (root / prefix).glob("*") if (p / "config.yaml").is_file() and (p / rest).exists())
+        if "sft" in command or "adapter" in rest:
+            dirs = [p for p in dirs if yaml.safe_load((p / "config.yaml").read_text())["method"]["name"] == "sft"]
+        assert dirs, f"no run under {prefix} for {command}"
+        return f"{prefix}{dirs[-1].name}" + (f"/{rest}" if rest else "")
+
+    return re.sub(r"(outputs/[\w/]+/)<time>/?([\w./]*)", newest, command)
+
+
+class Clone:
+    """A fresh copy of the working tree with its own ``.venv`` that reuses this one's packages (no network)."""
+
+    def __init__(self, root: Path, home: Path) -> None:
+        self.root, self.home, self.results = root, home, []
+        files = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        for name in filter(None, files.split("\0")):
+            if (ROOT / name).is_file():
+                (root / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / name, root / name)
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / ".venv")], check=True)
+        purelib = sysconfig.get_paths(vars={"base": str(root / ".venv"), "platbase": str(root / ".venv")})["purelib"]
+        # the clone's own code first, then this environment's packages (the editable finder of the original comes
+        # after the clone on sys.path, so `lego_arta` is the clone's)
+        Path(purelib, "_lego_arta_clone.pth").write_text(
+            f"{root}\nimport site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n"
+        )
+        makefile = (root / "Makefile").read_text()
+        spec = re.search(r"^TORCH_SPEC \?= (.*)$", makefile, re.M).group(1)  # type: ignore[union-attr]
+        extras = re.search(r"^EXTRAS \?= (.*)$", makefile, re.M).group(1)  # type: ignore[union-attr]
+        stamp = subprocess.run(
+            ["sh", "-c", f"printf '%s|%s' '{spec}' '{extras}' | cksum | cut -d' ' -f1"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        (root / ".venv" / f".installed-{stamp}").touch()  # `make` sees an installed .venv, as after `make install`
+        tools = Path(sys.executable).parent  # wandb, accelerate: console scripts of the installed packages
+        self.env = {
+            "PATH": f"{root / '.venv' / 'bin'}:{tools}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(home),
+            "LANG": "C.UTF-8",
+        }
+
+    def run(self, command: str, timeout: float = 900) -> tuple[int, str, float]:
+        """Run ``command`` with bash from the clone's root (globs, quotes as in a terminal)."""
+        start = time.perf_counter()
+        proc = subprocess.run(
+            ["bash", "-c", command],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        wall = time.perf_counter() - start
+        self.results.append({"command": command, "rc": proc.returncode, "wall_s": round(wall, 1)})
+        return proc.returncode, proc.stdout + proc.stderr, wall
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    repo = Clone(tmp_path_factory.mktemp("clone"), tmp_path_factory.mktemp("home"))
+    yield repo
+    lines = [f"{r['rc']:>3}  {r['wall_s']:>6.1f} s  {r['command']}" for r in repo.results]
+    print("\nexit  wall      command\n" + "\n".join(lines))
+    (repo.root / "cookbook.json").write_text(json.dumps(repo.results, indent=2))
+
+
+def last_lines(output: str, n: int = 6) -> str:
+    return "\n".join([line for line in output.splitlines() if line.strip()][-n:])
+
+
+def test_make_report_before_any_sweep_says_so_and_writes_nothing(clone: Clone) -> None:
+    # a newcomer whose sweep failed (or who has not run one): no scan of the repo, no files in its root
+    before = set(os.listdir(clone.root))
+    rc, out, _ = clone.run("make report")
+    assert rc != 0
+    assert "error: no multirun under" in out and "make sweep" in out
+    assert set(os.listdir(clone.root)) - before <= {"outputs", ".cache"}
+    assert not list(clone.root.glob("report.*")) and not (clone.root / "reward_curves.png").exists()
+
+
+def test_every_cookbook_command_works_as_typed(clone: Clone) -> None:
+    readme = (clone.root / "README.md").read_text()
+    commands, overrides = cookbook(readme), budget(readme)
+    assert len(commands) >= 20
+    failures = []
+    for typed in commands:
+        need = next((v for k, v in NEEDS.items() if k in typed), None)
+        command = fill(with_budget(typed, overrides), clone.root)
+        generators = _generators(clone.root, command) if "resume=true" in command else None
+        rc, out, wall = clone.run(command)
+        if need is None:
+            if rc != 0:
+                failures.append(f"{command}\n  exit {rc}:\n{last_lines(out, 15)}")
+            elif generators is not None:  # the resumed run trained on: its predictions are new, not the old ones
+                assert "resuming from" in out and generators != _generators(clone.root, command), out[-3000:]
+        else:
+            reason, pattern = need
+            if rc == 0 or wall > FAST_S or not re.search(pattern, last_lines(out)):
+                failures.append(f"{command} (needs {reason}): exit {rc} in {wall:.0f} s:\n{last_lines(out)}")
+    assert not failures, "\n\n".join(failures)
+
+
+def test_the_central_multirun_ran_every_job_with_its_own_log(clone: Clone) -> None:
+    # `-m method=sft,grpo reward=v1,v2 seed=0,1,2` ran above (as typed, plus the budget): 12 jobs, one sweep dir
+    sweeps = sorted((clone.root / "outputs" / "default" / "multirun").iterdir())
+    jobs = [p for p in sweeps[0].iterdir() if p.is_dir() and p.name.isdigit()]
+    assert len(jobs) == 12
+    for job in jobs:
+        assert (job / "metrics.json").is_file()
+        log = (job / "train.log").read_text()
+        assert f"run dir: {job}" in log and "metrics:" in log
+    # the report counts SFT once per seed: the reward does not change SFT
+    report = (sweeps[0] / "report.md").read_text()
+    assert re.search(r"\| SFT \(LoRA r8\) +\| +3 \|", report), report
+    assert "SFT (LoRA r8): 6 runs, 3 seeds" in report
+
+
+def test_a_failing_sweep_job_leaves_its_reason_and_the_others_finish(clone: Clone) -> None:
+    rc, out, _ = clone.run(
+        "python experiments/evaluate.py -m method.adapter=null,/nonexistent/adapter eval.limit=1 eval.max_new_tokens=8"
+    )
+    assert rc != 0
+    # the failed job says so when it fails, and the sweep lists it at its end
+    assert "FAILED job 1 (method.adapter=/nonexistent/adapter" in out
+    assert re.search(r"1 failed job\(s\) in this sweep:\n  job 1 .*no adapter_config.json", out)
+    sweep = sorted((clone.root / "outputs" / "default" / "multirun").iterdir())[-1]
+    assert (sweep / "0" / "metrics.json").is_file() and not (sweep / "1" / "metrics.json").exists()
+    log = (sweep / "1" / "evaluate.log").read_text()
+    assert "Traceback (most recent call last)" in log and "no adapter_config.json" in log
+    rc, out, _ = clone.run("make report")
+    assert rc == 0
+    assert re.search(r"## Failed runs \(1\)\n\n- `1`: none, seed 0: .*no adapter_config.json.* \(evaluate.log\)", out)
+
+
+def _generators(root: Path, command: str) -> set[str]:
+    run_dir = root / re.search(r"hydra\.run\.dir=(\S+)", command).group(1)  # type: ignore[union-attr]
+    path = run_dir / "predictions.jsonl"
+    return {json.loads(line)["generator"] for line in path.read_text().splitlines()} if path.exists() else set()
