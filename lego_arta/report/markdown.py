@@ -10,6 +10,7 @@ from typing import Any, Final
 
 import pandas as pd
 
+from lego_arta.report.ablation import SCALES, Comparison, verdict
 from lego_arta.report.collect import NO_REWARD
 from lego_arta.report.curves import BANDS
 from lego_arta.report.stats import METRICS, MISSING
@@ -67,6 +68,7 @@ def render(
     png: Path | None,
     smoothing: float,
     band: str,
+    comparisons: Sequence[tuple[str, str, Comparison]] = (),
 ) -> str:
     n_ok = len(runs) - len(failed)
     parts = [
@@ -111,6 +113,8 @@ def render(
             "shapes, not levels.",
             f"![reward curves]({png.name})",
         ]
+    if comparisons:
+        parts += ["## Reward ablation: v2 against v1", ablation_markdown(comparisons)]
     parts.append(f"## Failed runs ({len(failed)})")
     if len(failed):
         lines = [
@@ -127,6 +131,32 @@ def render(
         to_markdown(listing, ["run", "method", "reward", "seed", "status", *metric_cols.values()]),
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def ablation_markdown(comparisons: Sequence[tuple[str, str, Comparison]]) -> str:
+    """The ablation's comparisons (:func:`lego_arta.report.ablation.ablation`) as a table and a verdict per line."""
+    header = (
+        "| arm | scale | v1: mean (n) | v2: mean (n) | v2 − v1 [95% CI, Welch] | p Welch | p exact permutation "
+        "| Cohen's d |\n|:--|:--|--:|--:|--:|--:|--:|--:|"
+    )
+    rows, verdicts = [], []
+    for label, scale, c in comparisons:
+        ci = f"[{c.ci_low:.4g}, {c.ci_high:.4g}]" if math.isfinite(c.ci_low) else "–"
+        rows.append(
+            f"| {label} | {SCALES[scale]} | {c.mean_baseline:.4g} ({c.n_baseline}) | {c.mean_variant:.4g} "
+            f"({c.n_variant}) | {c.diff:+.4g} {ci} | {_p(c.p_welch)} | {_p(c.p_permutation)} | {c.cohens_d:.2f} |"
+        )
+        verdicts.append(f"- {label}, {SCALES[scale]}: {verdict(c)}.")
+    note = (
+        "One value per seed: the matched IoU (no bonus, the scale both rewards share) averaged over the last quarter "
+        "of training steps, and the test IoU. Two-sided tests; the exact permutation test relabels the seeds in "
+        "every possible way."
+    )
+    return "\n\n".join([note, "\n".join([header, *rows]), "\n".join(verdicts)])
+
+
+def _p(p: float) -> str:
+    return "–" if math.isnan(p) else f"{p:.3f}"
 
 
 def _describe(run: Mapping[str, Any]) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from lego_arta.errors import MissingInputError
+from lego_arta.report.ablation import ablation
 from lego_arta.report.collect import OK, collect_runs
 from lego_arta.report.curves import reward_curves
 from lego_arta.report.markdown import render
@@ -69,7 +70,7 @@ def write_report(
     runs.to_csv(paths["runs_csv"], index=False)
 
     failed = runs[runs["status"] != OK]
-    markdown = render(root, runs, ours, refs, extra, study, failed, png, smoothing, band)
+    markdown = render(root, runs, ours, refs, extra, study, failed, png, smoothing, band, ablation(runs))
     paths["report_md"].write_text(markdown, encoding="utf-8")
     log.info("wrote %s (%d runs, %d failed)", paths["report_md"], len(runs), len(failed))
     return {
