@@ -58,7 +58,7 @@ def cookbook(readme: str) -> list[str]:
 
 def budget(readme: str) -> list[str]:
     """The overrides the README teaches for a quick run (its **budget** sentence)."""
-    match = re.search(r"\*\*budget\*\*.*?`([^`]+)`", readme, re.S)
+    match = re.search(r"\*\*budget\*\* to any run.*?: `([^`]+)`", readme, re.S)
     assert match, "the README's cookbook must teach a budget"
     return match.group(1).split()
 
