@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lego_arta.errors import UserError
 from lego_arta.parsing import Box, parse_boxes
 
 TASKS: tuple[str, ...] = ("grounding", "object", "state")
@@ -28,7 +29,7 @@ GROUNDING_QUERY = "What is the instruction for the step shown in this image? Ans
 STATE_QUERY = "Was this step completed correctly? Just tell me Yes or No."
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A problem in the dataset files or the data config, raised before any model is loaded.
 
     The message names the file, the record and the field when they are known.

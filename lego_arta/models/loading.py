@@ -11,12 +11,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
+from lego_arta.errors import MissingInputError
 from lego_arta.models.tiny import build_tiny_qwen2_5_vl
 
 log = logging.getLogger(__name__)
 
 
-class ModelPathError(FileNotFoundError):
+class ModelPathError(MissingInputError):
     """``model.path`` names a local dir that does not exist or holds no model."""
 
 

@@ -1,0 +1,89 @@
+"""Config mistakes fail in seconds, before data or model load, as one ``error: ...`` line with exit status 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lego_arta.errors import ConfigError, UserError
+from lego_arta.pipeline import check_config
+from tests.conftest import ROOT
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # a misspelled TRL field added with +: named, with the field it probably meant
+        (
+            ["method=grpo", "+method.args.num_generation=4"],
+            r"method\.args\.num_generation: not a field of "
+            r"trl\.GRPOConfig \(did you mean method\.args\.num_generations",
+        ),
+        # TRL's own consistency rule, checked before anything loads (the README's old example)
+        (
+            ["method=grpo", "method.args.num_generations=4"],
+            r"generation_batch_size \(2\) must be divisible by "
+            r"num_generations \(4\)",
+        ),
+        # a task outside data.tasks
+        (["method=sft", "method.tasks=[objekt]"], r"method\.tasks: \['objekt'\] not in data\.tasks"),
+        # the hybrid overlay without its adapter: no silent fresh LoRA
+        (["experiment=hybrid_sft_grpo"], r"set method\.adapter=<SFT run dir>/adapter"),
+        # an unknown reward weight key
+        (["method=grpo", "+reward.weights.iuo=1"], r"unknown reward weight key 'iuo'"),
+    ],
+)
+def test_config_mistakes_are_user_errors_before_anything_loads(make_cfg, tmp_path, overrides, message):
+    cfg = make_cfg(*overrides)
+    with pytest.raises(ConfigError, match=message):
+        check_config(cfg, tmp_path / "run", trains=True)
+    assert not (tmp_path / "run").exists()  # nothing written, nothing loaded
+
+
+def test_a_good_config_passes_the_check_and_none_ignores_method_args(make_cfg, tmp_path, caplog):
+    check_config(
+        make_cfg("method=grpo", "method.args.num_generations=4", "method.args.per_device_train_batch_size=4"),
+        tmp_path,
+        trains=True,
+    )
+    # the base composition of `-m method=sft,grpo method.args.max_steps=2` has method=none: it composes and warns
+    check_config(make_cfg("method.args.max_steps=2"), tmp_path, trains=False)
+    assert "method=none trains nothing: ignoring method.args (max_steps)" in caplog.text
+
+
+def test_user_errors_share_one_base_class():
+    from lego_arta.data.records import DataError
+    from lego_arta.errors import MissingInputError
+    from lego_arta.models.loading import ModelPathError
+
+    for cls in (ConfigError, MissingInputError, DataError, ModelPathError):
+        assert issubclass(cls, UserError), cls
+
+
+@pytest.mark.slow  # a Python + torch start-up per command
+@pytest.mark.parametrize(
+    ("args", "last_line"),
+    [
+        (["method=sft", "method.tasks=[objekt]"], "error: method.tasks: ['objekt'] not in data.tasks"),
+        (["model.path=/nonexistent/model"], "error: model.path=/nonexistent/model: no such directory"),
+    ],
+)
+def test_the_entry_script_prints_one_error_line_and_exits_2(tmp_path, args, last_line):
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LEGO_ARTA_ROOT": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "train.py"), *args, "logger=none"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(last_line)
+    assert "Traceback" not in proc.stderr
+    # the run's own log keeps the traceback
+    (log,) = Path(tmp_path, "outputs").rglob("train.log")
+    assert "Traceback (most recent call last)" in log.read_text()
