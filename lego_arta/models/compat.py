@@ -61,34 +61,3 @@ def apply() -> None:
     if not has_torchvision():
         _processor_without_video()
         log.debug("torchvision missing: Qwen2.5-VL processor patched to build without its video processor")
-
-
-def vision_inputs(prompt: list[dict[str, Any]], images: list[Any], min_pixels: int, max_pixels: int) -> list[Any]:
-    """The images of one chat prompt, resized the way Qwen2.5-VL's own tooling does.
-
-    Uses ``qwen_vl_utils.process_vision_info`` (the study's path) where it imports. Works around: qwen-vl-utils 0.0.14
-    imports torchvision at module top, so on CPU machines without torchvision it cannot be imported; there the
-    images go to the processor as they are, whose image processor applies the same ``min_pixels`` / ``max_pixels``
-    resize (``smart_resize``). It can go when qwen-vl-utils imports without torchvision.
-    """
-    if not has_torchvision():
-        return list(images)
-    from qwen_vl_utils import process_vision_info
-
-    it = iter(images)
-    messages = [
-        {
-            **m,
-            "content": [
-                {"type": "image", "image": next(it), "min_pixels": min_pixels, "max_pixels": max_pixels}
-                if isinstance(c, dict) and c.get("type") == "image"
-                else c
-                for c in m["content"]
-            ]
-            if isinstance(m.get("content"), list)
-            else m.get("content"),
-        }
-        for m in prompt
-    ]
-    image_inputs, _ = process_vision_info(messages)
-    return list(image_inputs or [])
