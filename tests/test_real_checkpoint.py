@@ -1,4 +1,4 @@
-"""Qwen2.5-VL-7B-Instruct's own files (tests/fixtures/qwen2_5_vl_7b, no weights): the image budget."""
+"""Qwen2.5-VL-7B-Instruct's own files (tests/fixtures/qwen2_5_vl_7b, no weights): image budget and architecture."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from lego_arta.data import Record, build_dataset
 from lego_arta.evaluation.generate import model_inputs, vllm_requests
 from lego_arta.models import load_processor
 from lego_arta.models.images import ImageBudgetError, check_image_budget, fit_image, visual_tokens
+from lego_arta.models.meta import empty_model, parameter_counts, with_lora
 
 FIXTURE = Path(__file__).parent / "fixtures" / "qwen2_5_vl_7b"
 STUDY_MAX_TOKENS = 2600  # thesis §4.4: max pixels 2600 (x 28 x 28)
@@ -147,3 +148,71 @@ def test_fit_image_is_the_processors_own_resize(processor, model_cfg):
         direct = processor.image_processor(images=[image], return_tensors="pt")
         via_fit = processor.image_processor(images=[fitted], return_tensors="pt")
         assert torch.equal(direct["pixel_values"], via_fit["pixel_values"])
+
+
+# ---- the 7B architecture from config.json, on the meta device, with conf/method/lora/r8.yaml ----
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@pytest.fixture(scope="module")
+def lora_7b(cache_dir):
+    from lego_arta.config import compose_config
+
+    cfg = compose_config(["method=grpo", "model=qwen2_5_vl_7b"], output_dir=cache_dir / "run", cache_dir=cache_dir)
+    model = with_lora(empty_model(str(FIXTURE)), cfg.method.lora, freeze_vision=cfg.model.freeze_vision)
+    return model, cfg.method.lora
+
+
+@pytest.mark.slow
+def test_7b_builds_from_its_config_without_weights(lora_7b):
+    model, _ = lora_7b
+    params = list(model.parameters())
+    assert {p.device.type for p in params} == {"meta"}
+    config = json.loads((FIXTURE / "config.json").read_text())
+    text = model.base_model.model.config.text_config
+    assert (text.hidden_size, text.num_hidden_layers, text.vocab_size) == (3584, 28, config["vocab_size"])
+    # Qwen2.5-VL-7B-Instruct: 8,292,166,656 parameters (676,550,144 in the vision tower and merger)
+    total, _ = parameter_counts(model.get_base_model())
+    lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    assert total - lora == 8_292_166_656
+    assert sum(p.numel() for n, p in model.named_parameters() if ".visual." in n) == 676_550_144
+
+
+@pytest.mark.slow
+def test_lora_r8_lands_on_every_language_model_projection_and_nothing_else(lora_7b):
+    model, lora_cfg = lora_7b
+    layers = json.loads((FIXTURE / "config.json").read_text())["num_hidden_layers"]
+    adapted = {name.removeprefix("base_model.model.") for name, m in model.named_modules() if hasattr(m, "lora_A")}
+    expected = {
+        f"model.language_model.layers.{i}.{'self_attn' if t[0] in 'qkvo' else 'mlp'}.{t}"
+        for i in range(layers)
+        for t in LORA_TARGETS
+    }
+    assert adapted == expected
+    assert not any("visual" in name for name in adapted)  # no vision block, no merger
+    assert all(m.r["default"] == lora_cfg.r == 8 for n, m in model.named_modules() if hasattr(m, "lora_A"))
+
+
+@pytest.mark.slow
+def test_trainable_parameters_are_the_closed_form_r8_count(lora_7b):
+    model, lora_cfg = lora_7b
+    text = json.loads((FIXTURE / "config.json").read_text())
+    h, i, layers, r = text["hidden_size"], text["intermediate_size"], text["num_hidden_layers"], lora_cfg.r
+    kv = h // text["num_attention_heads"] * text["num_key_value_heads"]  # 128 x 4 = 512
+    # LoRA on a (d_in -> d_out) linear adds A (r x d_in) + B (d_out x r) = r (d_in + d_out) parameters; per layer:
+    #   q: h->h, k: h->kv, v: h->kv, o: h->h, gate: h->i, up: h->i, down: i->h
+    #   = r (2h + 2(h + kv) + 2h + 2(h + i) + (i + h)) = r (9h + 2kv + 3i)
+    closed_form = layers * r * (9 * h + 2 * kv + 3 * i)
+    assert closed_form == 20_185_088
+    _, trainable = parameter_counts(model)
+    assert trainable == closed_form
+    assert all("lora_" in n for n, p in model.named_parameters() if p.requires_grad)
+
+
+@pytest.mark.slow
+def test_the_vision_tower_is_frozen(lora_7b):
+    model, _ = lora_7b
+    visual = [(n, p.requires_grad) for n, p in model.named_parameters() if ".visual." in n]
+    assert visual and {n.split(".visual.")[1].split(".")[0] for n, _ in visual} == {"patch_embed", "blocks", "merger"}
+    assert not any(rg for _, rg in visual)
