@@ -21,7 +21,9 @@ def empty_model(path: str, dtype: torch.dtype = torch.bfloat16) -> PreTrainedMod
     """The model of the ``config.json`` in ``path`` on the meta device (accelerate's ``init_empty_weights``)."""
     config = AutoConfig.from_pretrained(path)
     with init_empty_weights():
-        return AutoModelForImageTextToText.from_config(config, dtype=dtype)
+        model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+    model.tie_weights()  # from_config leaves tied embeddings (the tiny model's) as two tensors on the meta device
+    return model
 
 
 def with_lora(model: PreTrainedModel, lora_cfg: DictConfig, freeze_vision: bool) -> PeftModel:
