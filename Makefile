@@ -48,6 +48,9 @@ report: $(STAMP)  ## Table 1 + reward curves of the newest multirun under output
 paper: $(STAMP)  ## the study's four runs on Qwen2.5-VL-7B (GPU)
 	$(PY) experiments/train.py -m experiment=paper_baseline,paper_sft,paper_grpo_v1,paper_grpo_v2 $(ARGS)
 
+plan: $(STAMP)  ## will a run fit: parameters, tokens, peak GPU memory estimate; no weights, no GPU (ARGS="experiment=paper_grpo_v1 plan.gpus=1")
+	$(PY) experiments/plan.py $(ARGS)
+
 bench: $(STAMP)  ## speed benchmarks: each experiments/bench_*.py writes bench/<name>.json
 	mkdir -p bench
 	for script in experiments/bench_*.py; do $(PY) $$script $(ARGS) || exit 1; done

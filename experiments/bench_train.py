@@ -81,7 +81,7 @@ def _bare(cfg: Any, rows: Any, out: Path) -> Any:
         "save_strategy": "no",
         "report_to": [],
         "bf16": False,
-        "gradient_checkpointing": False,
+        "activation_checkpointing": False,
         "remove_unused_columns": False,
         "seed": int(cfg.seed),
     }

@@ -15,7 +15,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, ProcessorMixin
 
-from lego_arta.models.compat import vision_inputs
+from lego_arta.models.images import check_image_budget, fit_image
 from lego_arta.runs import append_jsonl, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,16 @@ def finished_predictions(path: Path, dataset: Dataset, generator: str = "") -> d
     return done
 
 
+def model_inputs(processor: ProcessorMixin, prompts: Sequence[list[dict[str, Any]]], images: Sequence[list[Any]]):
+    """The left-padded batch for generation: chat template text, and the images as they are.
+
+    The processor resizes the images itself (:mod:`lego_arta.models.images`: the one resize path that training uses).
+    """
+    texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    flat = [img for imgs in images for img in imgs]
+    return processor(text=texts, images=flat or None, padding=True, padding_side="left", return_tensors="pt")
+
+
 @torch.inference_mode()
 def generate_batch(
     model: PreTrainedModel,
@@ -59,16 +69,9 @@ def generate_batch(
     images: Sequence[list[Any]],
     max_new_tokens: int,
     do_sample: bool = False,
-    min_pixels: int = 3136,
-    max_pixels: int = 12544,
 ) -> list[str]:
     """Generate one answer per chat prompt (left padding, greedy by default); returns the decoded new text."""
-    texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
-    flat = [
-        img for p, imgs in zip(prompts, images, strict=True) for img in vision_inputs(p, imgs, min_pixels, max_pixels)
-    ]
-    inputs = processor(text=texts, images=flat or None, padding=True, padding_side="left", return_tensors="pt")
-    inputs = inputs.to(model.device)
+    inputs = model_inputs(processor, prompts, images).to(model.device)
     out = model.generate(  # type: ignore[operator]
         **inputs,
         max_new_tokens=max_new_tokens,
@@ -80,7 +83,10 @@ def generate_batch(
 
 
 class TransformersBackend:
-    """Generation with the transformers model in this process (the default; what the tests use)."""
+    """Generation with the transformers model in this process (the default; what the tests use).
+
+    Given ``min_pixels`` / ``max_pixels`` (the model config's), the processor is checked to resize to exactly them.
+    """
 
     def __init__(
         self,
@@ -88,32 +94,42 @@ class TransformersBackend:
         processor: ProcessorMixin,
         max_new_tokens: int = 128,
         do_sample: bool = False,
-        min_pixels: int = 3136,
-        max_pixels: int = 12544,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
     ) -> None:
+        if min_pixels is not None and max_pixels is not None:
+            check_image_budget(processor, min_pixels, max_pixels)
         self.model, self.processor = model, processor
         self.max_new_tokens, self.do_sample = max_new_tokens, do_sample
-        self.min_pixels, self.max_pixels = min_pixels, max_pixels
         model.eval()
 
     def __call__(self, prompts: Sequence[list[dict[str, Any]]], images: Sequence[list[Any]]) -> list[str]:
-        return generate_batch(
-            self.model,
-            self.processor,
-            prompts,
-            images,
-            self.max_new_tokens,
-            self.do_sample,
-            self.min_pixels,
-            self.max_pixels,
-        )
+        return generate_batch(self.model, self.processor, prompts, images, self.max_new_tokens, self.do_sample)
+
+
+def vllm_requests(
+    processor: ProcessorMixin,
+    prompts: Sequence[list[dict[str, Any]]],
+    images: Sequence[list[Any]],
+    min_pixels: int,
+    max_pixels: int,
+) -> list[dict[str, Any]]:
+    """vLLM's inputs: each prompt's chat template text and its images resized by ``fit_image``."""
+    texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    return [
+        {"prompt": text, "multi_modal_data": {"image": [fit_image(i, min_pixels, max_pixels) for i in imgs]}}
+        if imgs
+        else {"prompt": text}
+        for text, imgs in zip(texts, images, strict=True)
+    ]
 
 
 class VLLMBackend:
     """Generation with vLLM (``eval.backend=vllm``; GPU users, ``pip install vllm``), LoRA adapters included.
 
-    The prompt text comes from the processor's chat template, the images go to vLLM as multi-modal data resized by
-    its Qwen2.5-VL processor with the model config's ``min_pixels`` / ``max_pixels``; greedy unless ``do_sample``.
+    The prompt text comes from the processor's chat template; the images go to vLLM as multi-modal data already
+    resized by :func:`~lego_arta.models.images.fit_image` (the resize training uses), so vLLM's own processor, given
+    the same ``min_pixels`` / ``max_pixels``, keeps their size; greedy unless ``do_sample``.
     """
 
     def __init__(
@@ -132,6 +148,7 @@ class VLLMBackend:
         from vllm.lora.request import LoRARequest
 
         self.processor = processor
+        self.min_pixels, self.max_pixels = min_pixels, max_pixels
         self.llm = LLM(
             model=model_path,
             seed=seed,
@@ -143,11 +160,7 @@ class VLLMBackend:
         self.lora = LoRARequest("adapter", 1, str(adapter)) if adapter else None
 
     def __call__(self, prompts: Sequence[list[dict[str, Any]]], images: Sequence[list[Any]]) -> list[str]:
-        texts = [self.processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
-        requests = [
-            {"prompt": text, "multi_modal_data": {"image": list(imgs)}} if imgs else {"prompt": text}
-            for text, imgs in zip(texts, images, strict=True)
-        ]
+        requests = vllm_requests(self.processor, prompts, images, self.min_pixels, self.max_pixels)
         outputs = self.llm.generate(requests, self.params, lora_request=self.lora, use_tqdm=False)
         return [out.outputs[0].text for out in outputs]
 

@@ -1,4 +1,5 @@
-"""Qwen2.5-VL models: the offline tiny builder, one loader for every model config, LoRA helpers."""
+"""Qwen2.5-VL models: the offline tiny builder, one loader for every model config, the image budget (``images``),
+the architecture without weights (``meta``) and ``make plan``'s counts and memory estimate (``plan``, ``memory``)."""
 
 from lego_arta.models import compat
 

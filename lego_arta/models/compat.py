@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import warnings
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -52,43 +53,24 @@ def _processor_without_video() -> None:
     cls.__init__ = __init__  # type: ignore[method-assign,assignment]
 
 
+def _quiet_deprecated_checkpointing_property() -> None:
+    """Silence the FutureWarning that TRL and PEFT trigger by reading ``model.is_gradient_checkpointing``.
+
+    Works around: transformers 5.24 renamed it ``is_activation_checkpointing`` and warns on the old name, which
+    trl 1.16 (``trl/models/utils.py``) and peft 0.21 (``peft_model.py``) still read on every trainer set-up: two
+    warnings per run that the user cannot act on. Our own config uses ``activation_checkpointing``. It can go when
+    TRL and PEFT read the new name (grep their sources for ``is_gradient_checkpointing``).
+    """
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
 def apply() -> None:
     """Apply every workaround this machine needs (idempotent)."""
     global _APPLIED
     if _APPLIED:
         return
     _APPLIED = True
+    _quiet_deprecated_checkpointing_property()
     if not has_torchvision():
         _processor_without_video()
         log.debug("torchvision missing: Qwen2.5-VL processor patched to build without its video processor")
-
-
-def vision_inputs(prompt: list[dict[str, Any]], images: list[Any], min_pixels: int, max_pixels: int) -> list[Any]:
-    """The images of one chat prompt, resized the way Qwen2.5-VL's own tooling does.
-
-    Uses ``qwen_vl_utils.process_vision_info`` (the study's path) where it imports. Works around: qwen-vl-utils 0.0.14
-    imports torchvision at module top, so on CPU machines without torchvision it cannot be imported; there the
-    images go to the processor as they are, whose image processor applies the same ``min_pixels`` / ``max_pixels``
-    resize (``smart_resize``). It can go when qwen-vl-utils imports without torchvision.
-    """
-    if not has_torchvision():
-        return list(images)
-    from qwen_vl_utils import process_vision_info
-
-    it = iter(images)
-    messages = [
-        {
-            **m,
-            "content": [
-                {"type": "image", "image": next(it), "min_pixels": min_pixels, "max_pixels": max_pixels}
-                if isinstance(c, dict) and c.get("type") == "image"
-                else c
-                for c in m["content"]
-            ]
-            if isinstance(m.get("content"), list)
-            else m.get("content"),
-        }
-        for m in prompt
-    ]
-    image_inputs, _ = process_vision_info(messages)
-    return list(image_inputs or [])

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
 from lego_arta.errors import MissingInputError
+from lego_arta.models.images import check_image_budget, load_image_processor
 from lego_arta.models.tiny import build_tiny_qwen2_5_vl
 
 log = logging.getLogger(__name__)
@@ -63,11 +64,19 @@ def _choose_dtype_attn(model_cfg: DictConfig) -> tuple[torch.dtype, str]:
 
 
 def load_processor(path: str, model_cfg: DictConfig) -> ProcessorMixin:
-    """Load the processor with ``min_pixels`` / ``max_pixels`` from the model config and left padding."""
-    processor = AutoProcessor.from_pretrained(
-        path, size={"shortest_edge": model_cfg.min_pixels, "longest_edge": model_cfg.max_pixels}, padding_side="left"
-    )
+    """Load the processor: left padding, and the image processor of ``images.load_image_processor``
+    (``model.min_pixels`` / ``model.max_pixels`` whatever the checkpoint's own files say, PIL backend, checked).
+
+    The image processor is loaded on its own and put in place: processor-level keyword arguments reach every part
+    (``backend="pil"`` would also become the tokenizer's ``backend``).
+
+    Raises:
+        ImageBudgetError: the loaded processor would not resize images to the configured limits.
+    """
+    processor = AutoProcessor.from_pretrained(path, padding_side="left")
+    processor.image_processor = load_image_processor(path, model_cfg.min_pixels, model_cfg.max_pixels)
     processor.tokenizer.padding_side = "left"
+    check_image_budget(processor, model_cfg.min_pixels, model_cfg.max_pixels)
     return processor
 
 

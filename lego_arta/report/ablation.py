@@ -108,8 +108,9 @@ def per_seed_values(runs: pd.DataFrame) -> pd.DataFrame:
     ``train`` is the run's mean matched IoU over its last quarter of logged steps (NaN without a history); ``eval``
     its ``eval/iou`` (NaN when not evaluated). Repeats of one seed count once, as in Table 1.
     """
+    columns = ["reward", "seed", "train", "eval", "from_adapter", "model"]
     if runs.empty:
-        return pd.DataFrame(columns=["reward", "seed", "train", "eval", "from_adapter", "model"])
+        return pd.DataFrame(columns=columns)
     grpo = runs[(runs["method"] == "grpo") & runs["reward"].isin([BASELINE, VARIANT]) & (runs["status"] == OK)]
     rows: list[dict[str, Any]] = []
     for _, run in grpo.drop_duplicates(["reward", "seed", "from_adapter", "model"]).iterrows():

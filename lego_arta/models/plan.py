@@ -1,0 +1,398 @@
+"""``make plan``: will this run fit, before any GPU time. No weights are read and no GPU is needed.
+
+The model is built on the meta device from the checkpoint's ``config.json`` with the run's LoRA; the processor and
+tokenizer come from the checkpoint's files; the prompts are the data layer's, few-shot demos and reasoning prefix
+included, over the split the run reads (or, without ``data.root``, one stated example per task with every image at
+``plan.image_size``). The memory figure is :mod:`lego_arta.models.memory`'s estimate (its docstring has the formula).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf, open_dict
+from PIL import Image
+from transformers import ProcessorMixin
+from trl.data_utils import apply_chat_template
+
+from lego_arta.data import GROUNDING_QUERY, STATE_QUERY, Record, build_rows, load_data
+from lego_arta.models.images import visual_tokens
+from lego_arta.models.loading import ModelPathError, load_processor, resolve_model_path
+from lego_arta.models.memory import Dims, Workload, estimate, first_fit
+from lego_arta.models.meta import empty_model, parameter_counts, with_lora
+
+log = logging.getLogger(__name__)
+
+
+def model_files(cfg: DictConfig) -> tuple[str, str]:
+    """The dir whose config/processor/tokenizer files the plan reads, and what it is.
+
+    ``model.path`` when it is a local dir (or the tiny model, built when ``model.path`` is null), else ``model.files``
+    (the checkpoint's small files without weights, e.g. tests/fixtures/qwen2_5_vl_7b for the 7B).
+    """
+    path = cfg.model.path
+    if path is None or Path(str(path)).expanduser().is_dir():
+        return resolve_model_path(cfg.model, cfg.paths.cache_dir), "model.path"
+    if cfg.model.files is None:
+        raise ModelPathError(
+            f"model.path={path} is not a local dir and model.files is not set: the plan needs the checkpoint's "
+            "config.json and processor files (no weights)"
+        )
+    return str(cfg.model.files), "model.files: the checkpoint's config and processor files, no weights (README.txt)"
+
+
+@dataclass
+class Prompt:
+    """One prompt as the run builds it: its task, text tokens (one per image placeholder), image sizes, answer."""
+
+    task: str
+    text_tokens: int
+    image_sizes: list[tuple[int, int]]  # (width, height)
+    completion_tokens: int
+
+    def tokens(self, min_pixels: int, max_pixels: int) -> int:
+        """All prompt tokens: each ``<|image_pad|>`` placeholder expands to the image's visual tokens."""
+        return self.text_tokens + sum(self.visual(min_pixels, max_pixels)) - len(self.image_sizes)
+
+    def visual(self, min_pixels: int, max_pixels: int) -> list[int]:
+        return [visual_tokens(h, w, min_pixels, max_pixels) for w, h in self.image_sizes]
+
+
+def count_prompt(processor: ProcessorMixin, row: dict[str, Any], image_sizes: list[tuple[int, int]]) -> Prompt:
+    """A dataset row (``build_rows``) as TRL renders it: prompt text tokens and the SFT completion's tokens."""
+    rendered = apply_chat_template({"prompt": row["prompt"], "completion": row["completion"]}, processor)
+    tokenizer = processor.tokenizer
+    text = len(tokenizer(rendered["prompt"], add_special_tokens=False)["input_ids"])
+    completion = len(tokenizer(rendered["completion"], add_special_tokens=False)["input_ids"])
+    return Prompt(row["task"], text, image_sizes, completion)
+
+
+def example_records(cfg: DictConfig, tasks: list[str]) -> tuple[list[Record], list[Record]]:
+    """One stated record per task (``plan.example``) and its demo pool (a previous step; a Yes and a No for state)."""
+    ex = cfg.plan.example
+    image = "example.png"
+
+    def rec(task: str, n: int, query: str, solution: str, context: str = "") -> Record:
+        return Record(
+            f"example/{task}/{n}", task, "example", f"example/{task}/{n}", image, query, solution, context, n
+        )
+
+    records, pool = [], []
+    for task in tasks:
+        if task == "object":
+            records.append(rec(task, 2, ex.object.query, ex.object.solution))
+            pool.append(rec(task, 1, ex.object.query, ex.object.solution))
+        elif task == "grounding":
+            records.append(rec(task, 2, GROUNDING_QUERY, ex.grounding.solution, ex.grounding.previous))
+            pool.append(rec(task, 1, GROUNDING_QUERY, ex.grounding.previous, ex.grounding.previous))
+        else:
+            records.append(rec(task, 3, STATE_QUERY, "Yes"))
+            pool += [rec(task, 1, STATE_QUERY, "Yes"), rec(task, 2, STATE_QUERY, "No")]
+    return records, pool
+
+
+def collect_prompts(cfg: DictConfig, processor: ProcessorMixin, trains: bool) -> tuple[list[Prompt], str]:
+    """The run's prompts (the training split when it trains, else the test split), and where they came from."""
+    data_cfg: dict[str, Any] = OmegaConf.to_container(cfg.data, resolve=False)  # type: ignore[assignment]
+    if OmegaConf.is_missing(cfg.data, "root") or (cfg.data.root is None and not cfg.data.synthetic):
+        tasks = [t for t in cfg.data.tasks if not (trains and cfg.method.tasks) or t in cfg.method.tasks]
+        records, pool = example_records(cfg, tasks)
+        width, height = (int(v) for v in cfg.plan.image_size)
+        rows = build_rows(records, pool, data_cfg, int(cfg.seed))
+        prompts = [count_prompt(processor, row, [(width, height)] * len(row["images"])) for row in rows]
+        source = (
+            f"data.root is not set: one stated prompt per task (plan.example), every image at the stated largest "
+            f"page size {width}x{height} (plan.image_size)"
+        )
+        return prompts, source
+    data = load_data(cfg)
+    records = data.test
+    if trains:
+        records = [r for r in data.train if not cfg.method.tasks or r.task in cfg.method.tasks]
+    if cfg.plan.max_records is not None:
+        records = records[: int(cfg.plan.max_records)]
+    rows = build_rows(records, data.train, data_cfg, int(cfg.seed))
+    sizes: dict[str, tuple[int, int]] = {}
+    prompts = []
+    for row in rows:
+        for path in row["images"]:
+            if path not in sizes:
+                with Image.open(path) as img:
+                    sizes[path] = img.size
+        prompts.append(count_prompt(processor, row, [sizes[p] for p in row["images"]]))
+    split = "training" if trains else "test"
+    return prompts, f"{len(prompts)} {split} prompts of {data.root} ({len(sizes)} distinct images, real sizes)"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The knobs that set the memory shapes of a run; ``trainer_args`` resolves TRL's own defaults."""
+
+    method: str
+    per_device: int
+    accumulation: int
+    steps_per_generation: int
+    num_generations: int
+    completion: int
+    checkpointing: bool
+    eval_batch: int
+    eval_new_tokens: int
+    after_train: bool
+    min_pixels: int
+    max_pixels: int
+    lora_dropout: bool
+
+
+def run_shape(cfg: DictConfig) -> Shape:
+    """The run's shapes, read from the TRL config the run would build (bf16 off: it changes no shape here)."""
+    method = str(cfg.method.name)
+    shape = {"per_device": 0, "accumulation": 1, "steps_per_generation": 0, "num_generations": 0, "completion": 0}
+    checkpointing = False
+    if method in ("sft", "grpo"):
+        from trl import GRPOConfig, SFTConfig
+
+        from lego_arta.methods.common import trainer_args
+
+        cpu_cfg = copy.deepcopy(cfg)
+        with open_dict(cpu_cfg):
+            cpu_cfg.method.args.bf16 = False
+        config_cls = GRPOConfig if method == "grpo" else SFTConfig
+        args = trainer_args(config_cls, cpu_cfg, Path(cfg.paths.output_dir))
+        shape |= {"per_device": args.per_device_train_batch_size, "accumulation": args.gradient_accumulation_steps}
+        if method == "grpo":
+            shape |= {
+                "steps_per_generation": args.steps_per_generation,
+                "num_generations": args.num_generations,
+                "completion": args.max_completion_length,
+            }
+        checkpointing = bool(args.activation_checkpointing)
+    return Shape(
+        method=method,
+        checkpointing=checkpointing,
+        eval_batch=int(cfg.eval.batch_size),
+        eval_new_tokens=int(cfg.eval.max_new_tokens),
+        after_train=bool(cfg.eval.after_train),
+        min_pixels=int(cfg.model.min_pixels),
+        max_pixels=int(cfg.model.max_pixels),
+        lora_dropout=method != "none" and float(cfg.method.lora.lora_dropout) > 0,
+        **shape,
+    )
+
+
+def workload(shape: Shape, prompts: list[Prompt]) -> Workload:
+    """The largest prompt in every sequence of every batch: the peak a run reaches on its longest prompts."""
+    longest = max(p.tokens(shape.min_pixels, shape.max_pixels) for p in prompts)
+    patches = 4 * max(sum(p.visual(shape.min_pixels, shape.max_pixels)) for p in prompts)
+    answer = max(p.completion_tokens for p in prompts)
+    train_seqs = train_tokens = logit_tokens = gen_seqs = gen_tokens = 0
+    if shape.method == "sft":
+        train_seqs, train_tokens, logit_tokens = shape.per_device, longest + answer, longest + answer
+    if shape.method == "grpo":
+        train_seqs, train_tokens, logit_tokens = shape.per_device, longest + shape.completion, shape.completion + 1
+        gen_seqs, gen_tokens = shape.per_device * shape.steps_per_generation, longest + shape.completion
+    if shape.method == "none" or shape.after_train:
+        eval_tokens = longest + shape.eval_new_tokens
+        if shape.eval_batch * eval_tokens > gen_seqs * gen_tokens:
+            gen_seqs, gen_tokens = shape.eval_batch, eval_tokens
+    return Workload(
+        train_seqs=train_seqs,
+        train_tokens=train_tokens,
+        logit_tokens=logit_tokens,
+        train_patches=patches * train_seqs,
+        gen_seqs=gen_seqs,
+        gen_tokens=gen_tokens,
+        gen_patches=patches * gen_seqs,
+        gradient_checkpointing=shape.checkpointing,
+        lora_dropout=shape.lora_dropout,
+    )
+
+
+def knobs(shape: Shape, gpus: int) -> list[tuple[str, Shape]]:
+    """Changes to try, in order, each on top of the ones before: the verdict names the first set that fits.
+
+    Gradient checkpointing on; a halved micro-batch with doubled accumulation (same effective batch); GRPO: fewer
+    micro-batches generated at once (``steps_per_generation``, as long as a generation batch still holds whole
+    groups of ``num_generations``); a halved evaluation batch; fewer pixels per image.
+    """
+    out: list[tuple[str, Shape]] = []
+    done: dict[str, object] = {}
+
+    def add(new: Shape, **overrides: object) -> Shape:
+        done.update({f"{k.replace('__', '.')}": v for k, v in overrides.items()})
+        out.append((" ".join(f"{k}={v}" for k, v in done.items()), new))
+        return new
+
+    trains, grpo = shape.method != "none", shape.method == "grpo"
+    if trains and not shape.checkpointing:
+        shape = add(replace(shape, checkpointing=True), method__args__activation_checkpointing="true")
+    while trains and shape.per_device > 1:
+        b, acc = shape.per_device // 2, shape.accumulation * 2
+        spg = shape.steps_per_generation * 2 if grpo else 0
+        shape = replace(shape, per_device=b, accumulation=acc, steps_per_generation=spg)
+        shape = add(shape, method__args__per_device_train_batch_size=b, method__args__gradient_accumulation_steps=acc)
+    least = -(-shape.num_generations // max(shape.per_device * gpus, 1)) if grpo else 0
+    while grpo and shape.steps_per_generation // 2 >= max(least, 1):
+        spg = shape.steps_per_generation // 2
+        shape = add(replace(shape, steps_per_generation=spg), method__args__steps_per_generation=spg)
+    while shape.eval_batch > 1 and (not trains or shape.after_train):
+        shape = add(replace(shape, eval_batch=shape.eval_batch // 2), eval__batch_size=shape.eval_batch // 2)
+    for divisor in (2, 4, 8):
+        pixels = max(shape.max_pixels // (divisor * 28 * 28), 4) * 28 * 28
+        add(replace(shape, max_pixels=pixels), model__max_pixels=pixels)
+    return out
+
+
+def percentiles(values: list[int]) -> dict[str, int]:
+    """p50 / p90 / p99 / max (nearest rank)."""
+    arr = np.asarray(values)
+    return {f"p{q}": int(np.percentile(arr, q, method="higher")) for q in (50, 90, 99)} | {"max": int(arr.max())}
+
+
+def judge(dims: Dims, shape: Shape, prompts: list[Prompt], gpus: int, overhead_gb: float, limit_gb: float) -> str:
+    """ "fits", or the first set of :func:`knobs` with which the estimated peak fits in ``limit_gb``."""
+    peak = estimate(dims, workload(shape, prompts), gpus, overhead_gb)["peak"]
+    if peak <= limit_gb:
+        return "fits"
+    candidates = [(knob, workload(s, prompts)) for knob, s in knobs(shape, gpus)]
+    found = first_fit(dims, candidates, gpus, overhead_gb, limit_gb)
+    if found:
+        return f"does not fit; it would with {found[0]} (estimated peak {found[1]['peak']:.1f} GB)"
+    return (
+        "does not fit even with one sequence at a time and an eighth of the pixels; the weights alone take "
+        f"{2 * dims.params / 1e9:.1f} GB: use a larger GPU or shard the weights (DeepSpeed ZeRO-3)"
+    )
+
+
+def make_plan(cfg: DictConfig) -> dict[str, Any]:
+    """Everything ``experiments/plan.py`` prints: counts, token statistics, the memory estimate and the verdict."""
+    files, files_from = model_files(cfg)
+    processor = load_processor(files, cfg.model)
+    model = empty_model(files)
+    config = model.config
+    total, _ = parameter_counts(model)
+    trains = cfg.method.name != "none"
+    trainable = 0
+    if trains:
+        _, trainable = parameter_counts(with_lora(model, cfg.method.lora, freeze_vision=bool(cfg.model.freeze_vision)))
+    dims = Dims.from_config(config, params=total, trainable=trainable)
+    prompts, source = collect_prompts(cfg, processor, trains)
+    shape = run_shape(cfg)
+    w = workload(shape, prompts)
+    gpus, limit = int(cfg.plan.gpus), float(cfg.plan.gpu_memory_gb) * float(cfg.plan.headroom)
+    overhead = float(cfg.plan.overhead_gb)
+    memory = estimate(dims, w, gpus, overhead)
+    no_checkpointing = estimate(dims, replace(w, gradient_checkpointing=False), gpus, overhead)["activations"]
+    verdict = judge(dims, shape, prompts, gpus, overhead, limit)
+    visual = [v for p in prompts for v in p.visual(shape.min_pixels, shape.max_pixels)]
+    prompt_tokens = [p.tokens(shape.min_pixels, shape.max_pixels) for p in prompts]
+    result: dict[str, Any] = {
+        "experiment": cfg.experiment_name,
+        "method": shape.method,
+        "model": cfg.model.name,
+        "model_files": files,
+        "model_files_from": files_from,
+        "params_total": total,
+        "params_trainable": trainable,
+        "vocab": dims.vocab,
+        "min_pixels": shape.min_pixels,
+        "max_pixels": shape.max_pixels,
+        "prompts_from": source,
+        "visual_tokens_per_image": percentiles(visual),
+        "prompt_tokens": percentiles(prompt_tokens),
+        "images_per_prompt_max": max(len(p.image_sizes) for p in prompts),
+        "by_task": {
+            task: {
+                "images": max(len(p.image_sizes) for p in prompts if p.task == task),
+                "prompt_tokens_max": max(t for p, t in zip(prompts, prompt_tokens, strict=True) if p.task == task),
+            }
+            for task in sorted({p.task for p in prompts})
+        },
+        "shape": shape.__dict__,
+        "workload": w.__dict__,
+        "gpus": gpus,
+        "gpu_memory_gb": float(cfg.plan.gpu_memory_gb),
+        "usable_gb": limit,
+        "memory_gb": memory,
+        "activations_without_checkpointing_gb": no_checkpointing,
+        "verdict": verdict,
+    }
+    if shape.method == "grpo":
+        completions = shape.per_device * shape.accumulation * gpus
+        mean_prompt = float(np.mean(prompt_tokens))
+        result["grpo_step"] = {
+            "completions": completions,
+            "prompts": completions // shape.num_generations,
+            "completion_tokens_max": completions * shape.completion,
+            "tokens_mean_prompt": int(completions * (mean_prompt + shape.completion)),
+            "tokens_longest_prompt": completions * (max(prompt_tokens) + shape.completion),
+        }
+    return result
+
+
+def format_plan(r: dict[str, Any]) -> str:
+    """The plan as the lines ``make plan`` prints."""
+    m, s, w = r["memory_gb"], r["shape"], r["workload"]
+    pct = r["prompt_tokens"]
+    trainable = r["params_trainable"]
+    lines = [
+        f"plan for experiment {r['experiment']} ({r['method']}), model {r['model']}: ESTIMATE, no weights read",
+        f"  model files: {r['model_files']}  [{r['model_files_from']}]",
+        f"  parameters: {r['params_total']:,} total, {trainable:,} trainable"
+        + (f" ({100 * trainable / r['params_total']:.3f}%, LoRA)" if trainable else " (no training)"),
+        f"  prompts: {r['prompts_from']}",
+        f"  visual tokens per image at min/max_pixels {r['min_pixels']}/{r['max_pixels']} "
+        f"({r['max_pixels'] // 784} x 28 x 28): " + _stats(r["visual_tokens_per_image"]),
+        "  prompt tokens (few-shot demos, visual tokens included): "
+        + _stats(pct)
+        + f"; up to {r['images_per_prompt_max']} images per prompt",
+        "  by task: "
+        + "; ".join(f"{t} {v['images']} images, {v['prompt_tokens_max']:,} tokens" for t, v in r["by_task"].items()),
+    ]
+    if "grpo_step" in r:
+        g = r["grpo_step"]
+        lines.append(
+            f"  GRPO optimizer step on {r['gpus']} GPU(s): {g['completions']} completions ({g['prompts']} prompts x "
+            f"{s['num_generations']} generations), completion tokens <= {g['completion_tokens_max']:,}, tokens "
+            f"~{g['tokens_mean_prompt']:,} (mean prompt) to {g['tokens_longest_prompt']:,} (longest prompt)"
+        )
+    lines.append(f"  peak GPU memory per device on {r['gpus']} GPU(s), GB, ESTIMATE (lego_arta/models/memory.py):")
+    lines.append(_row(f"weights, bf16 ({r['params_total']:,} parameters)", m["weights"]))
+    if trainable:
+        lines.append(_row(f"LoRA fp32 + gradient, master, Adam (ZeRO-2 over {r['gpus']})", m["lora"]))
+    if w["train_seqs"]:
+        gc = "on" if w["gradient_checkpointing"] else "off"
+        off = r["activations_without_checkpointing_gb"]
+        lines += [
+            f"    training micro-batch: {w['train_seqs']} x {w['train_tokens']:,} tokens, gradient checkpointing {gc}",
+            _row("  activations", m["activations"], f"(checkpointing off: {off:.2f})" if gc == "on" else ""),
+            _row(f"  logits, {r['vocab']:,} vocab x {w['logit_tokens']:,} tokens", m["logits"]),
+            _row("  vision tower (frozen, transient)", m["vision_train"]),
+        ]
+    if w["gen_seqs"]:
+        what = "GRPO rollouts, evaluation" if s["method"] == "grpo" else "evaluation"
+        lines += [
+            f"    generation ({what}): {w['gen_seqs']} x {w['gen_tokens']:,} tokens",
+            _row("  KV cache", m["kv_cache"]),
+            _row("  prefill working set", m["prefill"]),
+            _row("  vision tower (transient)", m["vision_generate"]),
+        ]
+    lines += [
+        _row("overhead (CUDA context, allocator)", m["overhead"]),
+        _row("peak = weights + LoRA + max(training, generation) + overhead", m["peak"])
+        + f"  of {r['usable_gb']:.1f} usable ({r['gpu_memory_gb']:.0f} GB x plan.headroom)",
+        f"  verdict: {r['verdict']}",
+    ]
+    return "\n".join(lines)
+
+
+def _stats(values: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in values.items())
+
+
+def _row(label: str, gb: float, note: str = "") -> str:
+    return f"    {label:<62}{gb:8.2f}" + (f"  {note}" if note else "")

@@ -1,0 +1,182 @@
+"""`make plan`: exact counts on the tiny model and the 7B fixture, the memory formula by hand, the verdict, the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from peft import get_peft_model
+from PIL import Image
+from transformers import AutoModelForImageTextToText
+
+from experiments import plan as plan_script
+from lego_arta.data import build_rows, load_data
+from lego_arta.models.loading import load_processor
+from lego_arta.models.memory import GB, Dims, Workload, estimate
+from lego_arta.models.meta import empty_model, parameter_counts, with_lora
+from lego_arta.models.plan import (
+    collect_prompts,
+    example_records,
+    judge,
+    make_plan,
+    model_files,
+    run_shape,
+    workload,
+)
+
+PAPER = ["paper_baseline", "paper_sft", "paper_grpo_v1", "paper_grpo_v2"]
+
+
+def r8(text) -> int:
+    """LoRA r8 on q, k, v, o, gate, up, down of every layer: 8 (9h + 2kv + 3i) per layer (see test_real_checkpoint)."""
+    kv = text.hidden_size // text.num_attention_heads * text.num_key_value_heads
+    return text.num_hidden_layers * 8 * (9 * text.hidden_size + 2 * kv + 3 * text.intermediate_size)
+
+
+def processor_lengths(processor, rows, images) -> list[int]:
+    # what the model is fed: the processor's own input_ids for the rendered prompt and its images
+    out = []
+    for row, imgs in zip(rows, images, strict=True):
+        text = processor.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
+        out.append(processor(text=[text], images=imgs, return_tensors="pt")["input_ids"].shape[1])
+    return out
+
+
+@pytest.mark.slow
+def test_counts_on_the_tiny_model_are_exact(make_cfg):
+    cfg = make_cfg("method=grpo", config_name="plan")
+    plan = make_plan(cfg)
+    path, _ = model_files(cfg)
+    model = AutoModelForImageTextToText.from_pretrained(path)
+    assert plan["params_total"] == sum(p.numel() for p in model.parameters())
+    # trainable: the closed form, and what PEFT itself counts on the real (not meta) model
+    assert plan["params_trainable"] == r8(model.config.text_config) == 65_536
+    peft = get_peft_model(model, instantiate(cfg.method.lora))
+    assert plan["params_trainable"] == sum(p.numel() for p in peft.parameters() if p.requires_grad)
+    # 112 x 112 scenes: an 8 x 8 patch grid, 16 visual tokens each
+    assert plan["visual_tokens_per_image"] == {"p50": 16, "p90": 16, "p99": 16, "max": 16}
+    # every training prompt's token count equals the processor's input_ids for it
+    processor = load_processor(path, cfg.model)
+    prompts, source = collect_prompts(cfg, processor, trains=True)
+    data = load_data(cfg)
+    rows = build_rows(data.train, data.train, OmegaConf.to_container(cfg.data), int(cfg.seed))
+    assert "216 training prompts" in source and len(prompts) == len(rows) == 216
+    images = [[Image.open(p) for p in row["images"]] for row in rows]
+    expected = processor_lengths(processor, rows, images)
+    assert [p.tokens(cfg.model.min_pixels, cfg.model.max_pixels) for p in prompts] == expected
+    assert plan["prompt_tokens"]["max"] == max(expected)
+    # a GRPO step: per_device_train_batch_size 2 x accumulation 1 x 1 GPU completions, 2 per prompt
+    assert plan["grpo_step"]["completions"] == 2 and plan["grpo_step"]["prompts"] == 1
+
+
+@pytest.mark.slow
+def test_counts_on_the_7b_fixture_are_exact(make_cfg):
+    cfg = make_cfg("experiment=paper_grpo_v1", config_name="plan")
+    assert OmegaConf.is_missing(cfg.data, "root")  # no real data here: the stated example prompts
+    plan = make_plan(cfg)
+    assert (plan["params_total"], plan["params_trainable"]) == (8_292_166_656, 20_185_088)
+    assert plan["params_trainable"] == r8(empty_model(model_files(cfg)[0]).config.text_config)
+    assert plan["visual_tokens_per_image"]["max"] == 2542  # a 3600 x 2400 page at 2600 x 28 x 28
+    assert "data.root is not set" in plan["prompts_from"] and "3600x2400" in plan["prompts_from"]
+    # the example prompts (demos + reasoning prefix) through the fixture's processor, with real 3600 x 2400 images
+    processor = load_processor(model_files(cfg)[0], cfg.model)
+    prompts, _ = collect_prompts(cfg, processor, trains=True)
+    assert [p.task for p in prompts] == ["grounding", "object", "state"]
+    assert [len(p.image_sizes) for p in prompts] == [2, 2, 3]  # one demo; a Yes/No pair for state
+    records, pool = example_records(cfg, list(cfg.data.tasks))
+    rows = build_rows(records, pool, OmegaConf.to_container(cfg.data), int(cfg.seed))
+    page = Image.new("RGB", (3600, 2400), (90, 90, 90))
+    expected = processor_lengths(processor, rows, [[page] * len(r["images"]) for r in rows])
+    assert [p.tokens(cfg.model.min_pixels, cfg.model.max_pixels) for p in prompts] == expected
+    assert plan["by_task"]["state"]["prompt_tokens_max"] == expected[2] == max(expected)
+    # GRPO step: 4 per device x 2 accumulation = 8 completions, 4 prompts x 2 generations, <= 8 x 164 new tokens
+    step = plan["grpo_step"]
+    assert (step["completions"], step["prompts"], step["completion_tokens_max"]) == (8, 4, 8 * 164)
+    assert step["tokens_longest_prompt"] == 8 * (max(expected) + 164)
+
+
+def test_memory_formula_by_hand():
+    d = Dims(params=1000, trainable=10, layers=2, hidden=4, intermediate=8, kv=2, vocab=10, vision_hidden=3,
+             vision_intermediate=5)  # fmt: skip
+    w = Workload(train_seqs=2, train_tokens=5, logit_tokens=3, train_patches=4, gen_seqs=1, gen_tokens=6,
+                 gen_patches=8, gradient_checkpointing=False, lora_dropout=True)  # fmt: skip
+    m = {k: v * GB for k, v in estimate(d, w, gpus=2, overhead_gb=0.0).items()}
+    # a = 12h + 3kv + 4i = 48 + 6 + 32 = 86, + 1.5 (6h + i) = 48 -> 134 elements, 268 bytes per layer and token
+    assert m["activations"] == pytest.approx(268 * 2 * 2 * 5)  # x L x B x T
+    assert m["weights"] == pytest.approx(2 * 1000)
+    assert m["lora"] == pytest.approx(4 * 10 + 16 * 10 / 2)  # adapter + (grad, master, Adam) / G
+    assert m["logits"] == pytest.approx(12 * 10 * 2 * 3)
+    assert m["vision_train"] == pytest.approx(2 * 4 * (4 * 3 + 3 * 5))
+    assert m["kv_cache"] == pytest.approx(4 * 2 * 2 * 1 * 6)
+    assert m["prefill"] == pytest.approx(2 * 1 * 6 * (2 * 4 + 2 * 2 + 3 * 8))
+    assert m["vision_generate"] == pytest.approx(2 * 8 * 27)
+    assert m["peak"] == pytest.approx(2000 + 120 + max(5360 + 720 + 216, 96 + 432 + 432 + 40))
+    # checkpointing keeps each layer's input (2hL bytes per token) and recomputes one layer
+    gc = estimate(d, replace(w, gradient_checkpointing=True), gpus=2, overhead_gb=0.0)
+    assert gc["activations"] * GB == pytest.approx((2 * 4 * 2 + 268) * 2 * 5)
+    # ZeRO-2 over more GPUs shrinks only the sharded LoRA states
+    assert estimate(d, w, gpus=8, overhead_gb=0.0)["peak"] * GB == pytest.approx(m["peak"] - 80 + 20)
+
+
+@pytest.fixture(scope="module")
+def grpo_7b(cache_dir, tmp_path_factory):
+    from lego_arta.config import compose_config
+
+    out = tmp_path_factory.mktemp("plan")
+    cfg = compose_config(["experiment=paper_grpo_v1"], output_dir=out, cache_dir=cache_dir, config_name="plan")
+    files, _ = model_files(cfg)
+    model = empty_model(files)
+    total, _ = parameter_counts(model)
+    _, trainable = parameter_counts(with_lora(model, cfg.method.lora, freeze_vision=True))
+    dims = Dims.from_config(model.config, params=total, trainable=trainable)
+    prompts, _ = collect_prompts(cfg, load_processor(files, cfg.model), trains=True)
+    return dims, run_shape(cfg), prompts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("gpu_gb", "verdict"),
+    [
+        # the study's A100 80 GB: the paper's GRPO settings fit
+        (80, "fits"),
+        # 32 GB: one completion per micro-batch (accumulation doubled twice), 4 micro-batches generated at once
+        (32, "per_device_train_batch_size=1 method.args.gradient_accumulation_steps=8 "
+             "method.args.steps_per_generation=4 ("),
+        # 24 GB: besides, fewer visual tokens per image
+        (24, "model.max_pixels="),
+        # 16 GB: the bf16 weights alone (16.6 GB) are too many
+        (16, "does not fit even with one sequence at a time"),
+    ],
+)  # fmt: skip
+def test_verdict_names_the_knob(grpo_7b, gpu_gb, verdict):
+    dims, shape, prompts = grpo_7b
+    got = judge(dims, shape, prompts, gpus=1, overhead_gb=2.0, limit_gb=0.9 * gpu_gb)
+    assert verdict in got
+    if "it would with" in got:
+        assert float(got.rsplit("estimated peak ", 1)[1].split(" GB")[0]) <= 0.9 * gpu_gb
+
+
+@pytest.mark.slow
+def test_gradient_checkpointing_is_the_first_knob(grpo_7b):
+    dims, shape, prompts = grpo_7b
+    off = replace(shape, checkpointing=False)
+    assert estimate(dims, workload(off, prompts), 1, 2.0)["peak"] > 72  # ~340 GB of activations
+    on = estimate(dims, workload(shape, prompts), 1, 2.0)["peak"]
+    assert judge(dims, off, prompts, gpus=1, overhead_gb=2.0, limit_gb=72.0) == (
+        f"does not fit; it would with method.args.activation_checkpointing=true (estimated peak {on:.1f} GB)"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", PAPER)
+def test_plan_runs_for_every_paper_overlay(make_cfg, capsys, experiment):
+    # what `make plan ARGS="experiment=..."` runs: no data.root, no weights, no GPU
+    plan = plan_script.run(make_cfg(f"experiment={experiment}", config_name="plan"))
+    out = capsys.readouterr().out
+    assert "ESTIMATE" in out and "verdict: fits" in out and plan["verdict"] == "fits"
+    assert Path(plan["model_files"]).name == "qwen2_5_vl_7b"
+    assert plan["params_total"] == 8_292_166_656
+    assert plan["params_trainable"] == (0 if experiment == "paper_baseline" else 20_185_088)
