@@ -132,7 +132,7 @@ def per_seed_values(runs: pd.DataFrame) -> pd.DataFrame:
                 "model": run["model"],
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
 
 
 SCALES: Final[dict[str, str]] = {
