@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from lego_arta import metrics as M
 from lego_arta.cli import hydra_task
+from lego_arta.errors import InputError, MissingInputError
 from lego_arta.evaluation.evaluate import score_predictions
 from lego_arta.runs import iter_jsonl, write_metrics
 
@@ -34,19 +35,19 @@ def load_predictions(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"predictions={path}: no such file")
+        raise MissingInputError(f"predictions={path}: no such file")
     out = []
     for lineno, record in iter_jsonl(path, strict=True):
         if not isinstance(record, dict):
-            raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+            raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
         for field in REQUIRED_FIELDS:
             if field not in record:
-                raise ValueError(f"{path}:{lineno}: missing field {field!r}")
+                raise InputError(f"{path}:{lineno}: missing field {field!r}")
             if not isinstance(record[field], str):
-                raise ValueError(f"{path}:{lineno}: field {field!r} is {type(record[field]).__name__}, not a string")
+                raise InputError(f"{path}:{lineno}: field {field!r} is {type(record[field]).__name__}, not a string")
         out.append((lineno, record))
     if not out:
-        raise ValueError(f"{path}: no records")
+        raise InputError(f"{path}: no records")
     return out
 
 

@@ -17,3 +17,8 @@ class ConfigError(UserError, ValueError):
 
 class MissingInputError(UserError, FileNotFoundError):
     """A file or folder the user pointed at does not exist or holds nothing usable."""
+
+
+class InputError(UserError, ValueError):
+    """A file the user gave (predictions, a run's JSONL) holds something that cannot be read; the message names the
+    file, the line and the field."""

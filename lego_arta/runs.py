@@ -18,6 +18,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lego_arta.errors import InputError
+
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
@@ -52,8 +54,9 @@ def append_jsonl(path: str | Path, row: Mapping[str, Any]) -> None:
 def iter_jsonl(path: str | Path, strict: bool = False) -> Iterator[tuple[int, Any]]:
     """Yield ``(line number, value)`` for every non-empty line of a JSONL file.
 
-    A line that is not JSON raises ``ValueError`` naming the file and line, except, when not ``strict``, a last line
-    cut short by a killed writer, which is skipped (and logged): it is the only thing a resumed run may drop.
+    A line that is not JSON raises :class:`~lego_arta.errors.InputError` naming the file and line, except, when not
+    ``strict``, a last line cut short by a killed writer, which is skipped (and logged): it is the only thing a
+    resumed run may drop.
     """
     with open(path, encoding="utf-8") as f:
         lines = f.readlines()
@@ -65,7 +68,7 @@ def iter_jsonl(path: str | Path, strict: bool = False) -> Iterator[tuple[int, An
             yield i + 1, json.loads(line)
         except (ValueError, RecursionError) as err:
             if strict or i != last or line.endswith("\n"):
-                raise ValueError(f"{path}:{i + 1}: not a JSON line ({err})") from err
+                raise InputError(f"{path}:{i + 1}: not a JSON line ({err})") from err
             log.warning("%s:%d: skipping a truncated last line (a killed writer)", path, i + 1)
 
 

@@ -57,10 +57,10 @@ def test_a_good_config_passes_the_check_and_none_ignores_method_args(make_cfg, t
 
 def test_user_errors_share_one_base_class():
     from lego_arta.data.records import DataError
-    from lego_arta.errors import MissingInputError
+    from lego_arta.errors import InputError, MissingInputError
     from lego_arta.models.loading import ModelPathError
 
-    for cls in (ConfigError, MissingInputError, DataError, ModelPathError):
+    for cls in (ConfigError, MissingInputError, InputError, DataError, ModelPathError):
         assert issubclass(cls, UserError), cls
 
 

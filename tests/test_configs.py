@@ -9,8 +9,12 @@ import shlex
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from peft import LoraConfig
 
+from lego_arta.pipeline import check_config
+from lego_arta.rewards import build_reward_funcs
 from tests.conftest import CONF
 
 METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
@@ -39,6 +43,13 @@ def test_every_combination_composes(make_cfg, method, reward, model):
     OmegaConf.to_container(cfg, resolve=True)
 
 
+def shown_overrides(experiment: str) -> list[str]:
+    """The overrides of the command an overlay's first comment shows (placeholders such as <time> filled in)."""
+    first = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()[1]
+    command = first[2:].split("  ")[0]  # `make demo   (= ...)`: the command ends at a double space
+    return [re.sub(r"<[^>]+>", "filled", a) for a in shlex.split(command) if "=" in a]
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_with_its_own_command(make_cfg, experiment):
     lines = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()
@@ -47,11 +58,23 @@ def test_every_experiment_composes_with_its_own_command(make_cfg, experiment):
     first = lines[1]
     assert first.startswith("# ") and ("experiments/" in first or first.startswith("# make ")), first
     # the overrides that command shows (placeholders such as <sft run> filled in) compose and resolve
-    command = first[2:].split("  ")[0]  # `make demo   (= ...)`: the command ends at a double space
-    shown = [re.sub(r"<[^>]+>", "filled", a) for a in shlex.split(command) if "=" in a]
+    shown = shown_overrides(experiment)
     cfg = make_cfg(*shown) if shown else make_cfg(f"experiment={experiment}")
     assert not shown or f"experiment={experiment}" in shown
     OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_builds_its_trainer_config_lora_and_rewards_without_a_model(make_cfg, tmp_path, experiment):
+    # the lightning-hydra-template habit: every overlay is exercised, here up to everything but the weights
+    shown = shown_overrides(experiment) or [f"experiment={experiment}"]
+    cfg = make_cfg(*shown, "++method.args.bf16=false")  # bf16 needs a GPU
+    trains = cfg.method.name != "none"
+    check_config(cfg, tmp_path / "run", trains=trains)  # the TRL config and, for GRPO, the reward functions
+    if trains:
+        assert isinstance(instantiate(cfg.method.lora), LoraConfig)
+        funcs, weights = build_reward_funcs(cfg.reward)
+        assert funcs and len(funcs) == len(weights)
 
 
 def test_a_required_value_left_unset_names_the_override():
