@@ -12,7 +12,7 @@ from peft import PeftModel
 from transformers import set_seed
 
 from lego_arta.data import build_dataset, flat_counts, load_data, save_split
-from lego_arta.errors import ConfigError
+from lego_arta.errors import ConfigError, MissingInputError
 from lego_arta.evaluation.evaluate import evaluate, make_backend
 from lego_arta.evaluation.generate import generator_id
 from lego_arta.models import load_model, load_processor, resolve_model_path
@@ -42,9 +42,10 @@ def training_records(cfg: DictConfig, records: list[Any]) -> list[Any]:
 def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
     """Fail in seconds, before any data or model is loaded, on what the config alone shows to be wrong.
 
-    A value left at ``???`` (e.g. ``experiment=hybrid_sft_grpo`` without ``method.adapter=``), ``method.tasks`` outside
-    ``data.tasks``, and, for a training run, the TRL config (unknown fields, contradicting values) and the reward
-    functions are built here; ``method=none`` warns that it ignores ``method.args``.
+    A value left at ``???`` (e.g. ``experiment=hybrid_sft_grpo`` without ``method.adapter=``), a ``method.adapter``
+    dir without an adapter, ``method.tasks`` outside ``data.tasks``, and, for a training run, the TRL config (unknown
+    fields, contradicting values) and the reward functions are built here; ``method=none`` warns that it ignores
+    ``method.args``.
     """
     try:
         OmegaConf.to_container(cfg, resolve=True)
@@ -53,6 +54,8 @@ def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
         raise ConfigError(reason if str(err.full_key) in reason else f"{err.full_key}: {reason}") from err
     if missing := sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra.")):
         raise ConfigError(f"no value for {', '.join(missing)}: set it on the command line ({missing[0]}=...)")
+    if cfg.method.adapter and not (Path(str(cfg.method.adapter)) / "adapter_config.json").is_file():
+        raise MissingInputError(f"method.adapter={cfg.method.adapter}: no adapter_config.json in this directory")
     if cfg.method.name == "none":
         if cfg.method.args:
             log.warning("method=none trains nothing: ignoring method.args (%s)", ", ".join(cfg.method.args))

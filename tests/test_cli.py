@@ -87,3 +87,12 @@ def test_the_entry_script_prints_one_error_line_and_exits_2(tmp_path, args, last
     # the run's own log keeps the traceback
     (log,) = Path(tmp_path, "outputs").rglob("train.log")
     assert "Traceback (most recent call last)" in log.read_text()
+
+
+def test_an_adapter_dir_without_an_adapter_fails_before_anything_loads(make_cfg, tmp_path):
+    from lego_arta.errors import MissingInputError
+
+    for method in ("none", "grpo"):
+        cfg = make_cfg(f"method={method}", f"method.adapter={tmp_path / 'nope'}")
+        with pytest.raises(MissingInputError, match=r"method\.adapter=.*nope: no adapter_config\.json"):
+            check_config(cfg, tmp_path / "run", trains=method != "none")

@@ -68,6 +68,10 @@ def test_every_experiment_composes_with_its_own_command(make_cfg, experiment):
 def test_every_experiment_builds_its_trainer_config_lora_and_rewards_without_a_model(make_cfg, tmp_path, experiment):
     # the lightning-hydra-template habit: every overlay is exercised, here up to everything but the weights
     shown = shown_overrides(experiment) or [f"experiment={experiment}"]
+    adapter = tmp_path / "adapter"  # the hybrid's SFT adapter (its dir is checked before anything loads)
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    shown = [f"method.adapter={adapter}" if o.startswith("method.adapter=") else o for o in shown]
     cfg = make_cfg(*shown, "++method.args.bf16=false")  # bf16 needs a GPU
     trains = cfg.method.name != "none"
     check_config(cfg, tmp_path / "run", trains=trains)  # the TRL config and, for GRPO, the reward functions

@@ -61,11 +61,8 @@ def lora_setup(model: PreTrainedModel, method_cfg: DictConfig) -> tuple[PreTrain
     A fresh LoRA from ``method.lora`` (the trainer wraps the model), or, with ``method.adapter``, the model with that
     adapter loaded trainable (the hybrid SFT -> GRPO) and no new LoRA.
     """
-    adapter = method_cfg.get("adapter")
-    if adapter:
-        path = Path(str(adapter))
-        if not (path / "adapter_config.json").exists():
-            raise FileNotFoundError(f"method.adapter={adapter}: no adapter_config.json in this directory")
+    if method_cfg.adapter:  # checked before anything loaded (pipeline.check_config)
+        path = Path(str(method_cfg.adapter))
         log.info("continuing from the LoRA adapter %s", path)
         return PeftModel.from_pretrained(model, str(path), is_trainable=True), None
     return model, instantiate(method_cfg.lora)
