@@ -71,6 +71,30 @@ def test_drop_limit_and_strict_from_the_command_line(make_cfg: MakeCfg, tmp_path
         load_data(make_cfg(*base, "data.strict=true", "data.max_drop_fraction=1"))
 
 
+def test_prepare_data_prints_counts_beside_the_published_ones(
+    make_cfg: MakeCfg, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real_tree(tmp_path)
+    write_image(tmp_path / "ARTA_LEGO/step_dataset/lego" / MANUAL / "stray_09_step_fake1.png")
+    run(make_cfg("data=lego_arta", f"data.root={tmp_path}", "+contact_sheet=false"), out_dir=tmp_path / "run")
+    printed = capsys.readouterr().out
+    assert "published" in printed and "19,136" in printed and "5,612" in printed and "10,864" in printed
+    assert "dropped (1): counted against data.max_drop_fraction" in printed
+    assert f"e.g. step_dataset/lego/{MANUAL}/stray_09_step_fake1.png" in printed
+    assert "skipped (4): by the record rules" in printed
+    summary = json.loads((tmp_path / "run" / "split_summary.json").read_text())
+    assert summary["dropped"] == {"state: fake without its original": 1}
+    assert (
+        summary["skipped"]["object: [detection-collect] row without an answer (MiniGPT-v2 answered [detection] rows)"]
+        == 1
+    )
+
+
+def test_real_data_without_root_fails_before_anything_loads(make_cfg: MakeCfg) -> None:
+    with pytest.raises(DataError, match=r"data\.root: missing value"):
+        load_data(make_cfg("data=lego_arta"))
+
+
 def test_prepare_data_writes_the_split_files_and_a_contact_sheet(make_cfg: MakeCfg, tmp_path: Path) -> None:
     cfg = make_cfg("data.synthetic.num_manuals=4", "+contact_sheet=true")
     out = tmp_path / "run"
