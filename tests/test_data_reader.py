@@ -224,6 +224,16 @@ def test_drop_fraction_limit_fails_with_top_reasons_and_an_example(tmp_path: Pat
     assert result.dropped["grounding: image not found"] == 2
 
 
+def test_drop_fraction_of_rows_whose_task_cannot_be_told(tmp_path: Path) -> None:
+    write_image(tmp_path / IMAGES / "good_01_step.png")
+    write_image(tmp_path / IMAGES / "good_01_eop.png")
+    crawler = {"instruction_id": 9, "text": "Attach it", "img_url": "https://x/a.png"}
+    write_manual(tmp_path, [GOOD_STEP, GOOD_FIND, crawler, crawler])  # 2 of 4 rows without a VLM block
+    with pytest.raises(DataError, match=r"instruction: 2 of 4 records dropped \(50%\)"):
+        read(tmp_path)
+    assert read(tmp_path, max_drop_fraction=0.5).dropped == {"instruction: no VLM block": 2}
+
+
 def test_a_drop_under_the_limit_is_logged_with_its_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     real_tree(tmp_path)
     write_image(tmp_path / "ARTA_LEGO/step_dataset/lego" / M / "stray_09_step_fake1.png")  # 1 of 9 state records

@@ -196,7 +196,8 @@ def read_dataset(root: str | Path, options: ReadOptions) -> ReadResult:
     task_reader.raise_errors()
     drops.raise_errors(root)
     _check_unique(records)
-    kept = Counter(r.task for r in records) | Counter({"instruction": reader.instructions})
+    row_drops = sum(n for reason, n in drops.dropped.items() if reason.startswith("instruction: "))
+    kept = Counter(r.task for r in records) + Counter({"instruction": reader.instructions - row_drops})
     drops.check_fraction(kept, options.max_drop_fraction)
     if drops.dropped:
         log.info("dropped %d records: %s", sum(drops.dropped.values()), dict(drops.dropped))
