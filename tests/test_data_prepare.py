@@ -16,7 +16,7 @@ from PIL import Image
 
 from experiments.prepare_data import run
 from lego_arta.data import DataError, load_data
-from tests.data_fixtures import tiny_tree
+from tests.data_fixtures import MANUAL, real_tree, write_image
 
 MakeCfg = Callable[..., DictConfig]
 
@@ -27,19 +27,67 @@ def test_default_config_generates_reads_and_splits(make_cfg: MakeCfg, cache_dir:
         "train": {"grounding": 36, "object": 36, "state": 144, "total": 216},
         "test": {"grounding": 12, "object": 12, "state": 48, "total": 72},
     }
-    assert split.root.parent == (cache_dir / "data").resolve()
-    assert split.dropped["object: ImageContent label"] == 8
+    assert split.root.name == "ARTA_LEGO" and split.root.parent.parent == (cache_dir / "data").resolve()
+    assert split.dropped == {}
+    assert split.skipped["object: step_class 'fullscreeneop' not in data.object_step_classes"] == 8  # the covers
     again = load_data(make_cfg())  # the cached scenes are reused: the same split
     assert again.root == split.root and again.test == split.test
 
 
 def test_real_layout_and_manual_split(make_cfg: MakeCfg, tmp_path: Path) -> None:
-    root = tiny_tree(tmp_path / "arta")
-    tiny_tree(root, manual="lego-10001-second-manual")
-    split = load_data(make_cfg("data=lego_arta", f"data.root={root}", "split=manual", "data.tasks=[state]"))
+    real_tree(tmp_path)
+    real_tree(tmp_path, manual="lego-10001-second-manual", page="10001%20Second")
+    split = load_data(make_cfg("data=lego_arta", f"data.root={tmp_path}", "split=manual", "data.tasks=[state]"))
     assert {r.task for r in split.train + split.test} == {"state"}
     assert len({r.manual_id for r in split.train}) == len({r.manual_id for r in split.test}) == 1
     assert split.summary["split"]["by"] == "manual" and split.summary["data"] == "lego_arta"
+
+
+def test_versions_of_one_manual_share_state_groups_and_a_side_of_the_manual_split(
+    make_cfg: MakeCfg, tmp_path: Path
+) -> None:
+    # the same pages in two versions of a manual (-readscr, -mobile): one state group per page (the study's
+    # grouping by file name), so split=manual holds both versions out together
+    real_tree(tmp_path)
+    real_tree(tmp_path, manual=MANUAL.replace("-readscr", "-mobile"))
+    real_tree(tmp_path, manual="lego-10001-second-manual", page="10001%20Second")
+    split = load_data(make_cfg("data=lego_arta", f"data.root={tmp_path}", "split=manual"))
+    sides = {r.manual_id: r in split.test for r in split.train + split.test}
+    assert sides[MANUAL] == sides[MANUAL.replace("-readscr", "-mobile")] != sides["lego-10001-second-manual"]
+    groups = {r.group_id for r in split.train + split.test if r.task == "state"}
+    assert len(groups) == 4  # 2 pages x 2 versions, plus the second manual's 2 pages, in 4 groups
+
+
+def test_drop_limit_and_strict_from_the_command_line(make_cfg: MakeCfg, tmp_path: Path) -> None:
+    real_tree(tmp_path)
+    for n in (1, 2, 3, 4):  # four fakes without an original beside 8 state records: 4 of 12 dropped
+        write_image(tmp_path / "ARTA_LEGO/step_dataset/lego" / MANUAL / f"stray_0{n}_step_fake1.png")
+    base = ("data=lego_arta", f"data.root={tmp_path}")
+    with pytest.raises(DataError, match=r"data\.max_drop_fraction=0\.2.*\n.*state: 4 of 12 records dropped \(33%\)"):
+        load_data(make_cfg(*base))
+    split = load_data(make_cfg(*base, "data.max_drop_fraction=0.5"))
+    assert split.summary["dropped"] == {"state: fake without its original": 4}
+    with pytest.raises(DataError, match=r"4 problems .*\n.*stray_01_step_fake1\.png"):
+        load_data(make_cfg(*base, "data.strict=true", "data.max_drop_fraction=1"))
+
+
+def test_prepare_data_prints_counts_beside_the_published_ones(
+    make_cfg: MakeCfg, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real_tree(tmp_path)
+    write_image(tmp_path / "ARTA_LEGO/step_dataset/lego" / MANUAL / "stray_09_step_fake1.png")
+    run(make_cfg("data=lego_arta", f"data.root={tmp_path}", "+contact_sheet=false"), out_dir=tmp_path / "run")
+    printed = capsys.readouterr().out
+    assert "published" in printed and "19,136" in printed and "5,612" in printed and "10,864" in printed
+    assert "dropped (1): counted against data.max_drop_fraction" in printed
+    assert f"e.g. step_dataset/lego/{MANUAL}/stray_09_step_fake1.png" in printed
+    assert "skipped (4): by the record rules" in printed
+    summary = json.loads((tmp_path / "run" / "split_summary.json").read_text())
+    assert summary["dropped"] == {"state: fake without its original": 1}
+    assert (
+        summary["skipped"]["object: [detection-collect] row without an answer (MiniGPT-v2 answered [detection] rows)"]
+        == 1
+    )
 
 
 def test_real_data_without_root_fails_before_anything_loads(make_cfg: MakeCfg) -> None:

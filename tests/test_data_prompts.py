@@ -30,7 +30,7 @@ def rec(task: str, query: str, solution: str, context: str = "", step: int = 0) 
 OBJECT = rec("object", "Find a 1x2 white beam", '[{"bbox_2d": [1, 2, 3, 4], "label": "1x2 white beam"}]', step=2)
 GROUNDING = rec("grounding", GROUNDING_QUERY, "Add the beam.", "Attach the brick.", step=2)
 STATE = rec("state", STATE_QUERY, "Yes")
-CFG = {"reasoning": False, "demos": {"enabled": True, "match_box_count": True}}
+CFG = {"reasoning": False, "demos": {"enabled": True, "match_box_count": True, "state_pair": "related"}}
 
 
 @pytest.mark.parametrize(
@@ -106,5 +106,5 @@ def test_build_dataset_columns_lazy_images_and_completion(
 
 def test_demos_off(with_images: tuple[list[Record], list[Record]]) -> None:
     train, test = with_images
-    dataset = build_dataset(test, train, {"reasoning": False, "demos": {"enabled": False}})
+    dataset = build_dataset(test, train, {**CFG, "demos": {**CFG["demos"], "enabled": False}})
     assert all(len(row["prompt"]) == 1 and len(row["images"]) == 1 for row in dataset)

@@ -13,6 +13,7 @@ from lego_arta.data import (
     DataError,
     DataSplit,
     DemoPool,
+    Record,
     load_records,
     save_split,
     split_records,
@@ -128,3 +129,34 @@ def test_saved_split_round_trips(records: list, tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text('{"id": "x"}\n')
     with pytest.raises(DataError, match=r"bad\.jsonl: record 0: field 'task': missing"):
         load_records(tmp_path / "bad.jsonl")
+
+
+def test_state_demos_the_studys_related_pair_or_independent(records: list) -> None:
+    train, test = split_records(records, seed=0)
+    related = DemoPool(train, seed=0)  # state_pair="related", the study's
+    independent = DemoPool(train, state_pair="independent", seed=0)
+    unrelated = 0
+    for record in (r for r in test if r.task == "state"):
+        yes, no = related.select(record)
+        # a real image of the same manual, then one of its own fakes
+        assert (yes.solution, no.solution) == ("Yes", "No") and no.group_id == yes.group_id
+        assert yes.manual_id == record.manual_id
+        pair = independent.select(record)
+        assert sorted(d.solution for d in pair) == ["No", "Yes"]
+        unrelated += pair[0].group_id != pair[1].group_id
+    assert unrelated  # drawn separately, the two mostly come from different groups
+    with pytest.raises(DataError, match=r"data\.demos\.state_pair"):
+        DemoPool(train, state_pair="random")
+
+
+def test_manual_split_keeps_manuals_that_share_a_group_together() -> None:
+    # two versions of one manual whose state groups are keyed by file name (one group spans both)
+    records = make_records(num_manuals=6, steps=2)
+    shared = [r for r in records if r.manual_id in ("lego-00000-test", "lego-00001-test") and r.task == "state"]
+    joined = {r.id: r.group_id.replace("lego-00001-test", "lego-00000-test") for r in shared}
+    records = [Record(**{**r.to_dict(), "group_id": joined.get(r.id, r.group_id)}) for r in records]
+    for seed in range(10):
+        train, test = split_records(records, test_size=0.25, seed=seed, by="manual")
+        sides = {r.manual_id: r in test for r in train + test}
+        assert sides["lego-00000-test"] == sides["lego-00001-test"]
+        assert not {r.group_id for r in train} & {r.group_id for r in test}

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lego_arta.data import DataError, SyntheticSettings, ensure_synthetic, generate, read_dataset
+from lego_arta.data import DataError, SyntheticSettings, ensure_synthetic, generate
 from lego_arta.data.synthetic import COLORS, SHAPES
+from tests.data_fixtures import read
 
 SMALL = SyntheticSettings(seed=0, num_manuals=3, steps_per_manual=4)
 
@@ -24,22 +25,34 @@ def small_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_reader_reads_the_synthetic_layout(small_dir: Path) -> None:
-    result = read_dataset(small_dir)
+    result = read(small_dir)  # the download folder: the data is under its ARTA_LEGO/
+    assert result.root == (small_dir / "ARTA_LEGO").resolve()
     counts = Counter(r.task for r in result.records)
     assert counts == {"grounding": 12, "object": 12, "state": 48}  # 3 manuals x 4 steps; state groups of 1 + 3
-    assert result.dropped["object: ImageContent label"] == 3  # every cover page
+    assert result.dropped == {}
+    assert result.skipped == {  # every manual's cover page and its unanswered collect row
+        "object: step_class 'fullscreeneop' not in data.object_step_classes": 3,
+        "object: [detection-collect] row without an answer (MiniGPT-v2 answered [detection] rows)": 3,
+    }
     groups = Counter(r.group_id for r in result.records if r.task == "state")
     assert set(groups.values()) == {4}
+    # the real state image: next to its fakes in even manuals, only in lego/<m>/images/ in odd ones
+    copies = [p for p in (small_dir / "ARTA_LEGO" / "step_dataset").rglob("*.png") if "_fake" not in p.name]
+    assert sorted({p.parent.name[:10] for p in copies}) == ["lego-90001", "lego-90003"]  # manuals 0 and 2
+    yes = [r for r in result.records if r.task == "state" and r.solution == "Yes"]
+    assert all("/lego/" in r.image and "/images/" in r.image for r in yes)  # data.state_original=images
+    assert all("%20" in Path(r.image).name for r in result.records)  # URL-encoded names, as published
     for record in result.records:
         if record.task == "grounding":
             assert record.solution.split()[0] in {"Attach", "Place", "Add", "Put"} and "the base." in record.solution
+            assert record.context == f"Find a {' '.join(record.solution.split()[2:5])}"  # the eop row before it
     with Image.open(result.records[0].image) as image:
         assert image.size == (112, 112)
 
 
 def test_object_boxes_cover_the_drawn_parts(small_dir: Path) -> None:
     """Inside every answer box, the central region's most common colour is the queried part's colour."""
-    records = [r for r in read_dataset(small_dir, tasks=["object"]).records]
+    records = [r for r in read(small_dir, tasks=["object"]).records]
     assert records
     for record in records:
         boxes = record.boxes()
@@ -61,7 +74,7 @@ def test_object_boxes_cover_the_drawn_parts(small_dir: Path) -> None:
 
 
 def test_state_fakes_differ_from_the_real_image(small_dir: Path) -> None:
-    state = [r for r in read_dataset(small_dir, tasks=["state"]).records]
+    state = [r for r in read(small_dir, tasks=["state"]).records]
     real = {r.group_id: r for r in state if r.solution == "Yes"}
     for fake in (r for r in state if r.solution == "No"):
         with Image.open(fake.image) as a, Image.open(real[fake.group_id].image) as b:
@@ -121,4 +134,4 @@ def test_generation_time_of_20_manuals(tmp_path: Path, record_property: pytest.R
     seconds = time.perf_counter() - start
     record_property("generate_20_manuals_s", round(seconds, 2))
     print(f"generated 20 synthetic manuals in {seconds:.2f} s")
-    assert len(list((tmp_path / "json_data").rglob("*.json"))) == 20
+    assert len(list((tmp_path / "ARTA_LEGO" / "json_data").rglob("*_new.json"))) == 20

@@ -15,20 +15,22 @@ from lego_arta.data.prompts import (
     build_rows,
     task_text,
 )
-from lego_arta.data.reader import ReadResult, read_dataset
-from lego_arta.data.records import GROUNDING_QUERY, STATE_QUERY, TASKS, DataError, Record
+from lego_arta.data.reader import ReadOptions, ReadResult, read_dataset
+from lego_arta.data.records import GROUNDING_QUERY, PUBLISHED_COUNTS, STATE_QUERY, TASKS, DataError, Record
 from lego_arta.data.split import flat_counts, load_records, save_records, split_records, split_summary
 from lego_arta.data.synthetic import SyntheticSettings, ensure_synthetic, generate
 
 __all__ = [
     "GROUNDING_QUERY",
     "OBJECT_DIRECTIVE",
+    "PUBLISHED_COUNTS",
     "REASONING_PREFIX",
     "STATE_QUERY",
     "TASKS",
     "DataError",
     "DataSplit",
     "DemoPool",
+    "ReadOptions",
     "ReadResult",
     "Record",
     "SyntheticSettings",

@@ -13,8 +13,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from lego_arta.data.reader import read_dataset
-from lego_arta.data.records import TASKS, DataError, Record
+from lego_arta.data.reader import ReadOptions, read_dataset
+from lego_arta.data.records import DataError, Record
 from lego_arta.data.split import SUMMARY_FILE, TEST_FILE, TRAIN_FILE, save_records, split_records, split_summary
 from lego_arta.data.synthetic import SyntheticSettings, ensure_synthetic
 
@@ -23,55 +23,59 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DataSplit:
-    """The records every method reads: the train / test split, its summary, where it came from, what was dropped."""
+    """The records every method reads: the split, its summary, where it came from, what was dropped and skipped."""
 
     train: list[Record]
     test: list[Record]
     summary: dict[str, Any]
     root: Path
     dropped: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
 
 
 def load_data(cfg: DictConfig | Mapping[str, Any]) -> DataSplit:
     """Read (generating the synthetic scenes first when ``data.root`` is null) and split the data of a run.
 
     Args:
-        cfg: the full composed config; uses ``data``, ``split``, ``seed`` and ``paths.cache_dir`` (the latter only
+        cfg: the full composed config; uses ``data``, ``split`` and ``paths.cache_dir`` (the latter only
             when generating). Under ``hydra.compose`` (no Hydra run), override ``paths.cache_dir`` with a real dir.
 
     Raises:
-        DataError: a config or dataset problem, before any model is loaded.
+        DataError: a config or dataset problem, before any model is loaded: a file-level problem, a drop under
+            ``data.strict``, or a task losing more than ``data.max_drop_fraction`` of its records.
     """
     data = _node(cfg, "data")
     split = _node(cfg, "split")
-    tasks = tuple(data.get("tasks") or TASKS)
-    if unknown := [t for t in tasks if t not in TASKS]:
-        raise DataError(f"data.tasks: {unknown} not in {list(TASKS)}")
-    root = data.get("root")
+    options = ReadOptions.from_config(data)
+    root = _key(data, "root", "data")
     if root is None:
-        synthetic = data.get("synthetic")
+        synthetic = _key(data, "synthetic", "data")
         if not synthetic:
-            raise DataError("data.root is not set: pass data.root=DIR (the folder that holds json_data/)")
+            raise DataError("data.root is not set: pass data.root=DIR (the download folder, or its ARTA_LEGO/)")
         settings = SyntheticSettings.from_config(synthetic)
         root = ensure_synthetic(settings, _cache_dir(cfg))
-    result = read_dataset(root, tasks, use_task_files=bool(data.get("use_task_files", True)))
-    by = str(split.get("by", "record"))
-    test_size = float(split.get("test_size", 0.25))
-    seed = int(split.get("seed", cfg.get("seed", 0)))
+    result = read_dataset(root, options)
+    by = str(_key(split, "by", "split"))
+    test_size = float(_key(split, "test_size", "split"))
+    seed = int(_key(split, "seed", "split"))
     train, test = split_records(result.records, test_size=test_size, seed=seed, by=by, published=result.published)
-    for task in tasks:
+    for task in options.tasks:
         if not any(r.task == task for r in train):
             log.warning("no %s record in the training split", task)
     summary = split_summary(
         train,
         test,
-        data=str(data.get("name", "")),
+        data=str(_key(data, "name", "data")),
         root=str(result.root),
         split={"by": by, "test_size": test_size, "seed": seed},
-        dropped=dict(result.dropped),
+        dropped=dict(sorted(result.dropped.items())),
+        skipped=dict(sorted(result.skipped.items())),
+        drop_examples=dict(sorted(result.examples.items())),
     )
     log.info("split %s: %s", by, summary["counts"])
-    return DataSplit(train=train, test=test, summary=summary, root=result.root, dropped=result.dropped)
+    return DataSplit(
+        train=train, test=test, summary=summary, root=result.root, dropped=result.dropped, skipped=result.skipped
+    )
 
 
 def save_split(split: DataSplit, out_dir: str | Path) -> dict[str, Path]:
@@ -85,6 +89,14 @@ def save_split(split: DataSplit, out_dir: str | Path) -> dict[str, Path]:
     }
     paths["summary"].write_text(json.dumps(split.summary, indent=2, sort_keys=True) + "\n")
     return paths
+
+
+def _key(node: Mapping[str, Any], key: str, name: str) -> Any:
+    """``node[key]``; a missing key is a ``DataError`` (the defaults live in the YAML configs only)."""
+    try:
+        return node[key]
+    except KeyError as e:
+        raise DataError(f"{name}.{key}: missing from the config (see conf/{name}/)") from e
 
 
 def _node(cfg: DictConfig | Mapping[str, Any], key: str) -> dict[str, Any]:

@@ -90,14 +90,19 @@ def build_rows(
     records: Sequence[Record], demo_pool: Sequence[Record] | DemoPool, data_cfg: Mapping[str, Any], seed: int = 0
 ) -> list[dict[str, Any]]:
     """The dataset rows as plain dicts (``images`` as paths); see ``build_dataset``."""
-    demos_cfg = data_cfg.get("demos") or {}
-    use_demos = bool(demos_cfg.get("enabled", False))
+    demos_cfg = data_cfg["demos"]
+    use_demos = bool(demos_cfg["enabled"])
     pool = (
         demo_pool
         if isinstance(demo_pool, DemoPool)
-        else DemoPool(demo_pool, match_box_count=bool(demos_cfg.get("match_box_count", False)), seed=seed)
+        else DemoPool(
+            demo_pool,
+            match_box_count=bool(demos_cfg["match_box_count"]),
+            state_pair=str(demos_cfg["state_pair"]),
+            seed=seed,
+        )
     )
-    reasoning = bool(data_cfg.get("reasoning", False))
+    reasoning = bool(data_cfg["reasoning"])
     rows = []
     for record in records:
         demos = pool.select(record) if use_demos else []
@@ -123,7 +128,8 @@ def build_dataset(
     Args:
         records: the records to turn into samples (a split).
         demo_pool: where demos come from: the training records (or a ``DemoPool`` of them), never the test split.
-        data_cfg: the ``data`` config node (``reasoning``, ``demos.enabled``, ``demos.match_box_count``).
+        data_cfg: the ``data`` config node (``reasoning``, ``demos.enabled``, ``demos.match_box_count``,
+            ``demos.state_pair``).
         seed: drives the demo choice (with each record's id).
 
     ``images`` is a ``List(Image())`` column built from the paths: nothing is decoded when the dataset is built;

@@ -1,459 +1,494 @@
-"""Read a LEGO-ARTA dataset dir as published (``PPPPPeter/arta``) into records; synthetic scenes use the same layout.
+"""Read the LEGO-ARTA download as it is (``PPPPPeter/arta``) into records; synthetic scenes use the same layout.
 
-Layout (``root`` = ``data.root``)::
+Layout (``data.root`` = the download folder or its ``ARTA_LEGO/`` folder, called ``root`` here)::
 
-    json_data/**/<manual>.json                      per-manual JSON: manual_id, instructions[] (text, entities, VLM)
-    lego/<manual>/images/<step>.<ext>               step images (what ``VLM.img_path`` points at)
-    object_dataset/lego/<manual>/<step>.<ext>       parts call-out images (object detection)
-    step_dataset/lego/<manual>/<step>.<ext>         state images: the real one ("Yes") ...
-    step_dataset/lego/<manual>/<step>_fake<N>.<ext> ... and its fakes ("No"); one group per real image
-    train_test_example/{grounding,object,state}_{train,test}.json   optional task files
+    json_data/**/<manual>_new.json                  per-manual JSON: manual_id, instructions[] (text, entities, VLM)
+    lego/<manual>/images/<file>                     page images (what ``VLM.img_path`` points at)
+    object_dataset/lego/<manual>/**/<file>          parts call-out images (object detection)
+    step_dataset/lego/<manual>/**/<file>_fake<N>    wrong-state images ("No"); the real image ("Yes") is
+                                                    lego/<manual>/images/<file> and/or step_dataset/.../<file>
+    train_test_example/{grounding,object,state}_{train,test}.json   optional task files (see ``task_files``)
 
-How records are derived from the per-manual JSON (the project's reading of the public schema):
+What the public sources show, and how it is read (sources: LEGO-MRTA = the dataset's construction code,
+Jiahuan-Pei/AutonomousDialogAgent4AugmentedReality; LEGO-R1 = the study's notebooks, BPerju/LEGO-R1):
 
-- grounding: every instruction with ``VLM.step_class == "step"`` and a text; the image is the step image, the
-  solution the joined text, the context the text of the manual's previous instruction that had one.
-- object: every instruction whose ``VLM.task_label`` is ``[detection]`` or ``[detection-collect]``; query =
-  ``VLM.query``, solution = ``VLM.MiniGPTv2_output`` converted to JSON; the image is the call-out image of the same
-  name under ``object_dataset/`` when there is one, else the step image (the image the detector saw).
-- state: every real image under ``step_dataset/`` with its ``_fake<N>`` siblings (the step number is taken from the
-  instruction whose step image has the same name).
-- ``VLM.img_path`` may carry a cluster-specific prefix: it is re-rooted under ``root`` (the longest tail of the path
-  that exists under ``root``). Unfilled fields hold the string "None"; ``text`` may be "No text found".
-- When ``train_test_example/<task>_{train,test}.json`` exist (and ``use_task_files``), that task's records come from
-  them instead: a JSON list of objects with the record fields (``image``, ``query``, ``solution`` required; ``id``,
-  ``manual_id``, ``group_id``, ``context``, ``step_num`` derived when absent); anything else is a clear error.
+- Manual files are ``<manual>_new.json`` (LEGO-MRTA ``LEGO_vlm/inference.py`` reads and rewrites
+  ``..._new.json``), pretty-printed (``json.dumps(..., indent=4)`` in ``LEGO_vlm/dataset_pre.py``). Every
+  ``json_data/**/*.json`` is read, except ``<m>.json`` when ``<m>_new.json`` sits beside it (skipped, counted).
+- Unfilled fields are the string ``"None"``; ``text`` is a list of strings or ``"No text found"``, and ``entities``
+  is absent with no text (``dataset_pre.py``, ``make_new_json``). Crawler-format rows
+  (``LEGO_manual_crawler/lego_audio_instruction_crawler.py``: ``instruction_id``, ``text`` as one string,
+  ``img_url``) have no ``VLM`` block: dropped as ``instruction: no VLM block``.
+- ``VLM.img_path`` is re-rooted onto ``root`` and may be URL-encoded (see ``images``).
+- ``VLM.step_class`` / ``VLM.step_num`` are not written by ``dataset_pre.py``; when absent (or "None") they come
+  from the image's file name, ``..._<N>_step.<ext>`` -> step N, ``..._<N>...eop...`` -> eop N, as the study's
+  notebook does (``_merge``, ``_step_re`` / ``_eop_re``).
+- Detection rows: ``task_label`` ``[detection]`` (query "Find ...") or ``[detection-collect]`` (query
+  "Collect ...") from the row's verb (``dataset_pre.py``). MiniGPT-v2 answered ``[detection]`` rows only
+  (``inference.py`` filters on ``task_label == '[detection]'`` and stores ``VLM.answer``): a collect row whose
+  answer stayed "None" is skipped (counted), a ``[detection]`` row without one is dropped. The answer is read from
+  ``VLM.MiniGPTv2_output``, else ``VLM.answer``.
 
-Records that cannot be used (``ImageContent`` labels, no text, ...) are dropped and counted by reason; problems in the
-files (broken JSON, a missing field, an image that does not exist) raise one ``DataError`` listing each problem with
-its file, record and field. Only the existence of images is checked: no pixel is read here.
+The study's record semantics (LEGO-R1 ``Iteration_2/Qwen2.5-VL-DATA_WRANGLING.ipynb``; defaults = the study's,
+each alternative a config option):
+
+- grounding: every ``step`` row with a text; solution = its joined text. Context (``data.grounding_context``):
+  ``previous_instruction`` (default) = the text of the row just before, of any kind, often an eop "Find ..." row
+  (the notebook's ``_add_prev_instruction``: ``instruction_id - 1``; Iteration 1 took the eop row before the step);
+  a row without text gives "" (the notebook would pass "No text found" on). ``previous_step`` = the text of the
+  previous ``step`` row.
+- object: detection rows whose step class is in ``data.object_step_classes`` (default ``[eop]``: the notebook's
+  ``_filter_table`` keeps ``step_class == "eop"`` only; null = any); others are skipped (counted). One record per
+  row (``data.object_records: row``, the notebook's rows, one per image) or one per label (``label``: the
+  row's boxes grouped by label, query "<verb> <label>"). The answer becomes JSON; rows with an ``ImageContent``
+  label are dropped (the notebook drops them). The image is the call-out of the same name under
+  ``object_dataset/``, else the page image.
+- state: see ``state``. Records of a task sharing an image keep the first (the notebook's ``_merge`` dedup).
+
+Record-level problems are dropped and counted by reason (``drops``); file-level problems (unreadable JSON, no
+manual found, a missing root) raise one ``DataError`` naming each file. Only the existence of images is checked:
+no pixel is read here.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from lego_arta.data.records import (
-    FIELDS,
-    GROUNDING_QUERY,
-    STATE_QUERY,
-    TASKS,
-    DataError,
-    Record,
-    to_json_answer,
-    where,
-)
+from lego_arta.data.drops import DropLog
+from lego_arta.data.images import ImageFinder, dataset_root, index_images, name_key, rel_path
+from lego_arta.data.records import GROUNDING_QUERY, TASKS, DataError, Record, detection_answer
+from lego_arta.data.state import STATE_GROUP_BY, STATE_ORIGINAL, read_state
+from lego_arta.data.task_files import TASK_FILES_DIR, TaskFileReader, find_task_files
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"})
-DETECTION_LABELS = frozenset({"[detection]", "[detection-collect]"})
-# task labels that carry no detection (the VLM block of a page that was never queried)
+DETECTION = "[detection]"
+COLLECT = "[detection-collect]"
+# task labels of rows that were never a detection (the VLM block of a page that was not queried)
 NON_DETECTION_LABELS = frozenset({"None", "[grounding]", "[state]"})
-INVALID_LABEL = "imagecontent"
 NO_TEXT = frozenset({"No text found", "None", ""})
-TASK_FILES_DIR = "train_test_example"
-SPLITS = ("train", "test")
-TASK_FILES_HINT = f"{TASK_FILES_DIR}/<task>_<split>.json"
-_FAKE = re.compile(r"^(?P<original>.+)_fake(?P<n>\d+)$")
-_MAX_LISTED_ERRORS = 20
+GROUNDING_CONTEXT = ("previous_instruction", "previous_step")
+OBJECT_RECORDS = ("row", "label")
+NEW_SUFFIX = "_new"
+# the study's file-name rules for rows without a step class (LEGO-R1 notebook, _step_re / _eop_re)
+_STEP_NAME = re.compile(r"[_-](\d{1,4})_step", re.IGNORECASE)
+_EOP_NAME = re.compile(r"[_-](\d{1,4}).*?eop", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read the dataset: the ``data`` config keys the reader uses (their defaults live in YAML only)."""
+
+    tasks: tuple[str, ...]
+    use_task_files: bool
+    strict: bool
+    max_drop_fraction: float
+    grounding_context: str
+    object_records: str
+    object_step_classes: tuple[str, ...] | None
+    state_original: str
+    state_group_by: str
+
+    def __post_init__(self) -> None:
+        problems = []
+        if unknown := [t for t in self.tasks if t not in TASKS]:
+            problems.append(f"data.tasks: {unknown} not in {list(TASKS)}")
+        for name, allowed in (
+            ("grounding_context", GROUNDING_CONTEXT),
+            ("object_records", OBJECT_RECORDS),
+            ("state_original", STATE_ORIGINAL),
+            ("state_group_by", STATE_GROUP_BY),
+        ):
+            if getattr(self, name) not in allowed:
+                problems.append(f"data.{name}: {getattr(self, name)!r} is not one of {list(allowed)}")
+        if not 0.0 <= self.max_drop_fraction <= 1.0:
+            problems.append(f"data.max_drop_fraction: {self.max_drop_fraction} is not in [0, 1]")
+        if problems:
+            raise DataError("; ".join(problems))
+
+    @classmethod
+    def from_config(cls, data: Mapping[str, Any]) -> ReadOptions:
+        """The options from the ``data`` config node (a plain mapping); a missing key is a ``DataError``."""
+        try:
+            classes = data["object_step_classes"]
+            return cls(
+                tasks=tuple(data["tasks"]),
+                use_task_files=bool(data["use_task_files"]),
+                strict=bool(data["strict"]),
+                max_drop_fraction=float(data["max_drop_fraction"]),
+                grounding_context=str(data["grounding_context"]),
+                object_records=str(data["object_records"]),
+                object_step_classes=None if classes is None else tuple(classes),
+                state_original=str(data["state_original"]),
+                state_group_by=str(data["state_group_by"]),
+            )
+        except KeyError as e:
+            raise DataError(f"data.{e.args[0]}: missing from the data config (see conf/data/lego_arta.yaml)") from e
 
 
 @dataclass
 class ReadResult:
-    """What ``read_dataset`` found: the records, what it dropped (reason -> count) and the task files' split."""
+    """What ``read_dataset`` found: records, drops and skips (reason -> count), the task files' split."""
 
     records: list[Record]
     dropped: Counter[str]
     root: Path
     # record id -> "train" | "test", for records read from the task files (the published split)
     published: dict[str, str] = field(default_factory=dict)
+    skipped: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)  # drop reason -> one example (file: record: field)
 
 
-def read_dataset(root: str | Path, tasks: Iterable[str] = TASKS, *, use_task_files: bool = True) -> ReadResult:
-    """Read the dataset under ``root`` into records of ``tasks``; raise ``DataError`` listing every file problem."""
-    root = Path(root).expanduser().resolve()
-    tasks = tuple(tasks)
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown:
-        raise DataError(f"data.tasks: {unknown} not in {list(TASKS)}")
-    if not root.is_dir():
-        raise DataError(f"data.root: {root} is not a directory")
-    reader = _Reader(root, tasks)
-    task_files = _task_files(root) if use_task_files else {}
-    json_files = sorted((root / "json_data").rglob("*.json")) if (root / "json_data").is_dir() else []
+def read_dataset(root: str | Path, options: ReadOptions) -> ReadResult:
+    """Read the dataset under ``root`` (the download folder or its ``ARTA_LEGO/``) into records.
+
+    Raises:
+        DataError: a file-level problem (each file named), any drop when ``options.strict``, or a task losing more
+            than ``options.max_drop_fraction`` of its records (the top reasons with an example each).
+    """
+    given = Path(root).expanduser().resolve()
+    if not given.is_dir():
+        raise DataError(f"data.root: {given} is not a directory")
+    root = dataset_root(given)
+    drops = DropLog(strict=options.strict)
+    finder = ImageFinder(root)
+    task_files = find_task_files(root) if options.use_task_files else {}
+    json_files = _manual_files(root, drops)
     if not json_files and not task_files:
         raise DataError(
-            f"{root}: no json_data/**/*.json and no {TASK_FILES_HINT}: not a LEGO-ARTA dir (set data.root to the "
-            "folder that holds json_data/, lego/, object_dataset/, step_dataset/)"
+            f"{given}: no manual found (no json_data/**/*.json, no {TASK_FILES_DIR}/): not a LEGO-ARTA download. Set "
+            "data.root to the download folder or to its ARTA_LEGO/ folder (the one that holds json_data/, lego/, "
+            "object_dataset/, step_dataset/)"
         )
+    reader = _ManualReader(root, options, finder, drops)
     records: list[Record] = []
     for path in json_files:
-        records.extend(reader.read_manual(path))
-    if "state" in tasks:
-        records.extend(reader.read_state_folder())
+        records.extend(reader.read(path))
+    if "state" in options.tasks:
+        records.extend(
+            read_state(
+                index_images(root / "step_dataset"),
+                reader.page_images,
+                reader.step_nums,
+                original_from=options.state_original,
+                group_by=options.state_group_by,
+                drops=drops,
+                root=root,
+            )
+        )
     published: dict[str, str] = {}
+    task_reader = TaskFileReader(root, finder, drops, group_by=options.state_group_by)
     for task, files in sorted(task_files.items()):
-        if task not in tasks:
+        if task not in options.tasks:
             continue
         records = [r for r in records if r.task != task]  # the task files replace what the JSON gives
         for split, path in files:
-            for record in reader.read_task_file(path, task):
+            for record in task_reader.read(path, task):
                 records.append(record)
                 published[record.id] = split
-    reader.raise_errors()
+    task_reader.raise_errors()
+    drops.raise_errors(root)
     _check_unique(records)
-    if reader.dropped:
-        log.info("dropped %d records: %s", sum(reader.dropped.values()), dict(reader.dropped))
+    row_drops = sum(n for reason, n in drops.dropped.items() if reason.startswith("instruction: "))
+    kept = Counter(r.task for r in records) + Counter({"instruction": reader.instructions - row_drops})
+    drops.check_fraction(kept, options.max_drop_fraction)
+    if drops.dropped:
+        log.info("dropped %d records: %s", sum(drops.dropped.values()), dict(drops.dropped))
+    if drops.skipped:
+        log.info("skipped by rule: %s", dict(drops.skipped))
     log.info("read %d records from %s: %s", len(records), root, dict(Counter(r.task for r in records)))
-    return ReadResult(records=records, dropped=reader.dropped, root=root, published=published)
+    return ReadResult(records, drops.dropped, root, published, drops.skipped, drops.examples)
 
 
-def _task_files(root: Path) -> dict[str, list[tuple[str, Path]]]:
-    found: dict[str, list[tuple[str, Path]]] = {}
-    for task in TASKS:
-        for split in SPLITS:
-            path = root / TASK_FILES_DIR / f"{task}_{split}.json"
-            if path.is_file():
-                found.setdefault(task, []).append((split, path))
-    return found
+def _manual_files(root: Path, drops: DropLog) -> list[Path]:
+    """``json_data/**/*.json``, less ``<m>.json`` where ``<m>_new.json`` sits beside it (counted as skipped)."""
+    folder = root / "json_data"
+    files = sorted(folder.rglob("*.json")) if folder.is_dir() else []
+    names = {(p.parent, p.stem) for p in files}
+    kept = []
+    for path in files:
+        if (path.parent, path.stem + NEW_SUFFIX) in names:
+            drops.skip("json_data", f"<manual>.json beside its <manual>{NEW_SUFFIX}.json (the latter is read)")
+        else:
+            kept.append(path)
+    return kept
 
 
 def _check_unique(records: list[Record]) -> None:
     counts = Counter(r.id for r in records)
     duplicates = sorted(i for i, n in counts.items() if n > 1)
     if duplicates:
-        raise DataError(f"duplicate record ids ({len(duplicates)}), e.g. {duplicates[:5]}")
+        raise DataError(
+            f"duplicate record ids ({len(duplicates)}), e.g. {duplicates[:5]}: two manual files with the same "
+            "manual_id, or task files that repeat an id"
+        )
 
 
-class _Reader:
-    """Reads the files of one dataset dir, collecting errors and drop reasons."""
+@dataclass(frozen=True)
+class _Row:
+    """One manual row with VLM block, as the record builders need it."""
 
-    def __init__(self, root: Path, tasks: tuple[str, ...]) -> None:
+    file: str  # the manual file, relative to root
+    rec: str  # "instruction <i> (instruction_id=<id>)"
+    manual: str
+    iid: Any
+    raw_image: Any  # VLM.img_path as written
+    image: Path | None  # resolved, None when "None" or not found
+    step_class: str | None
+    step_num: int
+
+
+class _ManualReader:
+    """Reads the per-manual JSON files into grounding and object records; indexes what the state reader needs."""
+
+    def __init__(self, root: Path, options: ReadOptions, finder: ImageFinder, drops: DropLog) -> None:
         self.root = root
-        self.tasks = tasks
-        self.dropped: Counter[str] = Counter()
-        self.errors: list[str] = []
-        self._prefixes: set[tuple[str, ...]] = set()  # cluster prefixes seen to re-root
-        self._objects = _index_images(root / "object_dataset")
-        self._states = _index_images(root / "step_dataset") if "state" in tasks else {}
-        self._step_nums: dict[tuple[str, str], int] = {}  # (manual, image stem) -> step number
+        self.options = options
+        self.finder = finder
+        self.drops = drops
+        self.instructions = 0  # manual rows read (the denominator of the ``instruction`` drop fraction)
+        self.page_images = index_images(root / "lego") if "state" in options.tasks else {}
+        self.step_nums: dict[tuple[str, str], int] = {}  # (manual, image name key) -> step number
+        self._objects = index_images(root / "object_dataset") if "object" in options.tasks else {}
+        self._seen: set[tuple[str, str]] = set()  # (task, image): the first record of an image is kept
 
-    # -- errors ---------------------------------------------------------------------------------------------------
-    def error(self, file: Path, problem: str, *, record: str | int | None = None, field: str | None = None) -> None:
-        self.errors.append(where(self._rel(file), record=record, field=field) + problem)
-
-    def raise_errors(self) -> None:
-        if not self.errors:
-            return
-        listed = self.errors[:_MAX_LISTED_ERRORS]
-        more = len(self.errors) - len(listed)
-        head = f"{len(self.errors)} problems in the dataset at {self.root}:\n" if len(self.errors) > 1 else ""
-        tail = f"\n... and {more} more" if more else ""
-        raise DataError(head + "\n".join(listed) + tail)
-
-    def _rel(self, path: Path) -> str:
-        try:
-            return str(path.relative_to(self.root))
-        except ValueError:
-            return str(path)
-
-    # -- images ---------------------------------------------------------------------------------------------------
-    def resolve_image(self, raw: str) -> Path | None:
-        """The local file for a path from the data: as given, under root, or re-rooted from a foreign prefix."""
-        posix = PurePosixPath(raw.replace("\\", "/"))
-        if not posix.is_absolute():
-            candidate = self.root / posix
-            return candidate if candidate.is_file() else None
-        direct = Path(raw)
-        if direct.is_file():
-            return direct
-        parts = posix.parts[1:]
-        for prefix in self._prefixes:
-            if parts[: len(prefix)] == prefix:
-                candidate = self.root.joinpath(*parts[len(prefix) :])
-                if candidate.is_file():
-                    return candidate
-        for k in range(len(parts)):
-            candidate = self.root.joinpath(*parts[k:])
-            if candidate.is_file():
-                self._prefixes.add(tuple(parts[:k]))
-                return candidate
-        return None
-
-    # -- per-manual JSON ------------------------------------------------------------------------------------------
-    def read_manual(self, path: Path) -> list[Record]:
-        data = self._load_json(path)
+    def read(self, path: Path) -> list[Record]:
+        rel = rel_path(path, self.root)
+        data = self._load(path, rel)
         if data is None:
             return []
         if not isinstance(data, dict):
-            self.error(path, f"expected a JSON object with 'instructions', got {type(data).__name__}")
+            self.drops.error(rel, f"expected a JSON object with 'instructions', got {type(data).__name__}")
             return []
         instructions = data.get("instructions")
         if not isinstance(instructions, list):
-            self.error(path, "missing or not a list", field="instructions")
+            self.drops.error(rel, "missing or not a list", field="instructions")
             return []
         manual_id = data.get("manual_id")
-        manual = manual_id if isinstance(manual_id, str) and manual_id not in NO_TEXT else path.stem
+        manual = manual_id if isinstance(manual_id, str) and manual_id.strip() not in NO_TEXT else path.stem
+        manual = manual.removesuffix(NEW_SUFFIX)
         records: list[Record] = []
-        previous_text = ""
+        previous_text, previous_step_text = "", ""
         for i, ins in enumerate(instructions):
+            self.instructions += 1
             iid = ins.get("instruction_id", i) if isinstance(ins, dict) else i
             rec = f"instruction {i} (instruction_id={iid})"
             if not isinstance(ins, dict):
-                self.error(path, f"expected an object, got {type(ins).__name__}", record=rec)
+                self.drops.drop("instruction", "not a JSON object", rel, record=rec, detail=f"got {ins!r:.80}")
+                previous_text = ""
                 continue
+            text = self._text(ins.get("text"))
+            context = previous_text if self.options.grounding_context == "previous_instruction" else previous_step_text
+            previous_text = text or ""
             vlm = ins.get("VLM")
-            if vlm is None:
-                self.error(path, "missing (every instruction needs its VLM block)", record=rec, field="VLM")
+            if _is_none(vlm):
+                detail = "missing (a crawler-format row: only instruction_id, text, img_url)"
+                self.drops.drop("instruction", "no VLM block", rel, record=rec, field="VLM", detail=detail)
                 continue
             if not isinstance(vlm, dict):
-                self.error(path, f"expected an object, got {type(vlm).__name__}", record=rec, field="VLM")
+                detail = f"expected an object, got {vlm!r:.80}"
+                self.drops.drop("instruction", "VLM is not an object", rel, record=rec, field="VLM", detail=detail)
                 continue
-            if "img_path" not in vlm:
-                self.error(path, "missing", record=rec, field="VLM.img_path")
-                continue
-            image: Path | None = None
-            raw_image = vlm["img_path"]
-            if not _is_none(raw_image):
-                if not isinstance(raw_image, str):
-                    self.error(path, f"expected a string, got {raw_image!r}", record=rec, field="VLM.img_path")
-                    continue
-                image = self.resolve_image(raw_image)
-                if image is None:
-                    problem = f"image not found: {raw_image!r} (looked under {self.root})"
-                    self.error(path, problem, record=rec, field="VLM.img_path")
-                    continue
-            text = self._text(ins.get("text"), path, rec)
-            step_class = vlm.get("step_class")
-            step_num = _as_int(vlm.get("step_num"), default=i)
-            uid = f"{manual}/{{task}}/{iid}"
-            if image is not None:
-                self._step_nums[(manual, image.stem)] = step_num
-            if "grounding" in self.tasks:
-                if step_class != "step":
-                    self.dropped[f"grounding: step_class {step_class!r}"] += 1
-                elif text is None:
-                    self.dropped["grounding: no text ('No text found')"] += 1
-                elif image is None:
-                    self.dropped["grounding: no image (VLM.img_path 'None')"] += 1
-                else:
-                    image = self._step_image(manual, image)
-                    gid = uid.format(task="grounding")
-                    records.append(
-                        Record(
-                            gid, "grounding", manual, gid, str(image), GROUNDING_QUERY, text, previous_text, step_num
-                        )
-                    )
-            if step_class == "step" and text is not None:
-                previous_text = text
-            if "object" in self.tasks:
-                record = self._object(path, rec, vlm, manual, uid.format(task="object"), image, step_num)
-                if record is not None:
-                    records.append(record)
+            raw_image = vlm.get("img_path")
+            step_class, step_num = _step_of(vlm, raw_image, default=i)
+            row = _Row(rel, rec, manual, iid, raw_image, self._image(raw_image, manual), step_class, step_num)
+            if row.image is not None:
+                self.step_nums.setdefault((manual, name_key(row.image.stem)), step_num)
+            if step_class == "step" and text:
+                previous_step_text = text
+            if step_class == "step" and "grounding" in self.options.tasks:
+                records.extend(self._grounding(row, ins.get("text"), text, context))
+            label = vlm.get("task_label")
+            if "object" in self.options.tasks and not _is_none(label) and label not in NON_DETECTION_LABELS:
+                records.extend(self._object(row, vlm))
         return records
 
-    def _object(
-        self, path: Path, rec: str, vlm: Mapping[str, Any], manual: str, uid: str, image: Path | None, step_num: int
-    ) -> Record | None:
+    # -- grounding ------------------------------------------------------------------------------------------------
+    def _grounding(self, row: _Row, value: Any, text: str | None, context: str) -> list[Record]:
+        if text is None:
+            textual = _is_none(value) or isinstance(value, str) or _is_str_list(value)
+            reason = "no text" if textual else "text is not a list of strings"
+            self.drops.drop(
+                "grounding", reason, row.file, record=row.rec, field="text", detail=f"{reason}: {value!r:.80}"
+            )
+            return []
+        image = self._needed_image("grounding", row)
+        if image is None or not self._first("grounding", image):
+            return []
+        rid = f"{row.manual}/grounding/{row.iid}"
+        return [Record(rid, "grounding", row.manual, rid, str(image), GROUNDING_QUERY, text, context, row.step_num)]
+
+    # -- object ---------------------------------------------------------------------------------------------------
+    def _object(self, row: _Row, vlm: Mapping[str, Any]) -> list[Record]:
+        rel, rec, manual, step_class = row.file, row.rec, row.manual, row.step_class
         label = vlm.get("task_label")
-        if _is_none(label) or label in NON_DETECTION_LABELS:
-            return None
-        if label not in DETECTION_LABELS:
-            self.dropped[f"object: unknown task_label {label!r}"] += 1
-            return None
-        query, answer = vlm.get("query"), vlm.get("MiniGPTv2_output")
+        if label not in (DETECTION, COLLECT):
+            self.drops.drop(
+                "object",
+                "unknown task_label",
+                rel,
+                record=rec,
+                field="VLM.task_label",
+                detail=f"unknown task_label {label!r} (expected {DETECTION} or {COLLECT})",
+            )
+            return []
+        classes = self.options.object_step_classes
+        if classes is not None and step_class not in classes:
+            self.drops.skip("object", f"step_class {step_class!r} not in data.object_step_classes")
+            return []
+        answer = next((vlm[k] for k in ("MiniGPTv2_output", "answer") if not _is_none(vlm.get(k))), None)
+        if answer is None:
+            if label == COLLECT:
+                self.drops.skip("object", f"{COLLECT} row without an answer (MiniGPT-v2 answered {DETECTION} rows)")
+            else:
+                self.drops.drop(
+                    "object",
+                    "no answer",
+                    rel,
+                    record=rec,
+                    field="VLM.MiniGPTv2_output",
+                    detail=f"no answer ('None') for a {DETECTION} row",
+                )
+            return []
+        query = vlm.get("query")
         if _is_none(query) or not isinstance(query, str):
-            self.dropped["object: no query ('None')"] += 1
-            return None
-        if _is_none(answer) or not isinstance(answer, str):
-            self.dropped["object: no answer (MiniGPTv2_output 'None')"] += 1
-            return None
+            self.drops.drop("object", "no query", rel, record=rec, field="VLM.query", detail=f"no query: {query!r}")
+            return []
+        if not isinstance(answer, str):
+            self.drops.drop(
+                "object",
+                "answer has no box",
+                rel,
+                record=rec,
+                field="VLM.MiniGPTv2_output",
+                detail=f"answer is not text: {answer!r:.80}",
+            )
+            return []
+        solution, problem, unboxed = detection_answer(answer)
+        if problem is not None:
+            self.drops.drop(
+                "object", problem, rel, record=rec, field="VLM.MiniGPTv2_output", detail=f"{problem}: {answer!r:.120}"
+            )
+            return []
+        callout = self._objects.get((manual, _name_key_of(row.raw_image)))
+        image = callout or self._needed_image("object", row)
         if image is None:
-            self.dropped["object: no image (VLM.img_path 'None')"] += 1
-            return None
-        solution = self._object_solution(answer)
-        if solution is None:
-            return None
-        image = self._objects.get((manual, image.stem), image)
-        return Record(uid, "object", manual, uid, str(image), query.strip(), solution, "", step_num)
+            return []
+        if unboxed:
+            self.drops.skip("object", "label without a box in an answer (its other boxes are kept)", len(unboxed))
+        query = query.strip()
+        rid = f"{manual}/object/{row.iid}"
+        if self.options.object_records == "row":
+            if not self._first("object", image):
+                return []
+            return [Record(rid, "object", manual, rid, str(image), query, solution, "", row.step_num)]
+        by_label: dict[str, list[Any]] = {}
+        for item in json.loads(solution):
+            by_label.setdefault(item["label"], []).append(item)
+        verb = query.split()[0] if len(by_label) > 1 else ""
+        return [
+            Record(
+                f"{rid}-{j}",
+                "object",
+                manual,
+                f"{rid}-{j}",
+                str(image),
+                f"{verb} {name}" if verb else query,
+                json.dumps(items),
+                "",
+                row.step_num,
+            )
+            for j, (name, items) in enumerate(by_label.items())
+        ]
 
-    def _object_solution(self, answer: str) -> str | None:
-        """The JSON solution of a reference answer (JSON or legacy); None (dropped, counted) when unusable."""
-        solution, boxes = to_json_answer(answer)
-        if any(box.label.strip().lower() == INVALID_LABEL for box in boxes):
-            self.dropped["object: ImageContent label"] += 1
+    # -- helpers --------------------------------------------------------------------------------------------------
+    def _image(self, raw: Any, manual: str) -> Path | None:
+        if _is_none(raw) or not isinstance(raw, str):
             return None
-        if not boxes:
-            self.dropped["object: answer has no box"] += 1
-            return None
-        return solution
+        return self.finder.resolve(raw, manual)
 
-    def _step_image(self, manual: str, image: Path) -> Path:
-        """The step image of an instruction: ``lego/<manual>/images/<name>`` when the VLM image is elsewhere."""
-        candidate = self.root / "lego" / manual / "images" / image.name
-        return candidate if candidate.is_file() else image
+    def _needed_image(self, task: str, row: _Row) -> Path | None:
+        """The image of a record of ``task``; None (dropped, counted) when there is none or it is not found."""
+        raw = row.raw_image
+        if _is_none(raw) or not isinstance(raw, str):
+            self.drops.drop(
+                task, "no image", row.file, record=row.rec, field="VLM.img_path", detail=f"no image: {raw!r}"
+            )
+        elif row.image is None:
+            detail = f"image not found: {raw!r} (looked under {self.root})"
+            self.drops.drop(task, "image not found", row.file, record=row.rec, field="VLM.img_path", detail=detail)
+        return row.image
 
-    def _text(self, value: Any, path: Path, rec: str) -> str | None:
-        if _is_none(value) or (isinstance(value, str) and value.strip() in NO_TEXT):
-            return None
+    def _first(self, task: str, image: Path) -> bool:
+        """True for the first record of ``task`` on ``image``; later ones are skipped (counted)."""
+        if (task, str(image)) in self._seen:
+            self.drops.skip(task, "image already used by an earlier row (the first is kept)")
+            return False
+        self._seen.add((task, str(image)))
+        return True
+
+    def _text(self, value: Any) -> str | None:
+        """The joined text of a row; None when it has none ("No text found", "None") or is not text."""
         if isinstance(value, str):
-            return value.strip() or None
-        if isinstance(value, list):
-            if not all(isinstance(v, str) for v in value):
-                self.error(path, f"expected a list of strings, got {value!r}", record=rec, field="text")
-                return None
-            joined = " ".join(v.strip() for v in value if v.strip() not in NO_TEXT)
-            return joined or None
-        self.error(path, f"expected a list of strings or 'No text found', got {value!r}", record=rec, field="text")
+            return None if value.strip() in NO_TEXT else value.strip()
+        if _is_str_list(value):
+            return " ".join(v.strip() for v in value if v.strip() not in NO_TEXT) or None
         return None
 
-    def _load_json(self, path: Path) -> Any:
+    def _load(self, path: Path, rel: str) -> Any:
         try:
             with open(path, encoding="utf-8") as f:
                 return json.load(f)
         except json.JSONDecodeError as e:
-            self.error(path, f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}")
+            self.drops.error(rel, f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}")
         except UnicodeDecodeError as e:
-            self.error(path, f"not UTF-8 text: {e}")
+            self.drops.error(rel, f"not UTF-8 text: {e}")
+        except OSError as e:
+            self.drops.error(rel, f"cannot be read: {e}")
         return None
 
-    # -- state images ---------------------------------------------------------------------------------------------
-    def read_state_folder(self) -> list[Record]:
-        originals: dict[tuple[str, str], Path] = {}
-        fakes: dict[tuple[str, str], list[tuple[int, Path]]] = {}
-        for (manual, stem), path in self._states.items():
-            match = _FAKE.match(stem)
-            if match:
-                fakes.setdefault((manual, match["original"]), []).append((int(match["n"]), path))
-            else:
-                originals[(manual, stem)] = path
-        records: list[Record] = []
-        for key in sorted(set(originals) | set(fakes)):
-            manual, stem = key
-            if key not in originals:
-                self.dropped["state: fake without its original"] += len(fakes[key])
-                continue
-            group = f"{manual}/state/{stem}"
-            step_num = self._step_nums.get(key, 0)
-            records.append(
-                Record(group, "state", manual, group, str(originals[key]), STATE_QUERY, "Yes", "", step_num)
-            )
-            for n, path in sorted(fakes.get(key, [])):
-                rid = f"{group}_fake{n}"
-                records.append(Record(rid, "state", manual, group, str(path), STATE_QUERY, "No", "", step_num))
-        return records
 
-    # -- task files -----------------------------------------------------------------------------------------------
-    def read_task_file(self, path: Path, task: str) -> list[Record]:
-        data = self._load_json(path)
-        if data is None:
-            return []
-        if not isinstance(data, list):
-            self.error(path, f"expected a JSON list of records with fields {list(FIELDS)}, got {type(data).__name__}")
-            return []
-        records: list[Record] = []
-        for i, item in enumerate(data):
-            record = self._task_record(path, task, i, item)
-            if record is not None:
-                records.append(record)
-        return records
-
-    def _task_record(self, path: Path, task: str, i: int, item: Any) -> Record | None:
-        if not isinstance(item, dict):
-            self.error(path, f"expected an object with the record fields, got {type(item).__name__}", record=i)
-            return None
-        for name in ("image", "query", "solution"):
-            if not isinstance(item.get(name), str):
-                problem = "missing" if name not in item else f"expected a string, got {item[name]!r}"
-                problem += f" (expected the record fields {list(FIELDS)}; found {sorted(item)})"
-                self.error(path, problem, record=i, field=name)
-                return None
-        if item.get("task", task) != task:
-            self.error(path, f"{item['task']!r} in the {task} file", record=i, field="task")
-            return None
-        image = self.resolve_image(item["image"])
-        if image is None:
-            self.error(path, f"image not found: {item['image']!r} (looked under {self.root})", record=i, field="image")
-            return None
-        solution = item["solution"].strip()
-        if task == "object":
-            converted = self._object_solution(solution)
-            if converted is None:
-                return None
-            solution = converted
-        elif task == "state":
-            if solution.lower() not in ("yes", "no"):
-                self.error(path, f"expected 'Yes' or 'No', got {solution!r}", record=i, field="solution")
-                return None
-            solution = solution.capitalize()
-        manual = item.get("manual_id") or _manual_of(image, self.root)
-        rid = item.get("id") or f"{manual}/{task}/{path.stem}-{i}"
-        group = item.get("group_id") or (f"{manual}/state/{_original_stem(image.stem)}" if task == "state" else rid)
-        values = {**item, "id": rid, "task": task, "manual_id": manual, "group_id": group, "image": str(image)}
-        values["solution"] = solution
-        values["query"] = item["query"].strip()
-        values.setdefault("context", "")
-        values.setdefault("step_num", 0)
-        try:
-            return Record.from_dict({k: values[k] for k in FIELDS}, source=self._rel(path), index=i)
-        except DataError as e:
-            self.errors.append(str(e))
-            return None
+def _step_of(vlm: Mapping[str, Any], raw_image: Any, default: int) -> tuple[str | None, int]:
+    """(step class, step number) of a row: from ``VLM`` when filled, else from the image's file name."""
+    step_class = vlm.get("step_class")
+    step_num = _as_int(vlm.get("step_num"))
+    name = PurePosixPath(raw_image).name if isinstance(raw_image, str) and not _is_none(raw_image) else ""
+    step_match, eop_match = _STEP_NAME.search(name), _EOP_NAME.search(name)
+    if _is_none(step_class) or not isinstance(step_class, str):
+        step_class = "step" if step_match else "eop" if eop_match else None
+    if step_num is None:
+        match = step_match or eop_match
+        step_num = int(match[1]) if match else default
+    return step_class, step_num
 
 
-def _index_images(folder: Path) -> dict[tuple[str, str], Path]:
-    """(manual, file stem) -> path of every image under ``folder`` (the manual is the folder after ``lego/``)."""
-    index: dict[tuple[str, str], Path] = {}
-    if not folder.is_dir():
-        return index
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        rel = Path(dirpath).relative_to(folder).parts
-        manual = _manual_from_parts(rel)
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if path.suffix.lower() in IMAGE_EXTENSIONS:
-                index.setdefault((manual, path.stem), path)
-    return index
+def _name_key_of(raw_image: Any) -> str:
+    """The ``name_key`` of the file an ``img_path`` names ("" for none): how object_dataset/ images are matched."""
+    if _is_none(raw_image) or not isinstance(raw_image, str):
+        return ""
+    return name_key(PurePosixPath(raw_image.replace("\\", "/")).stem)
 
 
-def _manual_from_parts(parts: tuple[str, ...]) -> str:
-    if "lego" in parts and parts.index("lego") + 1 < len(parts):
-        return parts[parts.index("lego") + 1]
-    return parts[0] if parts else ""
-
-
-def _manual_of(image: Path, root: Path) -> str:
-    """The manual of an image path: the folder after ``lego/`` (``lego/<m>/images/``, ``object_dataset/lego/<m>/``)."""
-    try:
-        return _manual_from_parts(image.relative_to(root).parts[:-1])
-    except ValueError:
-        return _manual_from_parts(image.parts[:-1])
-
-
-def _original_stem(stem: str) -> str:
-    match = _FAKE.match(stem)
-    return match["original"] if match else stem
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def _is_none(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip() in ("None", ""))
 
 
-def _as_int(value: Any, default: int) -> int:
+def _as_int(value: Any) -> int | None:
     if isinstance(value, bool):
-        return default
+        return None
     if isinstance(value, int):
         return value
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
-    return default
+    return None

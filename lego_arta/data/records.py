@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,9 @@ from lego_arta.errors import UserError
 from lego_arta.parsing import Box, parse_boxes
 
 TASKS: tuple[str, ...] = ("grounding", "object", "state")
+# The instances per task the dataset and the study report (35,612 in all): what a full read of the download is
+# compared with (experiments/prepare_data.py prints both).
+PUBLISHED_COUNTS: dict[str, int] = {"grounding": 5612, "object": 19136, "state": 10864}
 
 # The queries of the tasks whose query is not stored in the dataset (object queries come from the data).
 GROUNDING_QUERY = "What is the instruction for the step shown in this image? Answer with the instruction text."
@@ -145,6 +149,33 @@ def to_json_answer(answer: str) -> tuple[str, list[Box]]:
     if not boxes:
         return "", []
     return boxes_to_json([(b.label, [_int_if_integral(v) for v in b.coords]) for b in boxes]), boxes
+
+
+INVALID_LABEL = "imagecontent"  # MiniGPT-v2's label for "the whole image": not a part (the study drops these rows)
+_LEGACY_LABEL = re.compile(r"<p>([^<]*)</p>")
+
+
+def detection_answer(answer: str) -> tuple[str, str | None, list[str]]:
+    """A reference detection answer checked as the reader needs it: (JSON solution, problem, labels without a box).
+
+    ``problem`` is None for a usable answer, else why it is not: ``"ImageContent label"`` (any label, as the study's
+    notebook drops the whole row) or ``"answer has no box"``. Labels of a legacy answer that no box follows are
+    listed (the answer is kept with the boxes it has). MiniGPT-v2 writes a space before the box, joins the boxes of
+    one label with ``<delim>`` and may add free text after a box: the parser skips what is not a box.
+
+    >>> detection_answer("<p>1x2 white beam</p> {<10><20><30><40>} on the left<p>axle</p>")
+    ('[{"bbox_2d": [10, 20, 30, 40], "label": "1x2 white beam"}]', None, ['axle'])
+    >>> detection_answer("<p>ImageContent</p> {<0><0><99><99>}")[1]
+    'ImageContent label'
+    """
+    solution, boxes = to_json_answer(answer)
+    labels = {box.label.strip() for box in boxes}
+    legacy = [label.strip() for label in _LEGACY_LABEL.findall(answer)]
+    if any(label.lower() == INVALID_LABEL for label in labels | set(legacy)):
+        return "", "ImageContent label", []
+    if not boxes:
+        return "", "answer has no box", []
+    return solution, None, [label for label in dict.fromkeys(legacy) if label not in labels]
 
 
 def _int_if_integral(value: float) -> int | float:

@@ -1,8 +1,8 @@
 """The leakage-safe train/test split and its files.
 
 Seeded, stratified by task; the unit of the split is the group (a real state image and its fakes share one; every
-other record is its own group), so a group never crosses the split. ``by="manual"`` holds whole manuals out;
-``by="published"`` keeps the split of the dataset's task files.
+other record is its own group), so a group never crosses the split. ``by="manual"`` holds whole manuals out
+(manuals that share a group together); ``by="published"`` keeps the split of the dataset's task files.
 """
 
 from __future__ import annotations
@@ -61,11 +61,15 @@ def split_records(
             test_groups |= _draw(groups, test_size, seeded_rng("split", seed, task))
         is_test = [r.group_id in test_groups for r in records]
     elif by == "manual":
-        manuals = _sizes(r.manual_id for r in records)
-        if len(manuals) < 2:
-            raise DataError(f"split.by=manual needs at least 2 manuals, found {len(manuals)}")
-        test_manuals = _draw(manuals, test_size, seeded_rng("split-manual", seed))
-        is_test = [r.manual_id in test_manuals for r in records]
+        units = _manual_units(records)
+        sizes = _sizes(units[r.manual_id] for r in records)
+        if len(sizes) < 2:
+            raise DataError(
+                f"split.by=manual needs at least 2 manuals (manuals that share a state group count as one), "
+                f"found {len(sizes)}"
+            )
+        test_units = _draw(sizes, test_size, seeded_rng("split-manual", seed))
+        is_test = [units[r.manual_id] in test_units for r in records]
     elif by == "published":
         if not published:
             raise DataError("split.by=published needs the dataset's task files (train_test_example/*.json)")
@@ -81,6 +85,25 @@ def split_records(
     test = [r for r, t in zip(records, is_test, strict=True) if t]
     _check_groups(train, test)
     return train, test
+
+
+def _manual_units(records: list[Record]) -> dict[str, str]:
+    """manual -> its unit for ``by="manual"``: manuals joined by a shared group (a state group keyed by file name
+    spans the versions of one manual, ``...-readscr`` and ``...-mobile``) are held out together."""
+    parent = {r.manual_id: r.manual_id for r in records}
+
+    def find(m: str) -> str:
+        while parent[m] != m:
+            parent[m] = parent[parent[m]]
+            m = parent[m]
+        return m
+
+    first: dict[str, str] = {}
+    for r in records:
+        a, b = find(r.manual_id), find(first.setdefault(r.group_id, r.manual_id))
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return {m: find(m) for m in parent}
 
 
 def _sizes(keys: Iterable[str]) -> dict[str, int]:

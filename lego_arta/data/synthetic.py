@@ -1,20 +1,27 @@
-"""Procedurally drawn LEGO-like scenes, written in the real dataset's on-disk layout and JSON schema.
+"""Procedurally drawn LEGO-like scenes, written in the real download's on-disk layout and JSON schema.
 
 Every manual is a small build on a tan base plate, one part per step, seen from above (top face with studs, a darker
-front strip whose height tells bricks from plates). Per step the generator writes:
+front strip whose height tells bricks from plates). Everything goes under ``<out>/ARTA_LEGO/``, as in the download.
+Page images are named like the real ones, ``<set>%20<theme>_<NN>_step.png`` / ``..._<NN>_eop.png`` (URL-encoded
+space, the study's ``_<N>_step`` / ``_<N>_eop`` pattern). Per step k the generator writes two manual rows:
 
-- ``lego/<m>/images/step_XX.png``: the step image, a parts call-out panel (top left) showing the step's part and
-  the assembly after the step; the instruction text ("Attach the 2x4 red brick in the top left corner of the base.")
-  comes from a small template grammar and says where the part went.
-- ``object_dataset/lego/<m>/step_XX.png``: a call-out image with 1..max_boxes copies of the step's part and a few
-  distractor parts; the answer (``VLM.MiniGPTv2_output``, legacy format, so the reader's conversion runs) holds the
-  exact boxes of the copies on the 0-100 grid.
-- ``step_dataset/lego/<m>/step_XX.png`` (the step image: "Yes") and ``step_XX_fake<N>.png`` ("No"): the part
-  removed, recoloured, or lying off the base, while the call-out still shows the right part.
+- an ``eop`` row "Find a 2x4 red brick" (``[detection]``; the row before step k, numbered k-1):
+  ``lego/<m>/images/<set>%20<theme>_<k-1>_eop.png`` and ``object_dataset/lego/<m>/`` (same name) hold a call-out
+  image with 1..max_boxes copies of the step's part and a few distractors; the answer (``VLM.MiniGPTv2_output``,
+  MiniGPT-v2's format: ``<p>label</p> {<x1><y1><x2><y2>}<delim>{...}``) holds the exact boxes on the 0-100 grid;
+- a ``step`` row with the instruction text ("Attach the 2x4 red brick in the top left corner of the base.", from
+  a small template grammar that says where the part went): ``lego/<m>/images/<set>%20<theme>_<k>_step.png`` shows
+  a parts call-out panel (top left) and the assembly after the step. It is the real state image ("Yes"); its
+  fakes ``..._step_fake<N>.png`` ("No": the part removed, recoloured, or lying off the base) sit in
+  ``step_dataset/lego/<m>/``, next to a copy of the real image in even manuals only (odd manuals keep it only in
+  ``lego/<m>/images/``, the other place the evidence shows).
 
-Each manual also has a cover page (``fullscreeneop``, an ``ImageContent`` detection: dropped by the reader) and an
-end page (``eop``, "No text found", fields "None"), and its ``VLM.img_path`` values carry a cluster prefix: the
-quirks of the published files. Everything is deterministic from the settings.
+Each manual also has a cover page (``fullscreeneop``, an ``ImageContent`` detection: skipped by the reader's
+``data.object_step_classes``), a ``[detection-collect]`` row whose answer stayed "None", and an end page (``eop``,
+"No text found", fields "None", no ``entities``). ``VLM.img_path`` carries an absolute cluster prefix (even manuals)
+or a relative ``ARTA_LEGO/`` one (odd manuals); the manual file is ``json_data/lego/<m>_new.json``, indented. These
+are the quirks of the published files (see ``lego_arta/data/reader.py``). Everything is deterministic from the
+settings.
 """
 
 from __future__ import annotations
@@ -40,8 +47,10 @@ from lego_arta.data.records import DataError
 log = logging.getLogger(__name__)
 
 # bump when the drawing or the layout changes: cached datasets of an older version are not reused
-GENERATOR_VERSION = 1
-CLUSTER_PREFIX = "/cluster/work/arta/data"  # a foreign prefix in img_path, re-rooted by the reader
+GENERATOR_VERSION = 2
+CLUSTER_PREFIX = "/cluster/work/arta/data/ARTA_LEGO"  # a foreign prefix in img_path, re-rooted by the reader
+RELATIVE_PREFIX = "ARTA_LEGO"  # the other prefix seen in img_path
+DOWNLOAD_FOLDER = "ARTA_LEGO"
 
 RGB = tuple[int, int, int]
 COLORS: dict[str, RGB] = {
@@ -90,7 +99,7 @@ PLACES = {  # (row third, column third) of the part's centre on the base -> wher
 }
 THEMES = ("house", "racer", "tower", "bridge", "robot", "boat", "garden", "rocket", "train", "castle")
 FAKE_KINDS = ("remove", "recolour", "move")
-INVALID_ANSWER = "<p>ImageContent</p>{<0><0><100><100>}"  # the cover page's detection: dropped by the reader
+INVALID_ANSWER = "<p>ImageContent</p> {<0><0><100><100>}"  # the cover page's detection: not a part
 
 
 @dataclass(frozen=True)
@@ -170,14 +179,14 @@ def ensure_synthetic(settings: SyntheticSettings, cache_dir: str | Path) -> Path
 
 
 def generate(settings: SyntheticSettings, out_dir: str | Path) -> None:
-    """Write the whole synthetic dataset for ``settings`` into ``out_dir`` (the real dataset's layout)."""
+    """Write the whole synthetic dataset for ``settings`` into ``out_dir/ARTA_LEGO/`` (the download's layout)."""
     out = Path(out_dir)
-    (out / "json_data" / "lego").mkdir(parents=True, exist_ok=True)
+    (out / DOWNLOAD_FOLDER / "json_data" / "lego").mkdir(parents=True, exist_ok=True)
     (out / "settings.json").write_text(
         json.dumps({"generator_version": GENERATOR_VERSION, **dataclasses.asdict(settings)}, indent=2) + "\n"
     )
     for index in range(settings.num_manuals):
-        _Manual(settings, index).write(out)
+        _Manual(settings, index).write(out / DOWNLOAD_FOLDER)
 
 
 # -- drawing ----------------------------------------------------------------------------------------------------------
@@ -271,8 +280,8 @@ def to_grid(box: tuple[int, int, int, int], size: int) -> tuple[int, int, int, i
 
 
 def legacy_answer(label: str, boxes: list[tuple[int, int, int, int]]) -> str:
-    """MiniGPT-v2's answer format: ``<p>label</p>{<x1><y1><x2><y2>}<delim>{...}``."""
-    return f"<p>{label}</p>" + "<delim>".join("{" + "".join(f"<{v}>" for v in box) + "}" for box in boxes)
+    """MiniGPT-v2's answer format: ``<p>label</p> {<x1><y1><x2><y2>}<delim>{...}`` (a space before the box)."""
+    return f"<p>{label}</p> " + "<delim>".join("{" + "".join(f"<{v}>" for v in box) + "}" for box in boxes)
 
 
 def _seeded(*parts: object) -> random.Random:
@@ -300,7 +309,11 @@ class _Manual:
         self.rng = _seeded("manual", settings.seed, index)
         self.size = settings.image_size
         self.u = unit(self.size)
-        self.id = f"lego-{90001 + index}-{self.rng.choice(list(settings.colors))}-{self.rng.choice(THEMES)}-synthetic"
+        color, theme = self.rng.choice(list(settings.colors)), self.rng.choice(THEMES)
+        self.id = f"lego-{90001 + index}-{color}-{theme}-synthetic"
+        self.page = f"{90001 + index}%20{theme}"  # page image names: <set>%20<theme>_<NN>_step.png, as published
+        self.prefix = f"{CLUSTER_PREFIX if index % 2 == 0 else RELATIVE_PREFIX}/lego/{self.id}/images"
+        self.state_copy = index % 2 == 0  # even manuals: the real state image also sits next to its fakes
         # layout: call-out panel top left, base plate below, free background top right (where moved parts lie)
         sizes = [part_size(Part(n, *wl, "red"), False, self.u) for n in settings.shapes for wl in SHAPES[n].sizes]
         self.panel = (3, 3, 3 + max(w for w, _ in sizes) + 8, 3 + max(h for _, h in sizes) + 8)
@@ -415,29 +428,38 @@ class _Manual:
             folder.mkdir(parents=True, exist_ok=True)
         _save(self.assembly(steps, callout=None), step_dir / "cover.png")
         cover = self._vlm("cover.png", "[detection]", "Find a ImageContent", INVALID_ANSWER, "fullscreeneop", "None")
-        instructions = [_instruction(0, "No text found", [], cover)]
+        instructions = [_instruction(0, "No text found", None, cover)]
         for k, placed in enumerate(steps, start=1):
             rng = _seeded("step", self.s.seed, self.id, k)
-            name = f"step_{k:02d}.png"
             text = self.instruction_text(placed, rng)
             image = self.assembly(steps[:k], callout=placed.part)
-            _save(image, step_dir / name)
-            _save(image, state_dir / name)
+            step_name = f"{self.page}_{k:02d}_step"
+            _save(image, step_dir / f"{step_name}.png")
+            if self.state_copy:
+                _save(image, state_dir / f"{step_name}.png")
             for n, kind in enumerate(rng.sample(FAKE_KINDS, self.s.fakes_per_group), start=1):
-                _save(self.fake(steps[:k], kind, rng), state_dir / f"step_{k:02d}_fake{n}.png")
+                _save(self.fake(steps[:k], kind, rng), state_dir / f"{step_name}_fake{n}.png")
             callout, boxes = self.callout_image(placed.part, rng)
-            _save(callout, object_dir / name)
-            collect = rng.random() < 0.25
-            label, query = ("[detection-collect]", "Collect") if collect else ("[detection]", "Find")
+            eop_name = f"{self.page}_{k - 1:02d}_eop.png"
+            _save(callout, step_dir / eop_name)
+            _save(callout, object_dir / eop_name)
             answer = legacy_answer(placed.part.label, [to_grid(b, self.size) for b in boxes])
-            vlm = self._vlm(name, label, f"{query} a {placed.part.label}", answer, "step", k)
-            verb = text.split()[0]
-            instructions.append(_instruction(k, [text], [[{"verb": verb}, {"this_line": text}]], vlm))
+            find = f"Find a {placed.part.label}"
+            entities = [[{"this_line": f"a {placed.part.label}"}, {"verb": "Find"}]]
+            vlm = self._vlm(eop_name, "[detection]", find, answer, "eop", k - 1)
+            instructions.append(_instruction(len(instructions), [find], entities, vlm))
+            entities = [[{"verb": text.split()[0]}, {"this_line": text}]]
+            vlm = self._vlm(f"{step_name}.png", "None", "None", "None", "step", k)
+            instructions.append(_instruction(len(instructions), [text], entities, vlm))
+        collect = "Collect the parts for the next build"
+        vlm = {**self._vlm("", "[detection-collect]", collect, "None", "eop", "None"), "img_path": "None"}
+        entities = [[{"this_line": collect}, {"verb": "Collect"}]]
+        instructions.append(_instruction(len(instructions), [collect], entities, vlm))
         end = dict.fromkeys(("img_path", "task_label", "query", "MiniGPTv2_output", "step_num"), "None")
-        instructions.append(_instruction(len(steps) + 1, "No text found", [], {**end, "step_class": "eop"}))
+        instructions.append(_instruction(len(instructions), "No text found", None, {**end, "step_class": "eop"}))
         manual = {"manual_id": self.id, "manual_type": "lego", "instructions": instructions}
-        path = out / "json_data" / "lego" / f"{self.id}.json"
-        path.write_text(json.dumps(manual, indent=1) + "\n", encoding="utf-8")
+        path = out / "json_data" / "lego" / f"{self.id}_new.json"
+        path.write_text(json.dumps(manual, indent=4) + "\n", encoding="utf-8")
 
     def fake(self, parts: list[_Placed], kind: str, rng: random.Random) -> Image.Image:
         last = parts[-1]
@@ -450,7 +472,7 @@ class _Manual:
 
     def _vlm(self, name: str, label: str, query: str, answer: str, step_class: str, step: int | str) -> dict[str, Any]:
         return {
-            "img_path": f"{CLUSTER_PREFIX}/lego/{self.id}/images/{name}",
+            "img_path": f"{self.prefix}/{name}",
             "task_label": label,
             "query": query,
             "MiniGPTv2_output": answer,
@@ -459,8 +481,12 @@ class _Manual:
         }
 
 
-def _instruction(iid: int, text: str | list[str], entities: list[Any], vlm: dict[str, Any]) -> dict[str, Any]:
-    return {"instruction_id": iid, "text": text, "entities": entities, "VLM": vlm}
+def _instruction(iid: int, text: str | list[str], entities: list[Any] | None, vlm: dict[str, Any]) -> dict[str, Any]:
+    """A manual row; ``entities`` is absent when the row has no text (as ``dataset_pre.py`` writes it)."""
+    row: dict[str, Any] = {"instruction_id": iid, "text": text}
+    if entities is not None:
+        row["entities"] = entities
+    return {**row, "VLM": vlm}
 
 
 def _apart(a: tuple[int, int, int, int], b: tuple[int, int, int, int], gap: int) -> bool:
