@@ -34,7 +34,7 @@ NEEDS: dict[str, tuple[str, str]] = {
     "wandb sync": ("a W&B account and the network", r"No API key configured"),
     "make dashboard": ("a W&B account and the network", r"error: W&B: No API key configured"),
     "evaluate.py experiment=paper_baseline": ("the real model and data", r"error: .*/data/"),
-    "prepare_data.py data=lego_arta": ("the real LEGO-ARTA download", r"error: data\.root: /data/arta is not a directory"),
+    "prepare_data.py data=lego_arta": ("the real LEGO-ARTA download", r"error: data\.root: /data/arta is not a dir"),
     "accelerate launch": ("a GPU and the gpu extra (DeepSpeed)", r"DeepSpeed is not installed"),
     "make paper": ("the real model and data", r"4 failed job\(s\) in this sweep"),
     "hydra/launcher=slurm": ("a Slurm cluster and the cluster extra", r"pip install -e '\.\[cluster\]'"),
