@@ -5,7 +5,8 @@ front strip whose height tells bricks from plates). Everything goes under ``<out
 Page images are named like the real ones, ``<set>%20<theme>_<NN>_step.png`` / ``..._<NN>_eop.png`` (URL-encoded
 space, the study's ``_<N>_step`` / ``_<N>_eop`` pattern). Per step k the generator writes two manual rows:
 
-- an ``eop`` row "Find a 2x4 red brick" (``[detection]``; the row before step k, numbered k-1):
+- an ``eop`` row "Find a 2x4 red brick" (``[detection]``; a quarter "Collect a ..." rows, ``[detection-collect]``
+  with an answer; the row before step k, numbered k-1):
   ``lego/<m>/images/<set>%20<theme>_<k-1>_eop.png`` and ``object_dataset/lego/<m>/`` (same name) hold a call-out
   image with 1..max_boxes copies of the step's part and a few distractors; the answer (``VLM.MiniGPTv2_output``,
   MiniGPT-v2's format: ``<p>label</p> {<x1><y1><x2><y2>}<delim>{...}``) holds the exact boxes on the 0-100 grid;
@@ -17,11 +18,11 @@ space, the study's ``_<N>_step`` / ``_<N>_eop`` pattern). Per step k the generat
   ``lego/<m>/images/``, the other place the evidence shows).
 
 Each manual also has a cover page (``fullscreeneop``, an ``ImageContent`` detection: skipped by the reader's
-``data.object_step_classes``), a ``[detection-collect]`` row whose answer stayed "None", and an end page (``eop``,
-"No text found", fields "None", no ``entities``). ``VLM.img_path`` carries an absolute cluster prefix (even manuals)
-or a relative ``ARTA_LEGO/`` one (odd manuals); the manual file is ``json_data/lego/<m>_new.json``, indented. These
-are the quirks of the published files (see ``lego_arta/data/reader.py``). Everything is deterministic from the
-settings.
+``data.object_step_classes``), a ``[detection-collect]`` row whose answer stayed "None" (skipped), and an end
+page (``eop``, "No text found", fields "None", no ``entities``). ``VLM.img_path`` carries an absolute cluster
+prefix (even manuals) or a relative ``ARTA_LEGO/`` one (odd manuals); the manual file is
+``json_data/lego/<m>_new.json``, indented. These are the quirks of the published files (see
+``lego_arta/data/reader.py``). Everything is deterministic from the settings.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from lego_arta.data.records import DataError
 log = logging.getLogger(__name__)
 
 # bump when the drawing or the layout changes: cached datasets of an older version are not reused
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 CLUSTER_PREFIX = "/cluster/work/arta/data/ARTA_LEGO"  # a foreign prefix in img_path, re-rooted by the reader
 RELATIVE_PREFIX = "ARTA_LEGO"  # the other prefix seen in img_path
 DOWNLOAD_FOLDER = "ARTA_LEGO"
@@ -444,9 +445,11 @@ class _Manual:
             _save(callout, step_dir / eop_name)
             _save(callout, object_dir / eop_name)
             answer = legacy_answer(placed.part.label, [to_grid(b, self.size) for b in boxes])
-            find = f"Find a {placed.part.label}"
-            entities = [[{"this_line": f"a {placed.part.label}"}, {"verb": "Find"}]]
-            vlm = self._vlm(eop_name, "[detection]", find, answer, "eop", k - 1)
+            collects = rng.random() < 0.25  # a quarter are "Collect" rows that carry an answer
+            verb, label = ("Collect", "[detection-collect]") if collects else ("Find", "[detection]")
+            find = f"{verb} a {placed.part.label}"
+            entities = [[{"this_line": f"a {placed.part.label}"}, {"verb": verb}]]
+            vlm = self._vlm(eop_name, label, find, answer, "eop", k - 1)
             instructions.append(_instruction(len(instructions), [find], entities, vlm))
             entities = [[{"verb": text.split()[0]}, {"this_line": text}]]
             vlm = self._vlm(f"{step_name}.png", "None", "None", "None", "step", k)
