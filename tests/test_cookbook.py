@@ -86,9 +86,9 @@ def fill(command: str, root: Path) -> str:
 
     def newest(match: re.Match[str]) -> str:
         prefix, rest = match.group(1), match.group(2)
-        dirs = sorted(p for p in (root / prefix).glob("*") if (p / "config.yaml").is_file() and (p / rest).exists())
+        dirs = sorted(p for p in (root / prefix).glob("*") if p.is_dir() and (p / rest).exists())
         if "sft" in command or "adapter" in rest:
-            dirs = [p for p in dirs if yaml.safe_load((p / "config.yaml").read_text())["method"]["name"] == "sft"]
+            dirs = [p for p in dirs if (p / "config.yaml").is_file() and _method(p) == "sft"]
         assert dirs, f"no run under {prefix} for {command}"
         return f"{prefix}{dirs[-1].name}" + (f"/{rest}" if rest else "")
 
@@ -225,6 +225,10 @@ def test_a_failing_sweep_job_leaves_its_reason_and_the_others_finish(clone: Clon
     rc, out, _ = clone.run("make report")
     assert rc == 0
     assert re.search(r"## Failed runs \(1\)\n\n- `1`: none, seed 0: .*no adapter_config.json.* \(evaluate.log\)", out)
+
+
+def _method(run_dir: Path) -> str:
+    return str(yaml.safe_load((run_dir / "config.yaml").read_text())["method"]["name"])
 
 
 def _generators(root: Path, command: str) -> set[str]:

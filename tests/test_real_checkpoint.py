@@ -105,7 +105,7 @@ def test_training_and_evaluation_inputs_are_identical(tmp_path, processor, model
                '[{"bbox_2d": [10, 20, 30, 40], "label": "1x2 white beam"}]')
         for i in (0, 1)
     )  # fmt: skip
-    data_cfg = {"reasoning": True, "demos": {"enabled": True, "match_box_count": True}}
+    data_cfg = {"reasoning": True, "demos": {"enabled": True, "match_box_count": True, "state_pair": "related"}}
     row = build_dataset([record], [demo], data_cfg)[0]
     assert len(row["images"]) == 2  # the demo's image and the record's
     prompt, images = row["prompt"], row["images"]

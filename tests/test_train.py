@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from experiments import train as train_script
 from lego_arta.data import build_dataset, load_data
+from lego_arta.errors import ConfigError
 from lego_arta.methods.sft import build_sft_trainer
 from lego_arta.models import load_model
 from lego_arta.runs import read_jsonl
@@ -166,12 +167,13 @@ def test_killed_then_resumed_run_ends_at_the_same_step(tmp_path, cache_dir):
 
 
 def test_method_tasks_restricts_training_not_evaluation(make_cfg):
-    from lego_arta.pipeline import training_records
+    from lego_arta.pipeline import check_config, training_records
 
     cfg = make_cfg("method=grpo", "method.tasks=[object]", *FAST)
     data = load_data(cfg)
     kept = training_records(cfg, data.train)
     assert kept and {r.task for r in kept} == {"object"}
     assert len(kept) == sum(r.task == "object" for r in data.train)
-    with pytest.raises(ValueError, match=r"method.tasks: \['detection'\]"):
-        training_records(make_cfg("method=grpo", "method.tasks=[detection]", *FAST), data.train)
+    # a task outside data.tasks is a config error, raised before anything loads
+    with pytest.raises(ConfigError, match=r"method.tasks: \['detection'\]"):
+        check_config(make_cfg("method=grpo", "method.tasks=[detection]", *FAST), Path("run"), trains=False)
