@@ -154,15 +154,12 @@ def run_shape(cfg: DictConfig) -> Shape:
     shape = {"per_device": 0, "accumulation": 1, "steps_per_generation": 0, "num_generations": 0, "completion": 0}
     checkpointing = False
     if method in ("sft", "grpo"):
-        from trl import GRPOConfig, SFTConfig
-
-        from lego_arta.methods.common import trainer_args
+        from lego_arta.methods import trainer_config
 
         cpu_cfg = copy.deepcopy(cfg)
         with open_dict(cpu_cfg):
             cpu_cfg.method.args.bf16 = False
-        config_cls = GRPOConfig if method == "grpo" else SFTConfig
-        args = trainer_args(config_cls, cpu_cfg, Path(cfg.paths.output_dir))
+        args: Any = trainer_config(cpu_cfg, Path(cfg.paths.output_dir))  # SFTConfig or GRPOConfig
         shape |= {"per_device": args.per_device_train_batch_size, "accumulation": args.gradient_accumulation_steps}
         if method == "grpo":
             shape |= {
