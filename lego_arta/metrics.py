@@ -33,8 +33,8 @@ from lego_arta.parsing import (
     resolve_task,
     word_tokens,
 )
-from lego_arta.rewards.detection import match_boxes, object_reference, valid_boxes
 from lego_arta.rewards.text import bleu4, rouge_f1
+from lego_arta.scores import match_boxes, object_reference, valid_boxes
 
 log = logging.getLogger(__name__)
 

@@ -370,6 +370,25 @@ def test_long_hypothesis_bleu_path_matches_nltk(length):
         assert bleu4(hyp, ref) == pytest.approx(nltk, rel=1e-12, abs=1e-300)
 
 
+def test_registry_iou_rewards_are_the_reward_configs():
+    # iou_v1 / iou_v2 of the registry are built from conf/reward/v1.yaml / v2.yaml: their constants live there only
+    for variant in ("v1", "v2"):
+        node = OmegaConf.load(CONF / "reward" / f"{variant}.yaml").iou
+        reward = REWARDS[node.name]
+        assert isinstance(reward, IoUReward)
+        assert (reward.penalty, reward.range_bonus, reward.count_bonus) == (
+            node.penalty,
+            node.range_bonus,
+            node.count_bonus,
+        )
+
+
+def test_iou_reward_config_keys_are_required():
+    # no code-side fallback: a missing constant is a config error naming the node
+    with pytest.raises(ValueError, match=r"reward\.iou: .*count_bonus"):
+        build_reward_funcs({"iou": {"name": "iou_x", "penalty": 1.0, "range_bonus": 0.0}, "weights": {"iou": 1.0}})
+
+
 def test_iou_rewards_log_the_bare_matched_iou_for_trl():
     # TRL passes log_metric: both variants report the same bare IoU, so v1 and v2 curves share one scale
     ref = '[{"bbox_2d": [0, 0, 10, 10], "label": "brick"}]'

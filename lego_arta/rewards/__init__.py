@@ -6,7 +6,8 @@ Each returns ``list[float | None]``.
 mixed-task batches. Completions are strings or conversational ``[{"role": "assistant", "content": ...}]`` lists.
 Every reward parses with ``lego_arta.parsing``, as the metrics do.
 
-- ``REWARDS``: name -> callable (``format``, ``iou_v1``, ``iou_v2``, ``label_rouge``, ``state``, ``grounding``).
+- ``REWARDS``: name -> callable (``format``, ``iou_v1``, ``iou_v2``, ``label_rouge``, ``state``, ``grounding``);
+  ``iou_v1`` / ``iou_v2`` are the ``iou`` nodes of ``conf/reward/v1.yaml`` / ``v2.yaml``, where their constants live.
 - ``build_reward_funcs(reward_cfg)``: the reward list and TRL ``reward_weights`` from the Hydra ``reward`` group.
 """
 
@@ -15,8 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
+from lego_arta.config import CONF_DIR
 from lego_arta.errors import ConfigError
-from lego_arta.rewards.detection import IoUReward, LabelRougeReward, iou_v1, iou_v2, label_rouge
+from lego_arta.rewards.detection import IoUReward, LabelRougeReward, label_rouge
 from lego_arta.rewards.format import FormatReward
 from lego_arta.rewards.format import format as format_reward
 from lego_arta.rewards.text import GroundingReward, StateReward, grounding, state
@@ -29,14 +33,36 @@ __all__ = [
     "LabelRougeReward",
     "StateReward",
     "build_reward_funcs",
+    "iou_reward",
 ]
 
 RewardFunc = Callable[..., list[float | None]]
 
+
+def iou_reward(iou_cfg: Mapping[str, Any], where: str = "reward.iou") -> IoUReward:
+    """The IoU reward of an ``iou`` node (``name``, ``penalty``, ``range_bonus``, ``count_bonus``, all required).
+
+    Raises:
+        ConfigError: a missing or unknown key, named with ``where``.
+    """
+    try:
+        return IoUReward(**{str(k): v for k, v in iou_cfg.items()})
+    except TypeError as err:
+        raise ConfigError(f"{where}: {err} (keys: name, penalty, range_bonus, count_bonus)") from err
+
+
+def study_iou_reward(variant: str) -> IoUReward:
+    """The study's IoU reward of ``conf/reward/<variant>.yaml``: its constants are written there only."""
+    path = CONF_DIR / "reward" / f"{variant}.yaml"
+    group = OmegaConf.load(path)
+    assert isinstance(group, DictConfig), path
+    return iou_reward(group.iou, where=f"{path}: iou")
+
+
 REWARDS: dict[str, RewardFunc] = {
     "format": format_reward,
-    "iou_v1": iou_v1,
-    "iou_v2": iou_v2,
+    "iou_v1": study_iou_reward("v1"),
+    "iou_v2": study_iou_reward("v2"),
     "label_rouge": label_rouge,
     "state": state,
     "grounding": grounding,
@@ -75,17 +101,9 @@ def build_reward_funcs(reward_cfg: Mapping[str, Any] | Any) -> tuple[list[Reward
         if float(weight) == 0.0:
             continue
         if key == "iou":
-            iou_cfg = reward_cfg.get("iou") if hasattr(reward_cfg, "get") else None
-            if iou_cfg is None:
+            if "iou" not in reward_cfg:
                 raise ConfigError("reward.weights.iou is set but reward.iou (name, penalty, ...) is missing")
-            funcs.append(
-                IoUReward(
-                    str(iou_cfg["name"]),
-                    penalty=float(iou_cfg.get("penalty", 1.0)),
-                    range_bonus=float(iou_cfg.get("range_bonus", 0.0)),
-                    count_bonus=float(iou_cfg.get("count_bonus", 0.1)),
-                )
-            )
+            funcs.append(iou_reward(reward_cfg["iou"]))
         else:
             funcs.append(REWARDS[key])
         weights.append(float(weight))

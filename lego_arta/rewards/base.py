@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 from lego_arta.parsing import completion_text, resolve_task
@@ -57,7 +57,9 @@ class TaskReward:
     """A reward in TRL's contract that scores the samples of one task and returns ``None`` for the others.
 
     Subclasses set ``__name__`` (TRL logs ``rewards/<__name__>/mean``) and ``task`` (``None``: every task) and
-    implement :meth:`score_sample`; the batch handling and column checks live here, once.
+    implement :meth:`score_sample`, or :meth:`score_with_metrics` when they also report side metrics (TRL's
+    ``log_metric`` gets each one's mean over the batch's on-task samples). The batch handling and column checks live
+    here, once.
     """
 
     __name__: str
@@ -72,10 +74,26 @@ class TaskReward:
         **kwargs: Any,
     ) -> list[float | None]:
         batch = samples(self.__name__, completions, solution, task, needs_solution=self.needs_solution)
-        return [
-            self.score_sample(i, s) if self.task is None or s.task == self.task else None for i, s in enumerate(batch)
-        ]
+        out: list[float | None] = []
+        side: dict[str, list[float]] = {}
+        for i, sample in enumerate(batch):
+            if self.task is not None and sample.task != self.task:
+                out.append(None)
+                continue
+            value, metrics = self.score_with_metrics(i, sample)
+            out.append(value)
+            for key, metric in metrics.items():
+                side.setdefault(key, []).append(metric)
+        log_metric = kwargs.get("log_metric")  # TRL's GRPOTrainer passes it (trl >= 1.0)
+        if callable(log_metric):
+            for key, values in side.items():
+                log_metric(key, sum(values) / len(values))
+        return out
 
     def score_sample(self, index: int, sample: Sample) -> float:
         """The reward of one on-task sample (``index`` is its position in the batch, for error messages)."""
         raise NotImplementedError
+
+    def score_with_metrics(self, index: int, sample: Sample) -> tuple[float, Mapping[str, float]]:
+        """The reward of one on-task sample and its side metrics (none unless a subclass reports some)."""
+        return self.score_sample(index, sample), {}
