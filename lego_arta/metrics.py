@@ -17,7 +17,6 @@ x100 and keys exist only for the tasks present:
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -33,8 +32,16 @@ from lego_arta.parsing import (
     resolve_task,
     word_tokens,
 )
-from lego_arta.rewards.text import bleu4, rouge_f1
-from lego_arta.scores import match_boxes, object_reference, valid_boxes
+from lego_arta.scores import (
+    ROUGE_STEMS,
+    bleu4,
+    match_boxes,
+    object_reference,
+    rouge_l,
+    rouge_n,
+    token_f1,
+    valid_boxes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,34 +54,16 @@ METRIC_KEYS: tuple[str, ...] = tuple(k for task in TASKS for k in TASK_METRICS[t
 _STATE_COUNTS = ("tp", "fp", "fn", "tn")
 
 
-def token_f1(prediction: Sequence[str], reference: Sequence[str]) -> float:
-    """SQuAD-style multiset token F1; 0.0 when either side is empty.
-
-    Args:
-        prediction: predicted tokens.
-        reference: reference tokens.
-
-    >>> token_f1(["red", "red", "brick"], ["red", "brick", "plate"])
-    0.6666666666666666
-    """
-    if not prediction or not reference:
-        return 0.0
-    common = sum((Counter(prediction) & Counter(reference)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(prediction), common / len(reference)
-    return 2 * precision * recall / (precision + recall)
-
-
 def _grounding(prediction: str, reference: str) -> dict[str, float]:
-    pred_tokens, ref_tokens = word_tokens(prediction), word_tokens(reference)
-    rouge = rouge_f1(reference, prediction, ("rougeL", "rouge1", "rouge2"), use_stemmer=True)
+    # each text is split once: word tokens (token F1, BLEU), stemmed from them (ROUGE, rouge-score's stemmer)
+    words, ref_words = word_tokens(prediction), word_tokens(reference)
+    stems, ref_stems = ROUGE_STEMS.from_words(words), ROUGE_STEMS.from_words(ref_words)
     return {
-        "f1_theme": token_f1(pred_tokens, ref_tokens),
-        "rouge": rouge["rougeL"],
-        "rouge1": rouge["rouge1"],
-        "rouge2": rouge["rouge2"],
-        "bleu": bleu4(pred_tokens, ref_tokens),
+        "f1_theme": token_f1(words, ref_words),
+        "rouge": rouge_l(ref_stems, stems),
+        "rouge1": rouge_n(ref_stems, stems, 1),
+        "rouge2": rouge_n(ref_stems, stems, 2),
+        "bleu": bleu4(words, ref_words),
     }
 
 

@@ -17,9 +17,8 @@ from lego_arta.metrics import (
     format_table,
     score,
     score_samples,
-    token_f1,
 )
-from lego_arta.rewards.text import RougeTokenizer, lcs_length
+from lego_arta.scores import RougeTokenizer, lcs_length, token_f1
 
 
 def J(*boxes: tuple[list[float], str]) -> str:
@@ -352,9 +351,10 @@ def test_rouge_helpers_match_rouge_score():
         assert lcs_length(ta, tb) == rouge_scorer._lcs_table(ta, tb)[-1][-1]
 
 
-@pytest.mark.parametrize("length", [1500, 2500])
-def test_long_text_rouge_path_matches_rouge_score(length):
-    # above 2,000 tokens ROUGE-N is counted in C: same values as rouge-score (stemmer on, as the metrics use it)
+@pytest.mark.parametrize("length", [1, 40, 1500, 2500])
+def test_rouge_from_counts_matches_rouge_score(length):
+    # ROUGE-N from the counts made once, ROUGE-L from the bit-parallel LCS: rouge-score's own values (stemmer on, as
+    # the metrics use it), short texts and long ones
     rng = random.Random(length)
     words = ["attach", "attaching", "the", "red", "bricks", "brick", "on", "top", "of", "plate"]
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+from nltk.translate.bleu_score import SmoothingFunction, modified_precision, sentence_bleu
 from omegaconf import OmegaConf
 
 from lego_arta.rewards import REWARDS, IoUReward, build_reward_funcs
-from lego_arta.rewards.text import _bleu4_counts, bleu4
+from lego_arta.scores import bleu4, clipped_matches
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -358,16 +358,19 @@ def test_build_reward_funcs_needs_the_iou_node():
 
 
 @pytest.mark.parametrize("length", [1, 3, 7, 40, 2500])
-def test_long_hypothesis_bleu_path_matches_nltk(length):
-    # bleu4 switches to a linear-time count above 2,000 tokens: same value as NLTK's sentence_bleu
+def test_bleu_from_counts_matches_nltk(length):
+    # bleu4 takes the clipped matches from counts made once and lets NLTK finish: NLTK's sentence_bleu value
     rng = random.Random(length)
     words = "the red blue brick plate on top of a beam".split()
     for _ in range(20):
         hyp = rng.choices(words, k=length)
         ref = rng.choices(words, k=rng.randint(1, 30))
         nltk = sentence_bleu([ref], hyp, (0.25,) * 4, SmoothingFunction().method1)
-        assert _bleu4_counts(hyp, ref) == pytest.approx(nltk, rel=1e-12, abs=1e-300)
         assert bleu4(hyp, ref) == pytest.approx(nltk, rel=1e-12, abs=1e-300)
+        # the numpy counts are NLTK's modified-precision numerators, and so is the Counter path of huge vocabularies
+        numerators = [modified_precision([ref], hyp, n).numerator for n in range(1, 5)]
+        assert clipped_matches(hyp, ref, 4) == numerators
+        assert clipped_matches(hyp, ref, 20)[:4] == numerators  # 11 ** 20 > 2 ** 63: the Counter path
 
 
 def test_registry_iou_rewards_are_the_reward_configs():

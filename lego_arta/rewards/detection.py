@@ -6,8 +6,7 @@ from collections.abc import Mapping
 
 from lego_arta.parsing import answer_text, parse_boxes
 from lego_arta.rewards.base import Sample, TaskReward
-from lego_arta.rewards.text import rouge1_f1
-from lego_arta.scores import coords_inside, many_as_array, match_boxes, object_reference, valid_boxes
+from lego_arta.scores import coords_inside, many_as_array, match_boxes, object_reference, rouge1_f1, valid_boxes
 
 
 class IoUReward(TaskReward):

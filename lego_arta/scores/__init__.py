@@ -4,6 +4,8 @@
 
 - ``boxes``: ``box_iou``, ``iou_matrix``, Hungarian ``match_boxes`` (scipy), ``valid_boxes``, ``coords_inside``,
   ``object_reference``.
+- ``text``: ``token_f1``, ``bleu4`` (NLTK) and its ``clipped_matches``, ``rouge_n``, ``rouge_l``, ``rouge_f1``,
+  ``rouge1_f1`` (rouge-score), ``lcs_length``, the ROUGE tokenizers.
 """
 
 from lego_arta.scores.boxes import (
@@ -16,14 +18,38 @@ from lego_arta.scores.boxes import (
     object_reference,
     valid_boxes,
 )
+from lego_arta.scores.text import (
+    ROUGE_STEMS,
+    ROUGE_TOKENS,
+    RougeTokenizer,
+    bleu4,
+    clipped_matches,
+    lcs_length,
+    rouge1_f1,
+    rouge_f1,
+    rouge_l,
+    rouge_n,
+    token_f1,
+)
 
 __all__ = [
+    "ROUGE_STEMS",
+    "ROUGE_TOKENS",
     "BoxList",
+    "RougeTokenizer",
+    "bleu4",
     "box_iou",
+    "clipped_matches",
     "coords_inside",
     "iou_matrix",
+    "lcs_length",
     "many_as_array",
     "match_boxes",
     "object_reference",
+    "rouge1_f1",
+    "rouge_f1",
+    "rouge_l",
+    "rouge_n",
+    "token_f1",
     "valid_boxes",
 ]
