@@ -4,8 +4,10 @@
     python experiments/score.py predictions=preds.jsonl bootstrap.samples=0 seed=1
 
 Each line of the file is a JSON object with ``prediction`` (raw model text) and ``reference`` (strings), optional
-``task`` (grounding | object | state; inferred from the reference when missing) and optional ``id``. metrics.json holds
-``eval/<metric>``, ``eval/<metric>_lo`` / ``_hi`` and the always-"Yes" reference ``ref/always_yes/<metric>``.
+``task`` (grounding | object | state; inferred from the reference when missing), ``id`` and ``demo_answer`` (the
+answer of the prompt's first few-shot demo, as evaluation writes it). metrics.json holds ``eval/<metric>``,
+``eval/<metric>_lo`` / ``_hi``, format validity and the trivial references ``ref/always_yes/<metric>`` and, for rows
+with a demo answer, ``ref/copy_demo/<metric>``. Light: no torch, transformers or datasets is imported.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from omegaconf import DictConfig
 from lego_arta import metrics as M
 from lego_arta.cli import hydra_task
 from lego_arta.errors import InputError, MissingInputError
-from lego_arta.evaluation.evaluate import score_predictions
 from lego_arta.runs import iter_jsonl, write_metrics
 
 log = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = ("prediction", "reference")
+REFERENCES = {
+    "always_yes": "Always-'Yes' reference (state)",
+    "copy_demo": "Copy-the-demo reference (grounding, object)",
+}
 
 
 def load_predictions(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
@@ -45,6 +50,8 @@ def load_predictions(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
                 raise InputError(f"{path}:{lineno}: missing field {field!r}")
             if not isinstance(record[field], str):
                 raise InputError(f"{path}:{lineno}: field {field!r} is {type(record[field]).__name__}, not a string")
+        if not isinstance(record.get("demo_answer", ""), str | None):  # optional: absent, a string or null
+            raise InputError(f"{path}:{lineno}: field 'demo_answer' is {type(record['demo_answer']).__name__}")
         out.append((lineno, record))
     if not out:
         raise InputError(f"{path}: no records")
@@ -57,15 +64,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
     lines = load_predictions(path)
     records = [record for _, record in lines]
     names = [f"{path}:{lineno}" for lineno, _ in lines]
-    scored = score_predictions(records, int(cfg.bootstrap.samples), int(cfg.seed), names=names)
+    scored = M.score_predictions(records, int(cfg.bootstrap.samples), int(cfg.seed), names=names)
     metrics_file = write_metrics(scored.metrics, cfg.paths.output_dir)
     log.info("scored %d records from %s -> %s", len(records), path, metrics_file)
     print(f"{path} ({len(records)} records)\n\n{M.format_table(scored.values, scored.cis or None)}")
-    reference = {
-        k.removeprefix("ref/always_yes/"): v for k, v in scored.metrics.items() if k.startswith("ref/always_yes/")
-    }
-    if reference:
-        print(f"\nAlways-'Yes' reference (state):\n\n{M.format_table(reference)}")
+    for name, title in REFERENCES.items():
+        prefix = f"ref/{name}/"
+        reference = {k.removeprefix(prefix): v for k, v in scored.metrics.items() if k.startswith(prefix)}
+        if reference:
+            print(f"\n{title}:\n\n{M.format_table(reference)}")
     return scored.metrics
 
 

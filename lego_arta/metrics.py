@@ -11,14 +11,16 @@ x100 and keys exist only for the tasks present:
   samples with ``iou`` >= 0.5).
 - state: ``f1_state`` (Yes positive, 2TP / (2TP + FP + FN)) and ``fpr`` (FP / (FP + TN)), 0 on a zero denominator.
 
-``bootstrap_ci`` resamples the per-sample values (within each task), so CIs need no re-scoring.
+One light pass: ``score_samples`` parses each record once; the metrics, their bootstrap CIs (resampling the per-sample
+values within each task), format validity and the trivial references (always "Yes", copy the demo's answer) are all
+aggregations of its output. ``score_predictions`` assembles them into a run's ``metrics.json`` keys.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -51,42 +53,73 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "state": ("f1_state", "fpr"),
 }
 METRIC_KEYS: tuple[str, ...] = tuple(k for task in TASKS for k in TASK_METRICS[task])
+# the study's seven metrics (its Table 1), in its order
+STUDY_METRICS: tuple[str, ...] = ("f1_theme", "rouge", "bleu", "f1_object", "iou", "f1_state", "fpr")
+# tasks whose trivial reference copies the answer of the prompt's first demo (state demos are a Yes/No pair)
+COPY_DEMO_TASKS: tuple[str, ...] = ("grounding", "object")
 _STATE_COUNTS = ("tp", "fp", "fn", "tn")
 
 
-def _grounding(prediction: str, reference: str) -> dict[str, float]:
-    # each text is split once: word tokens (token F1, BLEU), stemmed from them (ROUGE, rouge-score's stemmer)
-    words, ref_words = word_tokens(prediction), word_tokens(reference)
-    stems, ref_stems = ROUGE_STEMS.from_words(words), ROUGE_STEMS.from_words(ref_words)
-    return {
-        "f1_theme": token_f1(words, ref_words),
-        "rouge": rouge_l(ref_stems, stems),
-        "rouge1": rouge_n(ref_stems, stems, 1),
-        "rouge2": rouge_n(ref_stems, stems, 2),
-        "bleu": bleu4(words, ref_words),
-    }
+Scorer = Callable[[str], dict[str, float]]
 
 
-def _object(prediction: str, reference: str, where: str) -> dict[str, float]:
+def _grounding(reference: str) -> Scorer:
+    # the reference is split once; each answer once: word tokens (token F1, BLEU), stems from them (rouge-score's)
+    ref_words = word_tokens(answer_text(reference))
+    ref_stems = ROUGE_STEMS.from_words(ref_words)
+
+    def scores(answer: str) -> dict[str, float]:
+        words = word_tokens(answer)
+        stems = ROUGE_STEMS.from_words(words)
+        return {
+            "f1_theme": token_f1(words, ref_words),
+            "rouge": rouge_l(ref_stems, stems),
+            "rouge1": rouge_n(ref_stems, stems, 1),
+            "rouge2": rouge_n(ref_stems, stems, 2),
+            "bleu": bleu4(words, ref_words),
+            "format_valid": float(bool(words)),
+        }
+
+    return scores
+
+
+def _object(reference: str, where: str) -> Scorer:
     ref_boxes, ref_valid = object_reference(reference, where)
-    boxes = parse_boxes(prediction)
-    valid = valid_boxes(boxes)  # raw: no clamping
-    total, pairs = match_boxes(valid, ref_valid)
-    iou = total / pairs if pairs else 0.0
-    strict = total / max(len(valid), len(ref_valid)) if len(valid) or len(ref_valid) else 0.0
-    labels = word_tokens(" ".join(b.label for b in boxes))
     ref_labels = word_tokens(" ".join(b.label for b in ref_boxes))
-    return {"f1_object": token_f1(labels, ref_labels), "iou": iou, "iou_strict": strict, "iou50": float(iou >= 0.5)}
+
+    def scores(answer: str) -> dict[str, float]:
+        boxes = parse_boxes(answer)
+        valid = valid_boxes(boxes)  # raw: no clamping
+        total, pairs = match_boxes(valid, ref_valid)
+        iou = total / pairs if pairs else 0.0
+        strict = total / max(len(valid), len(ref_valid)) if len(valid) or len(ref_valid) else 0.0
+        labels = word_tokens(" ".join(b.label for b in boxes))
+        return {
+            "f1_object": token_f1(labels, ref_labels),
+            "iou": iou,
+            "iou_strict": strict,
+            "iou50": float(iou >= 0.5),
+            "format_valid": float(len(valid) > 0),
+        }
+
+    return scores
 
 
-def _state(prediction: str, reference: str) -> dict[str, float]:
-    yes, ref_yes = parse_yes_no(prediction) == "yes", parse_yes_no(answer_text(reference)) == "yes"
-    return {
-        "tp": float(yes and ref_yes),
-        "fp": float(yes and not ref_yes),
-        "fn": float(not yes and ref_yes),
-        "tn": float(not yes and not ref_yes),
-    }
+def _state(reference: str) -> Scorer:
+    ref_yes = parse_yes_no(answer_text(reference)) == "yes"
+
+    def scores(answer: str) -> dict[str, float]:
+        found = find_yes_no(answer)
+        yes = found == "yes"
+        return {
+            "tp": float(yes and ref_yes),
+            "fp": float(yes and not ref_yes),
+            "fn": float(not yes and ref_yes),
+            "tn": float(not yes and not ref_yes),
+            "format_valid": float(found is not None),
+        }
+
+    return scores
 
 
 def _field(record: Mapping[str, Any], field: str, name: str) -> Any:
@@ -95,12 +128,25 @@ def _field(record: Mapping[str, Any], field: str, name: str) -> Any:
     return record[field]
 
 
+def _text_field(record: Mapping[str, Any], field: str, name: str) -> str:
+    try:
+        return completion_text(_field(record, field, name))
+    except TypeError as err:
+        raise ValueError(f"record {name}: field {field!r}: {err}") from err
+
+
 def score_samples(records: Iterable[Mapping[str, Any]], names: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Per-sample values in [0, 1] (not x100) with the sample's ``task``; state samples carry their confusion
-    indicators ``tp``, ``fp``, ``fn``, ``tn`` (one of them 1.0) instead of a score.
+    """Per-sample values in [0, 1] (not x100): one pass over the records, each text parsed once.
+
+    Each sample has its ``task``, the task's metric values (state samples: their confusion indicators ``tp``, ``fp``,
+    ``fn``, ``tn``, one of them 1.0, instead of a score) and ``format_valid`` (1.0 when the answer has the task's form:
+    object: a non-degenerate box parses; state: a Yes/No word is there; grounding: the answer has a word). A grounding
+    or object record with a ``demo_answer`` (the answer of its prompt's first few-shot demo) also gets ``copy_demo``:
+    the values that answer would score. The aggregations (:func:`aggregate`, :func:`format_validity`, the trivial
+    references) read these values; nothing is parsed again.
 
     Args:
-        records: mappings with ``prediction``, ``reference`` and optional ``task`` and ``id``.
+        records: mappings with ``prediction``, ``reference`` and optional ``task``, ``id`` and ``demo_answer``.
         names: how errors name each record (e.g. ``file:line``); default: its ``id`` when present, else ``#index``.
 
     Raises:
@@ -109,17 +155,14 @@ def score_samples(records: Iterable[Mapping[str, Any]], names: Sequence[str] | N
         TypeError: a record that is not a mapping.
 
     >>> score_samples([{"task": "state", "prediction": "<answer>Yes</answer>", "reference": "No"}])
-    [{'task': 'state', 'tp': 0.0, 'fp': 1.0, 'fn': 0.0, 'tn': 0.0}]
+    [{'task': 'state', 'tp': 0.0, 'fp': 1.0, 'fn': 0.0, 'tn': 0.0, 'format_valid': 1.0}]
     """
     out: list[dict[str, Any]] = []
     for index, record in enumerate(records):
         if not isinstance(record, Mapping):
             raise TypeError(f"record #{index} is {type(record).__name__}, expected a mapping (prediction, reference)")
         name = names[index] if names is not None else repr(record["id"]) if "id" in record else f"#{index}"
-        try:
-            prediction = completion_text(_field(record, "prediction", name))
-        except TypeError as err:
-            raise ValueError(f"record {name}: field 'prediction': {err}") from err
+        prediction = _text_field(record, "prediction", name)
         reference = _field(record, "reference", name)
         if not isinstance(reference, str):
             raise ValueError(f"record {name}: field 'reference' is {type(reference).__name__}, expected a string")
@@ -127,15 +170,16 @@ def score_samples(records: Iterable[Mapping[str, Any]], names: Sequence[str] | N
             task = resolve_task(record.get("task"), reference)
         except ValueError as err:
             raise ValueError(f"record {name}: field 'task': {err}") from err
-        answer = answer_text(prediction)
-        values: dict[str, float]
         if task == "grounding":
-            values = _grounding(answer, answer_text(reference))
+            scores = _grounding(reference)
         elif task == "object":
-            values = _object(answer, reference, f"record {name}: field 'reference'")
+            scores = _object(reference, f"record {name}: field 'reference'")
         else:
-            values = _state(answer, reference)
-        out.append({"task": task, **values})
+            scores = _state(reference)
+        sample: dict[str, Any] = {"task": task, **scores(answer_text(prediction))}
+        if task in COPY_DEMO_TASKS and record.get("demo_answer") is not None:
+            sample["copy_demo"] = scores(answer_text(_text_field(record, "demo_answer", name)))
+        out.append(sample)
     return out
 
 
@@ -231,58 +275,101 @@ def bootstrap_ci(
     return {key: out[key] for key in METRIC_KEYS if key in out}
 
 
-def format_validity(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """Share (x100) of answers in the form their task asks for, overall and per task.
+def format_validity(samples: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Share (x100) of answers in the form their task asks for, overall and per task, from ``score_samples`` output.
 
-    object: at least one non-degenerate box parses; state: a Yes/No word is there; grounding: the answer has a word.
-    Keys ``format_valid`` and ``format_valid_<task>`` for the tasks present.
+    Keys ``format_valid`` and ``format_valid_<task>`` for the tasks present (see :func:`score_samples` for each form).
 
     Args:
-        records: mappings with ``prediction``, ``reference`` and optional ``task``.
+        samples: per-sample dicts from ``score_samples``.
 
-    >>> format_validity([{"task": "state", "prediction": "Yes", "reference": "No"},
-    ...                  {"task": "object", "prediction": "[1, 2]", "reference": '{"bbox_2d": [0, 0, 5, 5]}'}])
+    >>> format_validity(score_samples([{"task": "state", "prediction": "Yes", "reference": "No"},
+    ...                  {"task": "object", "prediction": "[1, 2]", "reference": '{"bbox_2d": [0, 0, 5, 5]}'}]))
     {'format_valid': 50.0, 'format_valid_object': 0.0, 'format_valid_state': 100.0}
     """
-    per_task: dict[str, list[float]] = {}
-    for record in records:
-        answer = answer_text(completion_text(record["prediction"]))
-        task = resolve_task(record.get("task"), record["reference"])
-        if task == "object":
-            ok = any(box.valid for box in parse_boxes(answer))
-        elif task == "state":
-            ok = find_yes_no(answer) is not None
-        else:
-            ok = bool(word_tokens(answer))
-        per_task.setdefault(task, []).append(float(ok))
-    if not per_task:
+    groups = _by_task(samples)
+    if not groups:
         return {}
-    every = [v for values in per_task.values() for v in values]
+    every = [s["format_valid"] for group in groups.values() for s in group]
     out = {"format_valid": 100.0 * sum(every) / len(every)}
-    for task in TASKS:
-        if task in per_task:
-            out[f"format_valid_{task}"] = 100.0 * sum(per_task[task]) / len(per_task[task])
+    for task, group in groups.items():
+        out[f"format_valid_{task}"] = 100.0 * sum(s["format_valid"] for s in group) / len(group)
     return out
 
 
-def always_yes_reference(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """``f1_state`` and ``fpr`` of the trivial model that always answers "Yes", on the state records.
+def always_yes_reference(samples: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """``f1_state`` and ``fpr`` of the trivial model that always answers "Yes", from ``score_samples`` output.
 
-    Reported beside results: on 1 Yes : 3 No groups it gives F1 40.0 and FPR 100.0. Empty when no state record.
+    Every "Yes" reference (``tp`` + ``fn``) becomes a true positive, every "No" (``fp`` + ``tn``) a false positive.
+    Reported beside results: on 1 Yes : 3 No groups it gives F1 40.0 and FPR 100.0. Empty when no state sample.
 
     Args:
-        records: the evaluated records (only ``reference`` and ``task`` are read).
+        samples: per-sample dicts from ``score_samples`` (only the state samples are read).
 
-    >>> always_yes_reference([{"reference": r, "prediction": "No"} for r in ["Yes", "No", "No", "No"]])
+    >>> always_yes_reference(score_samples([{"reference": r, "prediction": "No"} for r in ["Yes", "No", "No", "No"]]))
     {'f1_state': 40.0, 'fpr': 100.0}
     """
-    state_records = []
-    for index, record in enumerate(records):
-        name = repr(record["id"]) if "id" in record else f"#{index}"
-        reference = _field(record, "reference", name)
-        if isinstance(reference, str) and resolve_task(record.get("task"), reference) == "state":
-            state_records.append({"task": "state", "prediction": "Yes", "reference": reference})
-    return score(state_records)
+    state = _by_task(samples).get("state")
+    if not state:
+        return {}
+    positives = sum(s["tp"] + s["fn"] for s in state)
+    negatives = sum(s["fp"] + s["tn"] for s in state)
+    f1, fpr = _state_metrics(positives, negatives, 0.0, 0.0)
+    return {"f1_state": float(f1), "fpr": float(fpr)}
+
+
+def copy_demo_reference(samples: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """The metrics (x100) of the trivial model that copies its prompt's first demo answer, from ``score_samples``.
+
+    Over the grounding and object samples that had a ``demo_answer``; empty when none had.
+
+    Args:
+        samples: per-sample dicts from ``score_samples``.
+
+    >>> copy_demo_reference(score_samples([{"task": "grounding", "prediction": "", "reference": "Attach the axle.",
+    ...                                     "demo_answer": "Attach it."}]))["f1_theme"]
+    40.0
+    """
+    return aggregate({"task": s["task"], **s["copy_demo"]} for s in samples if "copy_demo" in s)
+
+
+class Scored(NamedTuple):
+    """Everything scored from a list of predictions: the flat run metrics, and the values / CIs for a table."""
+
+    metrics: dict[str, float]
+    values: dict[str, float]
+    cis: dict[str, tuple[float, float]]
+
+
+def score_predictions(
+    records: Sequence[Mapping[str, Any]],
+    bootstrap_samples: int,
+    seed: int,
+    names: Sequence[str] | None = None,
+) -> Scored:
+    """The run metrics of predictions, in one scoring pass: what evaluation and ``experiments/score.py`` write.
+
+    Keys: ``eval/<metric>`` with ``_lo`` / ``_hi`` 95% bootstrap bounds (when ``bootstrap_samples`` > 0),
+    ``eval/format_valid*``, ``eval/num_samples``, and the trivial references beside the results: ``ref/always_yes/*``
+    (state) and ``ref/copy_demo/*`` (grounding, object; for records with a ``demo_answer``). ``values`` holds the
+    metrics and format validity (x100) and ``cis`` their intervals, for :func:`format_table`.
+
+    Args:
+        records: mappings with ``prediction``, ``reference``, optional ``task``, ``id`` and ``demo_answer``.
+        bootstrap_samples: number of bootstrap resamples (0: no CIs).
+        seed: seed of the bootstrap.
+        names: how scoring errors name each record (default: its id or index).
+    """
+    samples = score_samples(records, names=names)
+    values = aggregate(samples) | format_validity(samples)
+    cis = bootstrap_ci(samples, n=bootstrap_samples, seed=seed) if bootstrap_samples > 0 else {}
+    out = {f"eval/{k}": v for k, v in values.items()}
+    for k, (lo, hi) in cis.items():
+        out[f"eval/{k}_lo"], out[f"eval/{k}_hi"] = lo, hi
+    out["eval/num_samples"] = float(len(samples))
+    out |= {f"ref/always_yes/{k}": v for k, v in always_yes_reference(samples).items()}
+    out |= {f"ref/copy_demo/{k}": v for k, v in copy_demo_reference(samples).items()}
+    return Scored(out, values, cis)
 
 
 def format_table(metrics: Mapping[str, float], cis: Mapping[str, tuple[float, float]] | None = None) -> str:

@@ -16,21 +16,10 @@ from lego_arta.errors import ConfigError, MissingInputError
 from lego_arta.evaluation.evaluate import evaluate, make_backend
 from lego_arta.evaluation.generate import generator_id
 from lego_arta.models import load_model, load_processor, resolve_model_path
-from lego_arta.parsing import completion_text
 from lego_arta.runs import METRICS_FILE, save_config, write_metrics
 from lego_arta.tracking import tracking
 
 log = logging.getLogger(__name__)
-
-
-def demo_answers(dataset: Any) -> dict[str, str]:
-    """Test id -> the answer of the prompt's first few-shot demo (the copy-the-demo reference)."""
-    out = {}
-    for row_id, prompt in zip(dataset["id"], dataset["prompt"], strict=True):
-        answers = [completion_text([m]) for m in prompt if m.get("role") == "assistant"]
-        if answers:
-            out[row_id] = answers[0]
-    return out
 
 
 def training_records(cfg: DictConfig, records: list[Any]) -> list[Any]:
@@ -112,7 +101,7 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
                 backend = make_backend(cfg, processor, model=model)
             test_ds = build_dataset(data.test, data.train, cfg.data, int(cfg.seed))
             generator = generator_id(model_path, adapter, {"model": cfg.model, "eval": cfg.eval})
-            metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, demo_answers(test_ds), generator)
+            metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, generator)
         write_metrics(metrics, run_dir)
     log.info("metrics: %s", run_dir / METRICS_FILE)
     return metrics

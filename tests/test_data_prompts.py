@@ -87,7 +87,7 @@ def test_build_dataset_columns_lazy_images_and_completion(
     monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(a) or real_open(*a, **k))
     dataset = build_dataset(test, train, CFG, seed=0)
     assert opened == []  # nothing decoded while building
-    assert dataset.column_names == ["id", "task", "prompt", "images", "completion", "solution"]
+    assert dataset.column_names == ["id", "task", "prompt", "images", "completion", "solution", "demo_answer"]
     assert len(dataset) == len(test)
 
     pool, ids = DemoPool(train, seed=0), {r.id: r for r in train}
@@ -101,6 +101,9 @@ def test_build_dataset_columns_lazy_images_and_completion(
         placeholders = [p for m in row["prompt"] for p in m["content"] if p["type"] == "image"]
         assert len(placeholders) == len(row["images"])
         assert row["prompt"][-1]["content"][1]["text"] == task_text(record)
+        # the first demo's answer, written where the demos are chosen (the copy-the-demo reference reads it)
+        assert row["demo_answer"] == (demos[0].solution if demos else None)
+        assert row["demo_answer"] is None or row["demo_answer"] == row["prompt"][1]["content"][0]["text"]
     assert opened  # indexing decodes
 
 
@@ -108,3 +111,4 @@ def test_demos_off(with_images: tuple[list[Record], list[Record]]) -> None:
     train, test = with_images
     dataset = build_dataset(test, train, {**CFG, "demos": {**CFG["demos"], "enabled": False}})
     assert all(len(row["prompt"]) == 1 and len(row["images"]) == 1 for row in dataset)
+    assert dataset["demo_answer"] == [None] * len(dataset)

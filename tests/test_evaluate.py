@@ -29,7 +29,7 @@ def test_evaluation_writes_predictions_and_metrics(make_cfg):
     assert {t: sum(r["task"] == t for r in rows) for t in ("grounding", "object", "state")} == dict.fromkeys(
         ("grounding", "object", "state"), 3
     )
-    assert set(rows[0]) == {"id", "task", "prompt_hash", "generator", "prediction", "reference"}
+    assert set(rows[0]) == {"id", "task", "prompt_hash", "generator", "prediction", "reference", "demo_answer"}
     written = json.loads((run_dir / "metrics.json").read_text())
     assert written == pytest.approx(metrics)
     tasks = {r["task"] for r in rows}
@@ -40,6 +40,9 @@ def test_evaluation_writes_predictions_and_metrics(make_cfg):
         assert written[f"{key}_lo"] <= written[key] <= written[f"{key}_hi"]
     # format validity: the random model's answers, counted per task by the shared parser
     assert 0.0 <= written["eval/format_valid"] <= 100.0 and "eval/format_valid_object" in written
+    # the copy-the-demo reference, from the demo answer each row carries (demos are on by default)
+    assert all(r["demo_answer"] for r in rows)
+    assert {"ref/copy_demo/f1_theme", "ref/copy_demo/iou"} <= set(written)
     if "state" in tasks:
         # the always-Yes reference: every "No" reference is a false positive
         has_no = any(r["task"] == "state" and r["reference"] == "No" for r in rows)

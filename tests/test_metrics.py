@@ -14,8 +14,11 @@ from lego_arta.metrics import (
     aggregate,
     always_yes_reference,
     bootstrap_ci,
+    copy_demo_reference,
     format_table,
+    format_validity,
     score,
+    score_predictions,
     score_samples,
 )
 from lego_arta.scores import RougeTokenizer, lcs_length, token_f1
@@ -190,9 +193,55 @@ def test_always_yes_reference_on_one_to_three_groups():
         {"task": "state", "prediction": "No", "reference": r} for _ in range(5) for r in ("Yes", "No", "No", "No")
     ]
     records.append({"prediction": "", "reference": "Attach the brick."})  # other tasks are ignored
-    assert always_yes_reference(records) == pytest.approx({"f1_state": 40.0, "fpr": 100.0})
+    samples = score_samples(records)
+    assert always_yes_reference(samples) == pytest.approx({"f1_state": 40.0, "fpr": 100.0})
+    # the aggregation gives what scoring always-"Yes" predictions gives
+    yes = [{**r, "prediction": "Yes"} for r in records if r.get("task") == "state"]
+    assert always_yes_reference(samples) == pytest.approx(score(yes))
     # no state record: no keys
-    assert always_yes_reference(records[-1:]) == {}
+    assert always_yes_reference(samples[-1:]) == {}
+
+
+def test_copy_demo_reference_scores_the_demo_answer_in_the_same_pass():
+    # records with a demo_answer: the reference is what scoring the demo answers as predictions gives
+    records = [
+        {"task": "grounding", "prediction": "x", "reference": "Attach the red brick.", "demo_answer": "Attach it."},
+        {"task": "object", "prediction": "", "reference": REF1, "demo_answer": J(([0, 0, 10, 5], "red brick"))},
+        {"task": "object", "prediction": "", "reference": REF1, "demo_answer": None},  # no demo: not counted
+        {"task": "state", "prediction": "No", "reference": "No", "demo_answer": "Yes"},  # state: never copied
+    ]
+    samples = score_samples(records)
+    copied = [{**r, "prediction": r["demo_answer"]} for r in records[:2]]
+    assert copy_demo_reference(samples) == pytest.approx(score(copied))
+    # without any demo answer: no keys
+    assert copy_demo_reference(score_samples(records[2:])) == {}
+
+
+def test_format_validity_is_an_aggregation_of_the_samples():
+    records = [
+        {"task": "grounding", "prediction": "<answer>Attach it</answer>", "reference": "Attach it."},  # words: valid
+        {"task": "grounding", "prediction": "<think>hm</think> ...", "reference": "Attach it."},  # no word
+        {"task": "object", "prediction": J(([0, 0, 10, 10], "a")), "reference": REF1},  # a valid box
+        {"task": "object", "prediction": J(([5, 5, 5, 9], "a")), "reference": REF1},  # only a degenerate box
+        {"task": "state", "prediction": "Maybe", "reference": "No"},  # no yes/no word
+    ]
+    samples = score_samples(records)
+    assert [s["format_valid"] for s in samples] == [1.0, 0.0, 1.0, 0.0, 0.0]
+    assert format_validity(samples) == pytest.approx(
+        {"format_valid": 40.0, "format_valid_grounding": 50.0, "format_valid_object": 50.0, "format_valid_state": 0.0}
+    )
+
+
+def test_score_predictions_is_one_pass_over_the_records():
+    # every key of a run's metrics.json from one score_samples pass: metrics, CIs, validity, both references
+    records = [*MIXED, {**MIXED[0], "id": "g2", "demo_answer": "attach the red brick on top"}]
+    scored = score_predictions(records, bootstrap_samples=50, seed=0)
+    samples = score_samples(records)
+    assert scored.values == aggregate(samples) | format_validity(samples)
+    assert scored.metrics["eval/num_samples"] == 4.0
+    assert scored.metrics["ref/copy_demo/f1_theme"] == 100.0
+    assert scored.metrics["ref/always_yes/fpr"] == 100.0
+    assert set(scored.cis) == set(aggregate(samples))
 
 
 MIXED = [
@@ -214,8 +263,15 @@ def test_keys_only_for_tasks_present_and_score_is_aggregate_of_samples():
 def test_score_samples_are_per_sample_values_in_unit_range():
     samples = score_samples(MIXED)
     assert [s["task"] for s in samples] == ["grounding", "object", "state"]
-    assert samples[1] == {"task": "object", "f1_object": 1.0, "iou": 0.5, "iou_strict": 0.5, "iou50": 1.0}
-    assert samples[2] == {"task": "state", "tp": 0.0, "fp": 1.0, "fn": 0.0, "tn": 0.0}
+    assert samples[1] == {
+        "task": "object",
+        "f1_object": 1.0,
+        "iou": 0.5,
+        "iou_strict": 0.5,
+        "iou50": 1.0,
+        "format_valid": 1.0,
+    }
+    assert samples[2] == {"task": "state", "tp": 0.0, "fp": 1.0, "fn": 0.0, "tn": 0.0, "format_valid": 1.0}
     assert all(0.0 <= v <= 1.0 for s in samples for k, v in s.items() if k != "task")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from experiments.score import run
-from lego_arta.metrics import format_validity, score
+from lego_arta.metrics import format_validity, score, score_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 BOX = '[{"bbox_2d": [0, 0, 10, 10], "label": "red brick"}]'
@@ -44,7 +44,7 @@ def test_run_writes_metrics_and_prints_the_table(make_cfg, tmp_path, capsys):
     assert values == pytest.approx(score(RECORDS))
     # the same keys as an evaluation run: format validity beside the metrics
     assert {k.removeprefix("eval/"): v for k, v in out.items() if k.startswith("eval/format_valid")} == pytest.approx(
-        format_validity(RECORDS)
+        format_validity(score_samples(RECORDS))
     )
     assert out["eval/num_samples"] == 6.0
     assert out["eval/f1_state_lo"] <= out["eval/f1_state"] <= out["eval/f1_state_hi"]
@@ -53,6 +53,29 @@ def test_run_writes_metrics_and_prints_the_table(make_cfg, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| metric | value | 95% CI |" in printed and "| iou | 100.00 |" in printed
     assert "Always-'Yes' reference" in printed
+
+
+def test_copy_demo_reference_from_the_demo_answer_column(make_cfg, tmp_path, capsys):
+    # predictions.jsonl rows carry demo_answer (evaluation writes it): score.py gives the copy-the-demo reference
+    rows = [{**RECORDS[0], "demo_answer": "Attach the blue plate."}, {**RECORDS[1], "demo_answer": None}, *RECORDS[2:]]
+    out = run(make_cfg(f"predictions={write_jsonl(tmp_path / 'p.jsonl', rows)}", config_name="score"))
+    copied = score([{**rows[0], "prediction": rows[0]["demo_answer"]}])
+    assert {k.removeprefix("ref/copy_demo/"): v for k, v in out.items() if k.startswith("ref/copy_demo/")} == (
+        pytest.approx(copied)
+    )
+    assert "Copy-the-demo reference" in capsys.readouterr().out
+
+
+def test_score_script_imports_no_torch_transformers_or_datasets():
+    # score.py is light: importing it (and the metrics) loads none of the heavy libraries
+    code = (
+        "import sys, experiments.score; "
+        "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout
 
 
 def test_no_bootstrap(make_cfg, tmp_path):
@@ -86,6 +109,12 @@ def test_no_bootstrap(make_cfg, tmp_path):
             [{"task": "detection", "prediction": "", "reference": "Yes"}],
             r"p\.jsonl:1: field 'task': unknown task 'detection'",
             id="unknown-task",
+        ),
+        # a demo answer that is not text
+        pytest.param(
+            [{"prediction": "Yes", "reference": "Yes", "demo_answer": 3}],
+            r"p\.jsonl:1: field 'demo_answer' is int",
+            id="demo-answer-type",
         ),
         # an empty file
         pytest.param([""], r"p\.jsonl: no records", id="empty"),

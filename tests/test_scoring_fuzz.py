@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lego_arta.metrics import METRIC_KEYS, format_validity, score
+from lego_arta.metrics import METRIC_KEYS, format_validity, score, score_samples
 from lego_arta.parsing import answer_text, completion_text, parse_boxes
 from lego_arta.rewards import REWARDS
 
@@ -97,7 +97,7 @@ def check_score(completions: list, solutions: list[str], tasks: list[str | None]
     assert set(metrics) <= set(METRIC_KEYS)
     for key, value in metrics.items():
         assert math.isfinite(value) and 0.0 <= value <= 100.0, (key, value)
-    validity = format_validity(records)
+    validity = format_validity(score_samples(records))
     assert validity and all(0.0 <= v <= 100.0 for v in validity.values())
 
 

@@ -82,6 +82,7 @@ FEATURES = datasets.Features(
         "images": datasets.List(datasets.Image()),
         "completion": _MESSAGES,
         "solution": datasets.Value("string"),
+        "demo_answer": datasets.Value("string"),
     }
 )
 
@@ -115,6 +116,7 @@ def build_rows(
                 "images": images,
                 "completion": [assistant_turn(record.solution)],
                 "solution": record.solution,
+                "demo_answer": demos[0].solution if demos else None,
             }
         )
     return rows
@@ -123,7 +125,9 @@ def build_rows(
 def build_dataset(
     records: Sequence[Record], demo_pool: Sequence[Record] | DemoPool, data_cfg: Mapping[str, Any], seed: int = 0
 ) -> datasets.Dataset:
-    """The TRL-ready view of ``records``: ``id``, ``task``, ``prompt``, ``images``, ``completion``, ``solution``.
+    """The TRL-ready view of ``records``: ``id``, ``task``, ``prompt``, ``images``, ``completion``, ``solution``,
+    ``demo_answer`` (the answer of the prompt's first few-shot demo, None without demos: the copy-the-demo reference
+    of the metrics reads it, written here where the demos are chosen).
 
     Args:
         records: the records to turn into samples (a split).

@@ -172,11 +172,13 @@ def generate_predictions(
     batch_size: int = 4,
     generator: str = "",
 ) -> list[dict[str, Any]]:
-    """Generate with ``backend`` for every row of ``dataset`` (``id``, ``task``, ``prompt``, ``images``, ``solution``).
+    """Generate with ``backend`` for every row of ``dataset`` (``id``, ``task``, ``prompt``, ``images``, ``solution``,
+    ``demo_answer``).
 
     Each batch is appended to ``out_path`` as soon as it is done (id, task, prompt hash, generator, prediction,
-    reference); rows already there for the same id, prompt and ``generator`` (:func:`generator_id`) are kept and not
-    generated again, so an interrupted evaluation resumes. Returns the predictions in dataset order.
+    reference, demo answer: what ``experiments/score.py`` needs); rows already there for the same id, prompt and
+    ``generator`` (:func:`generator_id`) are kept and not generated again, so an interrupted evaluation resumes.
+    Returns the predictions in dataset order.
     """
     out_path = Path(out_path)
     done = finished_predictions(out_path, dataset, generator)
@@ -198,6 +200,7 @@ def generate_predictions(
                 "generator": generator,
                 "prediction": answer,
                 "reference": row["solution"],
+                "demo_answer": row["demo_answer"],
             }
             append_jsonl(out_path, record)
             done[row["id"]] = record
