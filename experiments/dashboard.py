@@ -17,18 +17,13 @@ from omegaconf import DictConfig
 
 from lego_arta.cli import hydra_task
 from lego_arta.errors import UserError
+from lego_arta.metrics import STUDY_METRICS
+from lego_arta.rewards import REWARDS
 
-REWARD_KEYS = [
-    "train/reward",
-    "train/rewards/format/mean",
-    "train/rewards/iou_v1/mean",
-    "train/rewards/iou_v2/mean",
-    "train/rewards/label_rouge/mean",
-    "train/rewards/state/mean",
-    "train/rewards/grounding/mean",
-]
-TRAINING_KEYS = ["train/kl", "train/completions/mean_length", "train/loss", "train/learning_rate"]
-EVAL_KEYS = ["eval/f1_theme", "eval/rouge", "eval/bleu", "eval/f1_object", "eval/iou", "eval/f1_state", "eval/fpr"]
+# W&B keys from the registries: TRL logs rewards/<__name__>/mean per reward, evaluation eval/<metric>
+REWARD_KEYS = ["train/reward", *(f"train/rewards/{name}/mean" for name in REWARDS)]
+TRAINING_KEYS = ["train/kl", "train/completions/mean_length", "train/loss", "train/learning_rate"]  # TRL's own
+EVAL_KEYS = [f"eval/{key}" for key in STUDY_METRICS]
 
 
 def build_workspace(entity: str, project: str, group: str) -> Any:

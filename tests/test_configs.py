@@ -43,6 +43,14 @@ def test_every_combination_composes(make_cfg, method, reward, model):
     OmegaConf.to_container(cfg, resolve=True)
 
 
+def test_the_3b_model_builds_on_the_7b(make_cfg):
+    # one source per value: the 3B file sets only what differs from the 7B (its name, checkpoint, no plan fixture)
+    small, large = make_cfg("model=qwen2_5_vl_3b").model, make_cfg("model=qwen2_5_vl_7b").model
+    differs = {k for k in large if small[k] != large[k]}
+    assert differs == {"name", "path", "files"}
+    assert set(OmegaConf.load(CONF / "model" / "qwen2_5_vl_3b.yaml")) == {"defaults", *differs}
+
+
 def shown_overrides(experiment: str) -> list[str]:
     """The overrides of the command an overlay's first comment shows (placeholders such as <time> filled in)."""
     first = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()[1]

@@ -8,7 +8,9 @@ import pytest
 
 from experiments import demo
 from experiments.dashboard import EVAL_KEYS, REWARD_KEYS, build_workspace
+from lego_arta.metrics import STUDY_METRICS
 from lego_arta.report.collect import collect_runs
+from lego_arta.rewards import REWARDS
 
 STUDY_COLUMNS = ["F1-Theme", "ROUGE", "BLEU", "F1-Object", "IoU", "F1-State", "FPR"]
 
@@ -56,4 +58,6 @@ def test_dashboard_is_defined_as_code_offline():
     workspace = build_workspace("team", "lego-arta", "reward_ablation")
     titles = [panel.title for section in workspace.sections for panel in section.panels]
     assert len(titles) == len({*REWARD_KEYS, *EVAL_KEYS}) + 4
+    # the keys come from the registries: a panel per registered reward and per study metric
+    assert {f"rewards/{name}" for name in REWARDS} | set(STUDY_METRICS) <= set(titles)
     assert "Group = 'reward_ablation'" in str(workspace.runset_settings.filters)

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lego_arta.errors import UserError
-from lego_arta.parsing import Box, parse_boxes
+from lego_arta.parsing import TASKS, Box, parse_boxes
 
-TASKS: tuple[str, ...] = ("grounding", "object", "state")
 # The instances per task the dataset and the study report (35,612 in all): what a full read of the download is
 # compared with (experiments/prepare_data.py prints both).
 PUBLISHED_COUNTS: dict[str, int] = {"grounding": 5612, "object": 19136, "state": 10864}
