@@ -158,17 +158,31 @@ def make_records(num_manuals: int = 10, steps: int = 6, fakes: int = 3) -> list[
     for m in range(num_manuals):
         manual = f"lego-{m:05d}-test"
         for k in range(1, steps + 1):
-            img = f"/data/{manual}/step_{k}.png"
+            at = {"manual_id": manual, "image": f"/data/{manual}/step_{k}.png", "step_num": k}
             gid = f"{manual}/grounding/{k}"
-            records.append(Record(gid, "grounding", manual, gid, img, "q", f"text {k}", f"text {k - 1}", k))
+            records.append(
+                Record(
+                    id=gid,
+                    task="grounding",
+                    group_id=gid,
+                    query="q",
+                    solution=f"text {k}",
+                    context=f"text {k - 1}",
+                    **at,
+                )
+            )
             oid = f"{manual}/object/{k}"
             n_boxes = 1 + (k + m) % 3
             boxes = ", ".join(
                 f'{{"bbox_2d": [{i}, {i}, {i + 10}, {i + 10}], "label": "part"}}' for i in range(n_boxes)
             )
-            records.append(Record(oid, "object", manual, oid, img, "Find a part", f"[{boxes}]", "", k))
+            records.append(
+                Record(id=oid, task="object", group_id=oid, query="Find a part", solution=f"[{boxes}]", **at)
+            )
             group = f"{manual}/state/step_{k}"
-            records.append(Record(group, "state", manual, group, img, "q", "Yes", "", k))
+            records.append(Record(id=group, task="state", group_id=group, query="q", solution="Yes", **at))
             for n in range(1, fakes + 1):
-                records.append(Record(f"{group}_fake{n}", "state", manual, group, img, "q", "No", "", k))
+                records.append(
+                    Record(id=f"{group}_fake{n}", task="state", group_id=group, query="q", solution="No", **at)
+                )
     return records

@@ -24,7 +24,17 @@ from tests.data_fixtures import make_records, write_image
 
 def rec(task: str, query: str, solution: str, context: str = "", step: int = 0) -> Record:
     uid = f"m/{task}/{step}"
-    return Record(uid, task, "m", uid, f"/{task}.png", query, solution, context, step)
+    return Record(
+        id=uid,
+        task=task,
+        manual_id="m",
+        group_id=uid,
+        image=f"/{task}.png",
+        query=query,
+        solution=solution,
+        context=context,
+        step_num=step,
+    )
 
 
 OBJECT = rec("object", "Find a 1x2 white beam", '[{"bbox_2d": [1, 2, 3, 4], "label": "1x2 white beam"}]', step=2)

@@ -379,8 +379,17 @@ def test_unusable_detection_answers(answer: str, problem: str) -> None:
 
 def test_record_round_trip_and_errors() -> None:
     record = Record(
-        "m/object/1", "object", "m", "m/object/1", "/a.png", "Find a x", '[{"bbox_2d": [1, 2, 3, 4], "label": "x"}]'
+        id="m/object/1",
+        task="object",
+        manual_id="m",
+        group_id="m/object/1",
+        image="/a.png",
+        query="Find a x",
+        solution='[{"bbox_2d": [1, 2, 3, 4], "label": "x"}]',
     )
+    # keywords only: nine fields, five of them strings, are too easy to swap by position
+    with pytest.raises(TypeError, match="positional"):
+        Record("m/object/1", "object", "m", "m/object/1", "/a.png", "Find a x", "[]")  # type: ignore[misc]
     assert Record.from_dict(record.to_dict()) == record
     assert [(b.label, b.coords) for b in record.boxes()] == [("x", (1, 2, 3, 4))]
     with pytest.raises(DataError, match=r"train\.jsonl: record 4: field 'solution': missing"):

@@ -34,7 +34,15 @@ GRPO_OVERLAYS = ["paper_grpo_v1", "paper_grpo_v2", "hybrid_sft_grpo"]
 def test_grpo_overlays_ask_for_think_and_answer(make_cfg, experiment, reasoning):
     cfg = make_cfg(f"experiment={experiment}")
     assert cfg.data.reasoning is reasoning
-    record = Record("m/state/1", "state", "m", "m/state/1", "/i.png", "Was this step completed correctly?", "Yes")
+    record = Record(
+        id="m/state/1",
+        task="state",
+        manual_id="m",
+        group_id="m/state/1",
+        image="/i.png",
+        query="Was this step completed correctly?",
+        solution="Yes",
+    )
     prompt = build_rows([record], [], OmegaConf.to_container(cfg.data))[0]["prompt"]
     assert prompt[-1]["content"][1]["text"].startswith(REASONING_PREFIX) is reasoning
 

@@ -101,8 +101,8 @@ def test_training_and_evaluation_inputs_are_identical(tmp_path, processor, model
         paths.append(tmp_path / f"page{i}.png")
         noise(*size, seed=i).save(paths[-1])
     demo, record = (
-        Record(f"m/object/{i}", "object", "m", f"m/object/{i}", str(paths[i]), "Find a 1x2 white beam",
-               '[{"bbox_2d": [10, 20, 30, 40], "label": "1x2 white beam"}]')
+        Record(id=f"m/object/{i}", task="object", manual_id="m", group_id=f"m/object/{i}", image=str(paths[i]),
+               query="Find a 1x2 white beam", solution='[{"bbox_2d": [10, 20, 30, 40], "label": "1x2 white beam"}]')
         for i in (0, 1)
     )  # fmt: skip
     data_cfg = {"reasoning": True, "demos": {"enabled": True, "match_box_count": True, "state_pair": "related"}}

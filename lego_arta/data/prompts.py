@@ -35,8 +35,8 @@ Message = dict[str, Any]
 def task_text(record: Record) -> str:
     """The text of the user turn that asks ``record``'s question (without the reasoning prefix).
 
-    >>> r = Record("m/grounding/2", "grounding", "m", "m/grounding/2", "/i.png", "What is the instruction?",
-    ...            "Attach the 2x4 red brick.", context="Place the base.")
+    >>> r = Record(id="m/grounding/2", task="grounding", manual_id="m", group_id="m/grounding/2", image="/i.png",
+    ...            query="What is the instruction?", solution="Attach the 2x4 red brick.", context="Place the base.")
     >>> print(task_text(r))
     Previous instruction: Place the base.
     What is the instruction?

@@ -47,39 +47,27 @@ each alternative a config option):
 
 Record-level problems are dropped and counted by reason (``drops``); file-level problems (unreadable JSON, no
 manual found, a missing root) raise one ``DataError`` naming each file. Only the existence of images is checked:
-no pixel is read here.
+no pixel is read here. ``read_dataset`` puts the parts together: ``manuals`` reads the per-manual files (grounding,
+object), ``state`` the state groups, ``task_files`` the optional task files.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from lego_arta.data.drops import DropLog
-from lego_arta.data.images import ImageFinder, dataset_root, index_images, name_key, rel_path
-from lego_arta.data.records import GROUNDING_QUERY, TASKS, DataError, Record, detection_answer
+from lego_arta.data.images import ImageFinder, dataset_root, index_images
+from lego_arta.data.manuals import GROUNDING_CONTEXT, NEW_SUFFIX, OBJECT_RECORDS, ManualReader
+from lego_arta.data.records import TASKS, DataError, Record
 from lego_arta.data.state import STATE_GROUP_BY, STATE_ORIGINAL, read_state
 from lego_arta.data.task_files import TASK_FILES_DIR, TaskFileReader, find_task_files
 
 log = logging.getLogger(__name__)
-
-DETECTION = "[detection]"
-COLLECT = "[detection-collect]"
-# task labels of rows that were never a detection (the VLM block of a page that was not queried)
-NON_DETECTION_LABELS = frozenset({"None", "[grounding]", "[state]"})
-NO_TEXT = frozenset({"No text found", "None", ""})
-GROUNDING_CONTEXT = ("previous_instruction", "previous_step")
-OBJECT_RECORDS = ("row", "label")
-NEW_SUFFIX = "_new"
-# the study's file-name rules for rows without a step class (LEGO-R1 notebook, _step_re / _eop_re)
-_STEP_NAME = re.compile(r"[_-](\d{1,4})_step", re.IGNORECASE)
-_EOP_NAME = re.compile(r"[_-](\d{1,4}).*?eop", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -167,7 +155,7 @@ def read_dataset(root: str | Path, options: ReadOptions) -> ReadResult:
             "data.root to the download folder or to its ARTA_LEGO/ folder (the one that holds json_data/, lego/, "
             "object_dataset/, step_dataset/)"
         )
-    reader = _ManualReader(root, options, finder, drops)
+    reader = ManualReader(root, options, finder, drops)
     records: list[Record] = []
     for path in json_files:
         records.extend(reader.read(path))
@@ -229,266 +217,3 @@ def _check_unique(records: list[Record]) -> None:
             f"duplicate record ids ({len(duplicates)}), e.g. {duplicates[:5]}: two manual files with the same "
             "manual_id, or task files that repeat an id"
         )
-
-
-@dataclass(frozen=True)
-class _Row:
-    """One manual row with VLM block, as the record builders need it."""
-
-    file: str  # the manual file, relative to root
-    rec: str  # "instruction <i> (instruction_id=<id>)"
-    manual: str
-    iid: Any
-    raw_image: Any  # VLM.img_path as written
-    image: Path | None  # resolved, None when "None" or not found
-    step_class: str | None
-    step_num: int
-
-
-class _ManualReader:
-    """Reads the per-manual JSON files into grounding and object records; indexes what the state reader needs."""
-
-    def __init__(self, root: Path, options: ReadOptions, finder: ImageFinder, drops: DropLog) -> None:
-        self.root = root
-        self.options = options
-        self.finder = finder
-        self.drops = drops
-        self.instructions = 0  # manual rows read (the denominator of the ``instruction`` drop fraction)
-        self.page_images = index_images(root / "lego") if "state" in options.tasks else {}
-        self.step_nums: dict[tuple[str, str], int] = {}  # (manual, image name key) -> step number
-        self._objects = index_images(root / "object_dataset") if "object" in options.tasks else {}
-        self._seen: set[tuple[str, str]] = set()  # (task, image): the first record of an image is kept
-
-    def read(self, path: Path) -> list[Record]:
-        rel = rel_path(path, self.root)
-        data = self._load(path, rel)
-        if data is None:
-            return []
-        if not isinstance(data, dict):
-            self.drops.error(rel, f"expected a JSON object with 'instructions', got {type(data).__name__}")
-            return []
-        instructions = data.get("instructions")
-        if not isinstance(instructions, list):
-            self.drops.error(rel, "missing or not a list", field="instructions")
-            return []
-        manual_id = data.get("manual_id")
-        manual = manual_id if isinstance(manual_id, str) and manual_id.strip() not in NO_TEXT else path.stem
-        manual = manual.removesuffix(NEW_SUFFIX)
-        records: list[Record] = []
-        previous_text, previous_step_text = "", ""
-        for i, ins in enumerate(instructions):
-            self.instructions += 1
-            iid = ins.get("instruction_id", i) if isinstance(ins, dict) else i
-            rec = f"instruction {i} (instruction_id={iid})"
-            if not isinstance(ins, dict):
-                self.drops.drop("instruction", "not a JSON object", rel, record=rec, detail=f"got {ins!r:.80}")
-                previous_text = ""
-                continue
-            text = self._text(ins.get("text"))
-            context = previous_text if self.options.grounding_context == "previous_instruction" else previous_step_text
-            previous_text = text or ""
-            vlm = ins.get("VLM")
-            if _is_none(vlm):
-                detail = "missing (a crawler-format row: only instruction_id, text, img_url)"
-                self.drops.drop("instruction", "no VLM block", rel, record=rec, field="VLM", detail=detail)
-                continue
-            if not isinstance(vlm, dict):
-                detail = f"expected an object, got {vlm!r:.80}"
-                self.drops.drop("instruction", "VLM is not an object", rel, record=rec, field="VLM", detail=detail)
-                continue
-            raw_image = vlm.get("img_path")
-            step_class, step_num = _step_of(vlm, raw_image, default=i)
-            row = _Row(rel, rec, manual, iid, raw_image, self._image(raw_image, manual), step_class, step_num)
-            if row.image is not None:
-                self.step_nums.setdefault((manual, name_key(row.image.stem)), step_num)
-            if step_class == "step" and text:
-                previous_step_text = text
-            if step_class == "step" and "grounding" in self.options.tasks:
-                records.extend(self._grounding(row, ins.get("text"), text, context))
-            label = vlm.get("task_label")
-            if "object" in self.options.tasks and not _is_none(label) and label not in NON_DETECTION_LABELS:
-                records.extend(self._object(row, vlm))
-        return records
-
-    # -- grounding ------------------------------------------------------------------------------------------------
-    def _grounding(self, row: _Row, value: Any, text: str | None, context: str) -> list[Record]:
-        if text is None:
-            textual = _is_none(value) or isinstance(value, str) or _is_str_list(value)
-            reason = "no text" if textual else "text is not a list of strings"
-            self.drops.drop(
-                "grounding", reason, row.file, record=row.rec, field="text", detail=f"{reason}: {value!r:.80}"
-            )
-            return []
-        image = self._needed_image("grounding", row)
-        if image is None or not self._first("grounding", image):
-            return []
-        rid = f"{row.manual}/grounding/{row.iid}"
-        return [Record(rid, "grounding", row.manual, rid, str(image), GROUNDING_QUERY, text, context, row.step_num)]
-
-    # -- object ---------------------------------------------------------------------------------------------------
-    def _object(self, row: _Row, vlm: Mapping[str, Any]) -> list[Record]:
-        rel, rec, manual, step_class = row.file, row.rec, row.manual, row.step_class
-        label = vlm.get("task_label")
-        if label not in (DETECTION, COLLECT):
-            self.drops.drop(
-                "object",
-                "unknown task_label",
-                rel,
-                record=rec,
-                field="VLM.task_label",
-                detail=f"unknown task_label {label!r} (expected {DETECTION} or {COLLECT})",
-            )
-            return []
-        classes = self.options.object_step_classes
-        if classes is not None and step_class not in classes:
-            self.drops.skip("object", f"step_class {step_class!r} not in data.object_step_classes")
-            return []
-        answer = next((vlm[k] for k in ("MiniGPTv2_output", "answer") if not _is_none(vlm.get(k))), None)
-        if answer is None:
-            if label == COLLECT:
-                self.drops.skip("object", f"{COLLECT} row without an answer (MiniGPT-v2 answered {DETECTION} rows)")
-            else:
-                self.drops.drop(
-                    "object",
-                    "no answer",
-                    rel,
-                    record=rec,
-                    field="VLM.MiniGPTv2_output",
-                    detail=f"no answer ('None') for a {DETECTION} row",
-                )
-            return []
-        query = vlm.get("query")
-        if _is_none(query) or not isinstance(query, str):
-            self.drops.drop("object", "no query", rel, record=rec, field="VLM.query", detail=f"no query: {query!r}")
-            return []
-        if not isinstance(answer, str):
-            self.drops.drop(
-                "object",
-                "answer has no box",
-                rel,
-                record=rec,
-                field="VLM.MiniGPTv2_output",
-                detail=f"answer is not text: {answer!r:.80}",
-            )
-            return []
-        solution, problem, unboxed = detection_answer(answer)
-        if problem is not None:
-            self.drops.drop(
-                "object", problem, rel, record=rec, field="VLM.MiniGPTv2_output", detail=f"{problem}: {answer!r:.120}"
-            )
-            return []
-        callout = self._objects.get((manual, _name_key_of(row.raw_image)))
-        image = callout or self._needed_image("object", row)
-        if image is None:
-            return []
-        if unboxed:
-            self.drops.skip("object", "label without a box in an answer (its other boxes are kept)", len(unboxed))
-        query = query.strip()
-        rid = f"{manual}/object/{row.iid}"
-        if self.options.object_records == "row":
-            if not self._first("object", image):
-                return []
-            return [Record(rid, "object", manual, rid, str(image), query, solution, "", row.step_num)]
-        by_label: dict[str, list[Any]] = {}
-        for item in json.loads(solution):
-            by_label.setdefault(item["label"], []).append(item)
-        verb = query.split()[0] if len(by_label) > 1 else ""
-        return [
-            Record(
-                f"{rid}-{j}",
-                "object",
-                manual,
-                f"{rid}-{j}",
-                str(image),
-                f"{verb} {name}" if verb else query,
-                json.dumps(items),
-                "",
-                row.step_num,
-            )
-            for j, (name, items) in enumerate(by_label.items())
-        ]
-
-    # -- helpers --------------------------------------------------------------------------------------------------
-    def _image(self, raw: Any, manual: str) -> Path | None:
-        if _is_none(raw) or not isinstance(raw, str):
-            return None
-        return self.finder.resolve(raw, manual)
-
-    def _needed_image(self, task: str, row: _Row) -> Path | None:
-        """The image of a record of ``task``; None (dropped, counted) when there is none or it is not found."""
-        raw = row.raw_image
-        if _is_none(raw) or not isinstance(raw, str):
-            self.drops.drop(
-                task, "no image", row.file, record=row.rec, field="VLM.img_path", detail=f"no image: {raw!r}"
-            )
-        elif row.image is None:
-            detail = f"image not found: {raw!r} (looked under {self.root})"
-            self.drops.drop(task, "image not found", row.file, record=row.rec, field="VLM.img_path", detail=detail)
-        return row.image
-
-    def _first(self, task: str, image: Path) -> bool:
-        """True for the first record of ``task`` on ``image``; later ones are skipped (counted)."""
-        if (task, str(image)) in self._seen:
-            self.drops.skip(task, "image already used by an earlier row (the first is kept)")
-            return False
-        self._seen.add((task, str(image)))
-        return True
-
-    def _text(self, value: Any) -> str | None:
-        """The joined text of a row; None when it has none ("No text found", "None") or is not text."""
-        if isinstance(value, str):
-            return None if value.strip() in NO_TEXT else value.strip()
-        if _is_str_list(value):
-            return " ".join(v.strip() for v in value if v.strip() not in NO_TEXT) or None
-        return None
-
-    def _load(self, path: Path, rel: str) -> Any:
-        try:
-            with open(path, encoding="utf-8") as f:
-                return json.load(f)
-        except json.JSONDecodeError as e:
-            self.drops.error(rel, f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}")
-        except UnicodeDecodeError as e:
-            self.drops.error(rel, f"not UTF-8 text: {e}")
-        except OSError as e:
-            self.drops.error(rel, f"cannot be read: {e}")
-        return None
-
-
-def _step_of(vlm: Mapping[str, Any], raw_image: Any, default: int) -> tuple[str | None, int]:
-    """(step class, step number) of a row: from ``VLM`` when filled, else from the image's file name."""
-    step_class = vlm.get("step_class")
-    step_num = _as_int(vlm.get("step_num"))
-    name = PurePosixPath(raw_image).name if isinstance(raw_image, str) and not _is_none(raw_image) else ""
-    step_match, eop_match = _STEP_NAME.search(name), _EOP_NAME.search(name)
-    if _is_none(step_class) or not isinstance(step_class, str):
-        step_class = "step" if step_match else "eop" if eop_match else None
-    if step_num is None:
-        match = step_match or eop_match
-        step_num = int(match[1]) if match else default
-    return step_class, step_num
-
-
-def _name_key_of(raw_image: Any) -> str:
-    """The ``name_key`` of the file an ``img_path`` names ("" for none): how object_dataset/ images are matched."""
-    if _is_none(raw_image) or not isinstance(raw_image, str):
-        return ""
-    return name_key(PurePosixPath(raw_image.replace("\\", "/")).stem)
-
-
-def _is_str_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def _is_none(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip() in ("None", ""))
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None

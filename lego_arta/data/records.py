@@ -65,9 +65,12 @@ def where(file: object, *, record: str | int | None = None, field: str | None = 
     return ": ".join(parts) + ": "
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Record:
-    """One sample of one task; ``image`` is an absolute path (the pixels are opened only when needed)."""
+    """One sample of one task; ``image`` is an absolute path (the pixels are opened only when needed).
+
+    Built with keywords only: nine fields, five of them strings, are too easy to swap by position.
+    """
 
     id: str
     task: str

@@ -46,7 +46,8 @@ def split_records(
             task files' split, given in ``published``: record id -> "train" | "test").
         published: see ``by``.
 
-    >>> recs = [Record(f"m/state/{g}{s}", "state", "m", f"m/state/{g}", "/i.png", "q", "No") for g in "abcd"
+    >>> recs = [Record(id=f"m/state/{g}{s}", task="state", manual_id="m", group_id=f"m/state/{g}", image="/i.png",
+    ...                query="q", solution="No") for g in "abcd"
     ...         for s in ("", "_fake1")]
     >>> train, test = split_records(recs, test_size=0.25, seed=0)
     >>> len(train), len(test), {r.group_id for r in train} & {r.group_id for r in test}

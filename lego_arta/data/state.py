@@ -83,9 +83,20 @@ def read_state(
         group = state_group(manual, stem, group_by)
         rid = f"{manual}/state/{stem}"
         step_num = step_nums.get(key, 0)
-        records.append(Record(rid, "state", manual, group, str(original), STATE_QUERY, "Yes", "", step_num))
+        records.append(_state_record(rid, manual, group, original, "Yes", step_num))
         for n, path in sorted(fakes.get(key, [])):
-            records.append(
-                Record(f"{rid}_fake{n}", "state", manual, group, str(path), STATE_QUERY, "No", "", step_num)
-            )
+            records.append(_state_record(f"{rid}_fake{n}", manual, group, path, "No", step_num))
     return records
+
+
+def _state_record(rid: str, manual: str, group: str, image: Path, answer: str, step_num: int) -> Record:
+    return Record(
+        id=rid,
+        task="state",
+        manual_id=manual,
+        group_id=group,
+        image=str(image),
+        query=STATE_QUERY,
+        solution=answer,
+        step_num=step_num,
+    )

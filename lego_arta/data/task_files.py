@@ -92,22 +92,9 @@ class TaskFileReader:
             detail = f"image not found: {item['image']!r} (looked under {self.root})"
             self.drops.drop(task, "image not found", rel, record=i, field="image", detail=detail)
             return None
-        solution = item["solution"].strip()
-        if task == "object":
-            converted, issue, _ = detection_answer(solution)
-            if issue is not None:
-                self.drops.drop(
-                    task, issue, rel, record=i, field="solution", detail=f"{issue}: {item['solution']!r:.120}"
-                )
-                return None
-            solution = converted
-        elif task == "state":
-            if solution.rstrip(".").lower() not in ("yes", "no"):
-                self.errors.append(
-                    where(rel, record=i, field="solution") + f"expected 'Yes' or 'No', got {solution!r}"
-                )
-                return None
-            solution = solution.rstrip(".").capitalize()
+        solution = self._solution(rel, task, i, item["solution"].strip())
+        if solution is None:
+            return None
         manual = item.get("manual_id") or manual_of(image, self.root)
         rid = item.get("id") or f"{manual}/{task}/{path.stem}-{i}"
         group = item.get("group_id") or (
@@ -123,3 +110,19 @@ class TaskFileReader:
         except DataError as e:
             self.errors.append(str(e))
             return None
+
+    def _solution(self, rel: str, task: str, i: int, given: str) -> str | None:
+        """The record's solution: JSON boxes (object), "Yes" / "No" (state), the text (grounding); None: left out."""
+        if task == "object":
+            converted, issue, _ = detection_answer(given)
+            if issue is not None:
+                self.drops.drop(task, issue, rel, record=i, field="solution", detail=f"{issue}: {given!r:.120}")
+                return None
+            return converted
+        if task == "state":
+            answer = given.rstrip(".")
+            if answer.lower() not in ("yes", "no"):
+                self.errors.append(where(rel, record=i, field="solution") + f"expected 'Yes' or 'No', got {given!r}")
+                return None
+            return answer.capitalize()
+        return given

@@ -78,8 +78,17 @@ def example_records(cfg: DictConfig, tasks: list[str]) -> tuple[list[Record], li
     image = "example.png"
 
     def rec(task: str, n: int, query: str, solution: str, context: str = "") -> Record:
+        rid = f"example/{task}/{n}"
         return Record(
-            f"example/{task}/{n}", task, "example", f"example/{task}/{n}", image, query, solution, context, n
+            id=rid,
+            task=task,
+            manual_id="example",
+            group_id=rid,
+            image=image,
+            query=query,
+            solution=solution,
+            context=context,
+            step_num=n,
         )
 
     records, pool = [], []

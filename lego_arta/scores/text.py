@@ -39,9 +39,8 @@ def _ngrams(tokens: Sequence[str], n: int) -> Counter[Any]:
 
 def _overlap(a: Counter[Any], b: Counter[Any]) -> int:
     # clipped matches: the sum over n-grams of min(count in a, count in b), iterating the smaller side
-    if len(a) > len(b):
-        a, b = b, a
-    return sum(min(count, b[gram]) for gram, count in a.items() if gram in b)
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    return sum(min(count, large[gram]) for gram, count in small.items() if gram in large)
 
 
 def clipped_matches(hypothesis: Sequence[str], reference: Sequence[str], max_n: int) -> list[int]:
@@ -295,16 +294,15 @@ def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
     >>> lcs_length("the red brick on top".split(), "red top brick".split())
     2
     """
-    if len(a) > len(b):
-        a, b = b, a
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
     masks: dict[str, int] = {}
-    for i, token in enumerate(a):
+    for i, token in enumerate(short):
         masks[token] = masks.get(token, 0) | (1 << i)
-    full = (1 << len(a)) - 1
+    full = (1 << len(short)) - 1
     v = full
-    for token in b:
+    for token in long:
         match = masks.get(token)
         if match:
             u = v & match
             v = ((v + u) | (v - u)) & full
-    return len(a) - v.bit_count()
+    return len(short) - v.bit_count()
