@@ -32,11 +32,11 @@ def main() -> None:
         rows = build_dataset(data.test, data.train, cfg.data, int(cfg.seed))
         rows = rows.select(range(min(args.samples, len(rows))))
         backend = TransformersBackend(model, processor, max_new_tokens=args.max_new_tokens, do_sample=False)
-        generate_predictions(backend, rows.select(range(2)), Path(tmp) / "warmup.jsonl", 2)
+        generate_predictions(backend, rows.select(range(2)), Path(tmp) / "warmup.jsonl", batch_size=2, generator="")
         report: dict[str, float | int] = {"samples": len(rows), "max_new_tokens": args.max_new_tokens}
         for batch in (1, 8):
             start = time.perf_counter()
-            generate_predictions(backend, rows, Path(tmp) / f"bs{batch}.jsonl", batch)
+            generate_predictions(backend, rows, Path(tmp) / f"bs{batch}.jsonl", batch_size=batch, generator="")
             report[f"samples_per_s_batch{batch}"] = len(rows) / (time.perf_counter() - start)
     report["speedup_batch8_vs_1"] = report["samples_per_s_batch8"] / report["samples_per_s_batch1"]
     path = write_bench("eval", report)

@@ -44,7 +44,7 @@ def merge(adapter: str | Path, out: str | Path | None = None) -> Path:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="merge")
 @hydra_task
 def main(cfg: DictConfig) -> None:
-    print(merge(cfg.adapter, cfg.get("out")))
+    print(merge(cfg.adapter, cfg.out))
 
 
 if __name__ == "__main__":

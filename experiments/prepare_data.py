@@ -3,12 +3,12 @@
     python experiments/prepare_data.py                                   # synthetic scenes (the default)
     python experiments/prepare_data.py data=lego_arta data.root=/data/arta split=manual
     python experiments/prepare_data.py data=lego_arta data.root=/data/arta data.max_drop_fraction=0.5
-    python experiments/prepare_data.py data.synthetic.num_manuals=20 +contact_sheet=false
+    python experiments/prepare_data.py data.synthetic.num_manuals=20 contact_sheet=false
 
 Writes into the Hydra run dir: train.jsonl, test.jsonl (one record per line, image paths absolute),
 split_summary.json (counts per task and split, dropped and skipped records by reason, an example of each drop) and
 contact_sheet.png (a few samples per task with their boxes, query and answer). Prints the counts per task beside
-the published ones, then the drop and skip reasons. ``contact_sheet`` is not in the main config: add it with ``+``.
+the published ones, then the drop and skip reasons. ``conf/prepare_data.yaml``: the run config plus ``contact_sheet``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, float]:
     out = Path(out_dir) if out_dir is not None else Path(HydraConfig.get().runtime.output_dir)
     split = load_data(cfg)
     save_split(split, out)
-    if cfg.get("contact_sheet", True):
+    if cfg.contact_sheet:
         path = contact_sheet(split.train + split.test, out / "contact_sheet.png", seed=int(cfg.seed))
         log.info("contact sheet: %s", path)
     print(counts_table(split.summary))
@@ -73,7 +73,7 @@ def counts_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="../conf", config_name="prepare_data")
 @hydra_task
 def main(cfg: DictConfig) -> None:
     run(cfg)

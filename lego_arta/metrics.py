@@ -234,7 +234,7 @@ def score(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
 
 
 def bootstrap_ci(
-    samples: Sequence[Mapping[str, Any]], n: int = 1000, seed: int = 0, alpha: float = 0.05
+    samples: Sequence[Mapping[str, Any]], *, n: int, seed: int, alpha: float = 0.05
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap confidence intervals (x100) of every metric, from per-sample values.
 
@@ -248,7 +248,7 @@ def bootstrap_ci(
         alpha: 1 - confidence level (0.05 gives 95% intervals).
 
     >>> samples = score_samples([{"task": "state", "prediction": p, "reference": "Yes"} for p in ["Yes", "No"] * 10])
-    >>> aggregate(samples)["f1_state"], [round(v, 1) for v in bootstrap_ci(samples, n=200)["f1_state"]]
+    >>> aggregate(samples)["f1_state"], [round(v, 1) for v in bootstrap_ci(samples, n=200, seed=0)["f1_state"]]
     (66.66666666666666, [40.0, 85.7])
     """
     rng = np.random.default_rng(seed)
@@ -309,9 +309,10 @@ def always_yes_reference(samples: Iterable[Mapping[str, Any]]) -> dict[str, floa
     >>> always_yes_reference(score_samples([{"reference": r, "prediction": "No"} for r in ["Yes", "No", "No", "No"]]))
     {'f1_state': 40.0, 'fpr': 100.0}
     """
-    state = _by_task(samples).get("state")
-    if not state:
+    groups = _by_task(samples)
+    if "state" not in groups:
         return {}
+    state = groups["state"]
     positives = sum(s["tp"] + s["fn"] for s in state)
     negatives = sum(s["fp"] + s["tn"] for s in state)
     f1, fpr = _state_metrics(positives, negatives, 0.0, 0.0)

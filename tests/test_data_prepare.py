@@ -76,7 +76,8 @@ def test_prepare_data_prints_counts_beside_the_published_ones(
 ) -> None:
     real_tree(tmp_path)
     write_image(tmp_path / "ARTA_LEGO/step_dataset/lego" / MANUAL / "stray_09_step_fake1.png")
-    run(make_cfg("data=lego_arta", f"data.root={tmp_path}", "+contact_sheet=false"), out_dir=tmp_path / "run")
+    cfg = make_cfg("data=lego_arta", f"data.root={tmp_path}", "contact_sheet=false", config_name="prepare_data")
+    run(cfg, out_dir=tmp_path / "run")
     printed = capsys.readouterr().out
     assert "published" in printed and "19,136" in printed and "5,612" in printed and "10,864" in printed
     assert "dropped (1): counted against data.max_drop_fraction" in printed
@@ -96,7 +97,7 @@ def test_real_data_without_root_fails_before_anything_loads(make_cfg: MakeCfg) -
 
 
 def test_prepare_data_writes_the_split_files_and_a_contact_sheet(make_cfg: MakeCfg, tmp_path: Path) -> None:
-    cfg = make_cfg("data.synthetic.num_manuals=4", "+contact_sheet=true")
+    cfg = make_cfg("data.synthetic.num_manuals=4", config_name="prepare_data")  # contact_sheet: true in the YAML
     out = tmp_path / "run"
     metrics = run(cfg, out_dir=out)
     assert metrics["data/test/total"] + metrics["data/train/total"] == 4 * 6 * 6
@@ -109,7 +110,7 @@ def test_prepare_data_writes_the_split_files_and_a_contact_sheet(make_cfg: MakeC
 
 
 def test_prepare_data_without_contact_sheet(make_cfg: MakeCfg, tmp_path: Path) -> None:
-    cfg = make_cfg("data.synthetic.num_manuals=2", "+contact_sheet=false")
+    cfg = make_cfg("data.synthetic.num_manuals=2", "contact_sheet=false", config_name="prepare_data")
     run(cfg, out_dir=tmp_path / "run")
     assert not (tmp_path / "run" / "contact_sheet.png").exists()
     assert (tmp_path / "run" / "test.jsonl").exists()

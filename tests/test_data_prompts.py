@@ -85,7 +85,7 @@ def with_images(tmp_path: Path) -> tuple[list[Record], list[Record]]:
     for i, r in enumerate(make_records(num_manuals=4, steps=2)):
         image = write_image(tmp_path / f"{i}.png", (i % 250, 0, 0))
         records.append(Record(**{**r.to_dict(), "image": str(image)}))
-    return split_records(records, seed=0)
+    return split_records(records, test_size=0.25, seed=0, by="record")
 
 
 def test_build_dataset_columns_lazy_images_and_completion(
@@ -100,7 +100,7 @@ def test_build_dataset_columns_lazy_images_and_completion(
     assert dataset.column_names == ["id", "task", "prompt", "images", "completion", "solution", "demo_answer"]
     assert len(dataset) == len(test)
 
-    pool, ids = DemoPool(train, seed=0), {r.id: r for r in train}
+    pool, ids = DemoPool(train, match_box_count=True, state_pair="related", seed=0), {r.id: r for r in train}
     for row, record in zip(dataset, test, strict=True):
         demos = pool.select(record)
         assert row["id"] == record.id and row["task"] == record.task and row["solution"] == record.solution
@@ -119,6 +119,6 @@ def test_build_dataset_columns_lazy_images_and_completion(
 
 def test_demos_off(with_images: tuple[list[Record], list[Record]]) -> None:
     train, test = with_images
-    dataset = build_dataset(test, train, {**CFG, "demos": {**CFG["demos"], "enabled": False}})
+    dataset = build_dataset(test, train, {**CFG, "demos": {**CFG["demos"], "enabled": False}}, seed=0)
     assert all(len(row["prompt"]) == 1 and len(row["images"]) == 1 for row in dataset)
     assert dataset["demo_answer"] == [None] * len(dataset)

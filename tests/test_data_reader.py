@@ -302,7 +302,7 @@ def test_task_files_with_record_fields_replace_the_task_and_give_the_published_s
         root / "object_dataset/lego" / M / f"{PAGE}_00_eop.png"
     )
     assert result.published == {"o1": "train", "o2": "test"}
-    train, test = split_records(objects, by="published", published=result.published)
+    train, test = split_records(objects, test_size=0.25, seed=0, by="published", published=result.published)
     assert ([r.id for r in train], [r.id for r in test]) == (["o1"], ["o2"])
     assert len([r for r in read(tmp_path, use_task_files=False).records if r.task == "object"]) == 2
 

@@ -32,7 +32,7 @@ def records() -> list:
 
 
 def test_no_group_crosses_and_per_task_ratios(records: list) -> None:
-    train, test = split_records(records, test_size=0.25, seed=0)
+    train, test = split_records(records, test_size=0.25, seed=0, by="record")
     assert len(train) + len(test) == len(records)
     assert not {r.group_id for r in train} & {r.group_id for r in test}
     total, held = Counter(r.task for r in records), Counter(r.task for r in test)
@@ -41,10 +41,12 @@ def test_no_group_crosses_and_per_task_ratios(records: list) -> None:
 
 
 def test_same_seed_same_split_other_seed_other_split(records: list) -> None:
-    first = split_records(records, seed=0)
-    assert split_records(records, seed=0) == first
-    assert set(ids(split_records(list(reversed(records)), seed=0)[1])) == set(ids(first[1]))  # input order is moot
-    assert ids(split_records(records, seed=1)[1]) != ids(first[1])
+    first = split_records(records, seed=0, test_size=0.25, by="record")
+    assert split_records(records, seed=0, test_size=0.25, by="record") == first
+    assert set(ids(split_records(list(reversed(records)), test_size=0.25, seed=0, by="record")[1])) == set(
+        ids(first[1])
+    )  # input order is moot
+    assert ids(split_records(records, seed=1, test_size=0.25, by="record")[1]) != ids(first[1])
 
 
 def test_manual_split_holds_whole_manuals_out(records: list) -> None:
@@ -52,21 +54,21 @@ def test_manual_split_holds_whole_manuals_out(records: list) -> None:
     train_manuals, test_manuals = {r.manual_id for r in train}, {r.manual_id for r in test}
     assert not train_manuals & test_manuals
     assert len(test_manuals) == 3 and len(train_manuals) == 9
-    assert ids(split_records(records, seed=1, by="manual")[1]) != ids(test)
+    assert ids(split_records(records, seed=1, by="manual", test_size=0.25)[1]) != ids(test)
 
 
 def test_bad_split_settings() -> None:
     with pytest.raises(DataError, match=r"split\.by"):
-        split_records(make_records(2, 2), by="group")
+        split_records(make_records(2, 2), by="group", test_size=0.25, seed=0)
     with pytest.raises(DataError, match="test_size"):
-        split_records(make_records(2, 2), test_size=1.5)
+        split_records(make_records(2, 2), test_size=1.5, seed=0, by="record")
     with pytest.raises(DataError, match="published"):
-        split_records(make_records(2, 2), by="published")
+        split_records(make_records(2, 2), by="published", test_size=0.25, seed=0)
 
 
 def test_demos_come_from_the_training_split_only(records: list) -> None:
-    train, test = split_records(records, seed=0)
-    pool = DemoPool(train, seed=0)
+    train, test = split_records(records, seed=0, test_size=0.25, by="record")
+    pool = DemoPool(train, match_box_count=True, state_pair="related", seed=0)
     test_ids, train_ids = set(ids(test)), set(ids(train))
     for record in test:
         demos = pool.select(record)
@@ -74,8 +76,8 @@ def test_demos_come_from_the_training_split_only(records: list) -> None:
 
 
 def test_demo_rules(records: list) -> None:
-    train, test = split_records(records, seed=0)
-    pool = DemoPool(train, match_box_count=True, seed=0)
+    train, test = split_records(records, seed=0, test_size=0.25, by="record")
+    pool = DemoPool(train, match_box_count=True, state_pair="related", seed=0)
     for record in train + test:
         demos = pool.select(record)
         assert all(d.id != record.id and d.group_id != record.group_id for d in demos)  # never itself or its group
@@ -93,17 +95,19 @@ def test_demo_rules(records: list) -> None:
         else:  # one Yes and one No
             assert sorted(d.solution for d in demos) == ["No", "Yes"]
     # deterministic from (seed, id), and the seed matters somewhere
-    again = DemoPool(train, seed=0)
+    again = DemoPool(train, match_box_count=True, state_pair="related", seed=0)
     assert all(ids(pool.select(r)) == ids(again.select(r)) for r in test)
-    other = DemoPool(train, seed=1)
+    other = DemoPool(train, match_box_count=True, state_pair="related", seed=1)
     assert any(ids(pool.select(r)) != ids(other.select(r)) for r in test)
 
 
 def test_match_box_count_off_ignores_the_answer(records: list) -> None:
-    train, _ = split_records(records, seed=0)
+    train, _ = split_records(records, seed=0, test_size=0.25, by="record")
     record = next(r for r in train if r.task == "object")
     same_manual = {c.id: c for c in train if c.task == "object" and c.manual_id == record.manual_id}
-    picks = {DemoPool(train, match_box_count=False, seed=s).select(record)[0].id for s in range(40)}
+    picks = {
+        DemoPool(train, match_box_count=False, state_pair="related", seed=s).select(record)[0].id for s in range(40)
+    }
     assert picks <= set(same_manual) - {record.id}
     assert any(len(same_manual[p].boxes()) != len(record.boxes()) for p in picks)  # box counts not matched
 
@@ -111,15 +115,17 @@ def test_match_box_count_off_ignores_the_answer(records: list) -> None:
 def test_demo_fallbacks() -> None:
     one_manual = make_records(num_manuals=1, steps=1)  # a single grounding record: no demo anywhere
     grounding = next(r for r in one_manual if r.task == "grounding")
-    assert DemoPool(one_manual).select(grounding) == []
+    assert DemoPool(one_manual, match_box_count=True, state_pair="related", seed=0).select(grounding) == []
     two = make_records(num_manuals=2, steps=1)
-    pool = DemoPool([r for r in two if r.manual_id == "lego-00001-test"])
+    pool = DemoPool(
+        [r for r in two if r.manual_id == "lego-00001-test"], match_box_count=True, state_pair="related", seed=0
+    )
     record = next(r for r in two if r.task == "state" and r.manual_id == "lego-00000-test")
     assert sorted(d.solution for d in pool.select(record)) == ["No", "Yes"]  # from another manual
 
 
 def test_saved_split_round_trips(records: list, tmp_path: Path) -> None:
-    train, test = split_records(records, seed=0)
+    train, test = split_records(records, seed=0, test_size=0.25, by="record")
     summary = split_summary(train, test, split={"by": "record"})
     paths = save_split(DataSplit(train, test, summary, tmp_path), tmp_path / "out")
     assert load_records(paths["train"]) == train and load_records(paths["test"]) == test
@@ -132,9 +138,9 @@ def test_saved_split_round_trips(records: list, tmp_path: Path) -> None:
 
 
 def test_state_demos_the_studys_related_pair_or_independent(records: list) -> None:
-    train, test = split_records(records, seed=0)
-    related = DemoPool(train, seed=0)  # state_pair="related", the study's
-    independent = DemoPool(train, state_pair="independent", seed=0)
+    train, test = split_records(records, seed=0, test_size=0.25, by="record")
+    related = DemoPool(train, match_box_count=True, state_pair="related", seed=0)  # state_pair="related", the study's
+    independent = DemoPool(train, match_box_count=True, state_pair="independent", seed=0)
     unrelated = 0
     for record in (r for r in test if r.task == "state"):
         yes, no = related.select(record)
@@ -146,7 +152,7 @@ def test_state_demos_the_studys_related_pair_or_independent(records: list) -> No
         unrelated += pair[0].group_id != pair[1].group_id
     assert unrelated  # drawn separately, the two mostly come from different groups
     with pytest.raises(DataError, match=r"data\.demos\.state_pair"):
-        DemoPool(train, state_pair="random")
+        DemoPool(train, match_box_count=True, state_pair="random", seed=0)
 
 
 def test_manual_split_keeps_manuals_that_share_a_group_together() -> None:

@@ -71,8 +71,11 @@ def test_batch_size_does_not_change_greedy_predictions(make_cfg, tmp_path):
     data = load_data(cfg)
     model, processor = load_model(cfg.model, cfg.paths.cache_dir)
     dataset = build_dataset(data.test, data.train, cfg.data, int(cfg.seed)).select(range(8))
-    backend = TransformersBackend(model, processor, max_new_tokens=12)
-    runs = {bs: generate_predictions(backend, dataset, tmp_path / f"bs{bs}.jsonl", batch_size=bs) for bs in (1, 4)}
+    backend = TransformersBackend(model, processor, max_new_tokens=12, do_sample=False)
+    runs = {
+        bs: generate_predictions(backend, dataset, tmp_path / f"bs{bs}.jsonl", batch_size=bs, generator="")
+        for bs in (1, 4)
+    }
     assert [r["prediction"] for r in runs[1]] == [r["prediction"] for r in runs[4]]
 
 
@@ -163,12 +166,14 @@ def test_resumed_predictions_belong_to_the_generator_that_made_them(tmp_path, ch
         return ["Yes"] * len(prompts)
 
     out = tmp_path / "predictions.jsonl"
-    generate_predictions(backend, dataset, out, generator=generator_id("model", adapter, settings))
+    generate_predictions(backend, dataset, out, batch_size=4, generator=generator_id("model", adapter, settings))
     if change == "adapter":
         (adapter / "adapter_model.safetensors").write_bytes(b"weights after step 25")
     elif change == "settings":
         settings = {"max_new_tokens": 64}
     calls.clear()
-    rows = generate_predictions(backend, dataset, out, generator=generator_id("model", adapter, settings))
+    rows = generate_predictions(
+        backend, dataset, out, batch_size=4, generator=generator_id("model", adapter, settings)
+    )
     assert sum(calls) == 3 - kept
     assert len(rows) == 3 and len(out.read_text().splitlines()) == 3

@@ -106,7 +106,7 @@ def test_training_and_evaluation_inputs_are_identical(tmp_path, processor, model
         for i in (0, 1)
     )  # fmt: skip
     data_cfg = {"reasoning": True, "demos": {"enabled": True, "match_box_count": True, "state_pair": "related"}}
-    row = build_dataset([record], [demo], data_cfg)[0]
+    row = build_dataset([record], [demo], data_cfg, seed=0)[0]
     assert len(row["images"]) == 2  # the demo's image and the record's
     prompt, images = row["prompt"], row["images"]
 

@@ -33,9 +33,7 @@ STATE_PAIR = ("related", "independent")
 class DemoPool:
     """The training records, indexed for demo selection."""
 
-    def __init__(
-        self, records: Iterable[Record], *, match_box_count: bool = True, state_pair: str = "related", seed: int = 0
-    ) -> None:
+    def __init__(self, records: Iterable[Record], *, match_box_count: bool, state_pair: str, seed: int) -> None:
         if state_pair not in STATE_PAIR:
             raise DataError(f"data.demos.state_pair: {state_pair!r} is not one of {list(STATE_PAIR)}")
         self.records = list(records)

@@ -88,7 +88,7 @@ FEATURES = datasets.Features(
 
 
 def build_rows(
-    records: Sequence[Record], demo_pool: Sequence[Record] | DemoPool, data_cfg: Mapping[str, Any], seed: int = 0
+    records: Sequence[Record], demo_pool: Sequence[Record] | DemoPool, data_cfg: Mapping[str, Any], seed: int
 ) -> list[dict[str, Any]]:
     """The dataset rows as plain dicts (``images`` as paths); see ``build_dataset``."""
     demos_cfg = data_cfg["demos"]
@@ -123,7 +123,7 @@ def build_rows(
 
 
 def build_dataset(
-    records: Sequence[Record], demo_pool: Sequence[Record] | DemoPool, data_cfg: Mapping[str, Any], seed: int = 0
+    records: Sequence[Record], demo_pool: Sequence[Record] | DemoPool, data_cfg: Mapping[str, Any], seed: int
 ) -> datasets.Dataset:
     """The TRL-ready view of ``records``: ``id``, ``task``, ``prompt``, ``images``, ``completion``, ``solution``,
     ``demo_answer`` (the answer of the prompt's first few-shot demo, None without demos: the copy-the-demo reference

@@ -31,9 +31,10 @@ def seeded_rng(*key: object) -> random.Random:
 
 def split_records(
     records: list[Record],
-    test_size: float = 0.25,
-    seed: int = 0,
-    by: str = "record",
+    *,
+    test_size: float,
+    seed: int,
+    by: str,
     published: Mapping[str, str] | None = None,
 ) -> tuple[list[Record], list[Record]]:
     """Split ``records`` into (train, test), keeping the input order within each side.
@@ -49,7 +50,7 @@ def split_records(
     >>> recs = [Record(id=f"m/state/{g}{s}", task="state", manual_id="m", group_id=f"m/state/{g}", image="/i.png",
     ...                query="q", solution="No") for g in "abcd"
     ...         for s in ("", "_fake1")]
-    >>> train, test = split_records(recs, test_size=0.25, seed=0)
+    >>> train, test = split_records(recs, test_size=0.25, seed=0, by="record")
     >>> len(train), len(test), {r.group_id for r in train} & {r.group_id for r in test}
     (6, 2, set())
     """

@@ -41,12 +41,17 @@ def make_backend(
     """The generation backend named by ``eval.backend``: ``transformers`` (needs ``model``, adapter merged in) or
     ``vllm`` (needs ``model_path``; loads ``adapter`` as a LoRA request)."""
     ev, mc = cfg.eval, cfg.model
-    backend = ev.get("backend", "transformers")
+    backend = ev.backend
     if backend == "transformers":
         if model is None:
             raise ValueError("eval.backend=transformers needs the loaded model")
         return TransformersBackend(
-            model, processor, int(ev.max_new_tokens), bool(ev.do_sample), int(mc.min_pixels), int(mc.max_pixels)
+            model,
+            processor,
+            max_new_tokens=int(ev.max_new_tokens),
+            do_sample=bool(ev.do_sample),
+            min_pixels=int(mc.min_pixels),
+            max_pixels=int(mc.max_pixels),
         )
     if backend == "vllm":
         if model_path is None:
@@ -84,7 +89,7 @@ def evaluate(
             a resumed evaluation reuses only this generator's predictions.
     """
     ev = cfg.eval
-    if ev.get("limit"):
+    if ev.limit:
         test_dataset = limit_per_task(test_dataset, int(ev.limit))
     records = generate_predictions(
         backend, test_dataset, run_dir / PREDICTIONS_FILE, batch_size=int(ev.batch_size), generator=generator
@@ -94,7 +99,7 @@ def evaluate(
     log.info("evaluation on %d samples:\n%s", len(records), M.format_table(scored.values, scored.cis or None))
     tracker.log(results)
     tracker.summary(results)
-    if int(ev.get("table_rows", 0)) > 0:
+    if int(ev.table_rows) > 0:
         columns, rows = predictions_table(records, test_dataset, int(ev.table_rows))
         tracker.log_table("eval/predictions", columns, rows)
     return results

@@ -92,8 +92,9 @@ class TransformersBackend:
         self,
         model: PreTrainedModel,
         processor: ProcessorMixin,
-        max_new_tokens: int = 128,
-        do_sample: bool = False,
+        *,
+        max_new_tokens: int,
+        do_sample: bool,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
     ) -> None:
@@ -136,13 +137,14 @@ class VLLMBackend:
         self,
         model_path: str,
         processor: ProcessorMixin,
-        adapter: str | None = None,
-        max_new_tokens: int = 128,
-        do_sample: bool = False,
-        min_pixels: int = 3136,
-        max_pixels: int = 12544,
+        *,
+        adapter: str | None,
+        max_new_tokens: int,
+        do_sample: bool,
+        min_pixels: int,
+        max_pixels: int,
+        seed: int,
         max_images: int = 4,
-        seed: int = 0,
     ) -> None:
         from vllm import LLM, SamplingParams
         from vllm.lora.request import LoRARequest
@@ -169,8 +171,9 @@ def generate_predictions(
     backend: Callable[[Sequence[list[dict[str, Any]]], Sequence[list[Any]]], list[str]],
     dataset: Dataset,
     out_path: str | Path,
-    batch_size: int = 4,
-    generator: str = "",
+    *,
+    batch_size: int,
+    generator: str,
 ) -> list[dict[str, Any]]:
     """Generate with ``backend`` for every row of ``dataset`` (``id``, ``task``, ``prompt``, ``images``, ``solution``,
     ``demo_answer``).

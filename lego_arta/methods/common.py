@@ -29,9 +29,10 @@ ADAPTER_DIR = "adapter"
 def trainer_args(config_cls: type, cfg: DictConfig, run_dir: Path) -> Any:
     """Build ``SFTConfig`` / ``GRPOConfig`` from ``method.args``; the run dir, seed, device and W&B are ours.
 
-    Any field of the TRL config can be set from the CLI (``method.args.max_steps=2``). bf16 and activation
-    checkpointing (TRL's GRPO defaults) follow the device unless set explicitly: both off on CPU. Needs no model, so
-    the pipeline builds it before loading anything: a misspelled field or values that contradict each other
+    Any field of the TRL config can be set from the CLI (``method.args.max_steps=2``); the values this pipeline
+    needs of every trained method are ``conf/method/args/trained.yaml``. Three fields are derived here unless set:
+    ``bf16`` from the device (off on CPU), ``report_to`` and ``run_name`` from the ``logger`` group. Needs no model,
+    so the pipeline builds it before loading anything: a misspelled field or values that contradict each other
     (``num_generations`` not dividing the generation batch) fail in seconds, as a :class:`ConfigError`.
     """
     args: dict[str, Any] = OmegaConf.to_container(cfg.method.args, resolve=True)  # type: ignore[assignment]
@@ -40,15 +41,12 @@ def trainer_args(config_cls: type, cfg: DictConfig, run_dir: Path) -> Any:
         near = difflib.get_close_matches(key, fields, n=3)
         hint = f"did you mean {', '.join(f'method.args.{k}' for k in near)}?" if near else "no similar field"
         raise ConfigError(f"method.args.{key}: not a field of trl.{config_cls.__name__} ({hint})")
-    cuda = torch.cuda.is_available()
-    args.setdefault("bf16", cuda and torch.cuda.is_bf16_supported())
-    args.setdefault("activation_checkpointing", False)
-    args.setdefault("report_to", report_to(cfg))
-    args.setdefault("run_name", cfg.logger.get("name"))
-    args.setdefault("remove_unused_columns", False)  # keep solution/task/images for rewards and the collator
-    args.setdefault("dataloader_num_workers", 0)
-    args.setdefault("save_strategy", "steps")
-    args.setdefault("logging_first_step", True)
+    derived = {
+        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        "report_to": report_to(cfg),
+        "run_name": cfg.logger.name,
+    }
+    args = derived | args  # a value set in method.args wins
     try:
         return config_cls(output_dir=str(run_dir), seed=int(cfg.seed), data_seed=int(cfg.seed), **args)
     except ValueError as err:  # TRL's own consistency checks (__post_init__)
@@ -70,7 +68,7 @@ def lora_setup(model: PreTrainedModel, method_cfg: DictConfig) -> tuple[PreTrain
 
 def callbacks(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> list[Any]:
     history = HistoryCallback(run_dir / HISTORY_FILE)
-    table = CompletionsTableCallback(tracker, int(cfg.logger.get("completions_every", 0) or 0))
+    table = CompletionsTableCallback(tracker, int(cfg.logger.completions_every))
     return [history, table]
 
 

@@ -32,9 +32,9 @@ def resolve_model_path(model_cfg: DictConfig, cache_dir: str | Path) -> str:
     A local path is checked before anything is loaded: a missing dir or one without ``config.json`` raises
     :class:`ModelPathError` naming the path and the config key.
     """
-    if model_cfg.get("path") is None:
-        if model_cfg.get("tiny") is None:
-            raise ModelPathError(f"model={model_cfg.get('name')}: set model.path (a local dir or a hub id)")
+    if model_cfg.path is None:
+        if model_cfg.tiny is None:
+            raise ModelPathError(f"model={model_cfg.name}: set model.path (a local dir or a hub id)")
         tiny: dict[str, Any] = OmegaConf.to_container(model_cfg.tiny, resolve=True)  # type: ignore[assignment]
         return str(
             build_tiny_qwen2_5_vl(tiny, cache_dir, min_pixels=model_cfg.min_pixels, max_pixels=model_cfg.max_pixels)
@@ -52,12 +52,12 @@ def resolve_model_path(model_cfg: DictConfig, cache_dir: str | Path) -> str:
 
 def _choose_dtype_attn(model_cfg: DictConfig) -> tuple[torch.dtype, str]:
     cuda = torch.cuda.is_available()
-    dtype_name = model_cfg.get("dtype", "auto")
+    dtype_name = model_cfg.dtype
     if dtype_name == "auto":
         dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
     else:
         dtype = getattr(torch, str(dtype_name))
-    attn = model_cfg.get("attn_implementation", "auto")
+    attn = model_cfg.attn_implementation
     if attn == "auto":
         attn = "flash_attention_2" if cuda and importlib.util.find_spec("flash_attn") is not None else "sdpa"
     return dtype, attn
@@ -113,6 +113,6 @@ def load_model(
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)  # type: ignore[arg-type]
-    if model_cfg.get("freeze_vision", True):
+    if model_cfg.freeze_vision:
         freeze_vision_tower(model)
     return model, load_processor(path, model_cfg)

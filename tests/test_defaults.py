@@ -1,0 +1,108 @@
+"""One source per default: the YAML under conf/ holds every config value; code reads config keys and never falls back.
+
+A fallback in code is a second source that drifts from the YAML (``demos.enabled`` was true in the YAML and false as
+the code's fallback). This test scans lego_arta/ and experiments/ for the forms a fallback takes:
+``x.get("key", ...)`` (``x.get("key")`` falls back to None), ``x.setdefault("key", ...)`` and
+``getattr(x, "key", default)``. Every such call must be on a receiver of ``ALLOWED``: data that is not a config node
+(JSON read from files, model output, library objects), each with its reason, or one of ``OWNED_ELSEWHERE``: files
+another engineer owns, left as they are and listed to be fixed there. An entry that no longer matches fails too, so
+the lists stay true.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+# (file, receiver as written) -> why the call is not a config fallback
+ALLOWED: dict[tuple[str, str], str] = {
+    ("experiments/score.py", "record"): "a JSON line of the predictions file: demo_answer is an optional field",
+    ("lego_arta/cli.py", "os.environ"): "the environment (HYDRA_FULL_ERROR), not a config key",
+    ("lego_arta/data/manuals.py", "ins"): "a manual row of the dataset's JSON: its fields may be absent",
+    ("lego_arta/data/manuals.py", "vlm"): "the VLM block of a manual row (dataset JSON): its fields may be absent",
+    ("lego_arta/data/manuals.py", "data"): "a manual file's JSON object (dataset): instructions / manual_id may lack",
+    ("lego_arta/data/records.py", "data"): "a record read from a JSONL file: its id names the record in an error",
+    ("lego_arta/data/task_files.py", "item"): "a task file's JSON item (dataset): id, task, manual_id are optional",
+    ("lego_arta/data/task_files.py", "values"): "a task-file record's fields: the files may omit context, step_num",
+    ("lego_arta/evaluation/generate.py", "row"): "a row of an existing predictions.jsonl (resumed evaluation)",
+    ("lego_arta/methods/callbacks.py", "self.trainer"): "TRL's trainer internals (_logs), not our config",
+    ("lego_arta/methods/callbacks.py", "buffer"): "TRL's completion logs, not our config",
+    ("lego_arta/methods/callbacks.py", "row"): "a row of history.jsonl",
+    ("lego_arta/metrics.py", "record"): "a scored record: task and demo_answer are optional fields",
+    ("lego_arta/models/compat.py", "tokenizer"): "a tokenizer object (transformers), not our config",
+    ("lego_arta/models/images.py", "image_processor"): "a processor object (transformers), not our config",
+    ("lego_arta/models/memory.py", "text"): "a checkpoint's config.json (transformers), not our config",
+    ("lego_arta/parsing.py", "item"): "a JSON box parsed from model output",
+    ("lego_arta/parsing.py", "completion[-1]"): "a chat message of TRL's conversational completions",
+    ("lego_arta/parsing.py", "p"): "a content part of a chat message",
+    ("lego_arta/report/ablation.py", "run"): "a run's metrics (a failed run has none)",
+    ("lego_arta/report/curves.py", "row"): "a row of history.jsonl",
+    ("lego_arta/rewards/base.py", "kwargs"): "TRL's reward keyword arguments (log_metric comes from GRPOTrainer only)",
+    ("lego_arta/tracking.py", "os.environ"): "the environment (W&B's own variables)",
+}
+# Config fallbacks in files this change must not touch (another engineer owns them); to be fixed there
+OWNED_ELSEWHERE: dict[tuple[str, str], str] = {
+    ("lego_arta/models/tiny.py", "tiny"): "model.tiny: read tiny['seed'], tiny['vocab_size'] (the YAML has both)",
+    (
+        "lego_arta/tracking.py",
+        "lg",
+    ): "the logger node: read lg.tags, lg.entity, ... (the wandb logger YAMLs have them)",
+}
+SCANNED = ("lego_arta", "experiments")
+
+
+def fallbacks(root: Path = ROOT, folders: tuple[str, ...] = SCANNED) -> list[tuple[str, int, str, str]]:
+    """``(file, line, receiver, key)`` of every ``.get`` / ``.setdefault`` with a string key and 3-argument
+    ``getattr`` in ``folders`` under ``root``, by file and line."""
+    found = []
+    for folder in folders:
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            for node in ast.walk(ast.parse(path.read_text(), filename=rel)):
+                if not isinstance(node, ast.Call):
+                    continue
+                func, args = node.func, node.args
+                keyed = bool(args) and isinstance(args[0], ast.Constant) and isinstance(args[0].value, str)
+                if isinstance(func, ast.Attribute) and func.attr in ("get", "setdefault") and keyed:
+                    found.append((rel, node.lineno, ast.unparse(func.value), str(args[0].value)))
+                elif isinstance(func, ast.Name) and func.id == "getattr" and len(args) == 3:
+                    found.append((rel, node.lineno, ast.unparse(args[0]), ast.unparse(args[1])))
+    return sorted(found)
+
+
+def test_no_code_side_fallback_of_a_config_key():
+    found = fallbacks()
+    known = ALLOWED | OWNED_ELSEWHERE
+    unexpected = [
+        f"{file}:{line}: {receiver}: {key!r}" for file, line, receiver, key in found if (file, receiver) not in known
+    ]
+    assert not unexpected, (
+        "a config value read with a fallback is a second source of its default: read the key directly "
+        "(cfg.key / cfg['key']) and keep the value in conf/; if the receiver is not a config node, add it to "
+        "ALLOWED with the reason:\n" + "\n".join(unexpected)
+    )
+    # every entry still matches something: the lists say what the code does
+    used = {(file, receiver) for file, _, receiver, _ in found}
+    assert set(known) <= used, f"stale entries: {sorted(set(known) - used)}"
+
+
+def test_the_scan_finds_each_form_of_fallback(tmp_path: Path):
+    # the scanner itself: each form is caught, a direct read is not
+    package = tmp_path / "lego_arta"
+    package.mkdir()
+    (package / "m.py").write_text(
+        "def f(cfg):\n"
+        "    a = cfg.get('out')\n"
+        "    b = cfg.eval.get('limit', 0)\n"
+        "    cfg.args.setdefault('bf16', False)\n"
+        "    c = getattr(cfg, 'seed', 0)\n"
+        "    return cfg.out, cfg['limit'], getattr(cfg, 'seed')\n"
+    )
+    assert [(line, receiver, key) for _, line, receiver, key in fallbacks(tmp_path, ("lego_arta",))] == [
+        (2, "cfg", "out"),
+        (3, "cfg.eval", "limit"),
+        (4, "cfg.args", "bf16"),
+        (5, "cfg", "'seed'"),
+    ]
