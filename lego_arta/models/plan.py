@@ -79,17 +79,8 @@ def example_records(cfg: DictConfig, tasks: list[str]) -> tuple[list[Record], li
 
     def rec(task: str, n: int, query: str, solution: str, context: str = "") -> Record:
         rid = f"example/{task}/{n}"
-        return Record(
-            id=rid,
-            task=task,
-            manual_id="example",
-            group_id=rid,
-            image=image,
-            query=query,
-            solution=solution,
-            context=context,
-            step_num=n,
-        )
+        where: dict[str, Any] = {"id": rid, "group_id": rid, "manual_id": "example", "image": image, "step_num": n}
+        return Record(task=task, query=query, solution=solution, context=context, **where)
 
     records, pool = [], []
     for task in tasks:
