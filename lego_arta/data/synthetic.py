@@ -22,12 +22,14 @@ Each manual also has a cover page (``fullscreeneop``, an ``ImageContent`` detect
 page (``eop``, "No text found", fields "None", no ``entities``). ``VLM.img_path`` carries an absolute cluster
 prefix (even manuals) or a relative ``ARTA_LEGO/`` one (odd manuals); the manual file is
 ``json_data/lego/<m>_new.json``, indented. These are the quirks of the published files (see
-``lego_arta/data/reader.py``). Everything is deterministic from the settings.
+``lego_arta/data/reader.py``). No part label occurs twice in one build, so every state fake is visibly wrong
+against the call-out (v4). Everything is deterministic from the settings.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import json
 import logging
@@ -36,7 +38,7 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,11 +46,12 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from lego_arta.data.records import DataError
+from lego_arta.data.split import seeded_rng
 
 log = logging.getLogger(__name__)
 
 # bump when the drawing or the layout changes: cached datasets of an older version are not reused
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 CLUSTER_PREFIX = "/cluster/work/arta/data/ARTA_LEGO"  # a foreign prefix in img_path, re-rooted by the reader
 RELATIVE_PREFIX = "ARTA_LEGO"  # the other prefix seen in img_path
 DOWNLOAD_FOLDER = "ARTA_LEGO"
@@ -99,23 +102,34 @@ PLACES = {  # (row third, column third) of the part's centre on the base -> wher
     (2, 2): "in the bottom right corner of",
 }
 THEMES = ("house", "racer", "tower", "bridge", "robot", "boat", "garden", "rocket", "train", "castle")
-FAKE_KINDS = ("remove", "recolour", "move")
+class Fake(enum.Enum):
+    """How a state fake differs from the real step image: the step's part removed, recoloured, or moved off the base."""
+
+    REMOVE = "remove"
+    RECOLOUR = "recolour"
+    MOVE = "move"
+
+
+FAKE_KINDS = tuple(Fake)
 INVALID_ANSWER = "<p>ImageContent</p> {<0><0><100><100>}"  # the cover page's detection: not a part
 
 
 @dataclass(frozen=True)
 class SyntheticSettings:
-    """The generator's knobs (``data.synthetic``); the cache dir name is a hash of them."""
+    """The generator's knobs: the ``data.synthetic`` node, whose values live in ``conf/data/synthetic.yaml`` only.
 
-    seed: int = 0
-    num_manuals: int = 8
-    steps_per_manual: int = 6
-    image_size: int = 112
-    colors: tuple[str, ...] = ("red", "blue", "yellow", "green", "white", "black")
-    shapes: tuple[str, ...] = ("brick", "plate", "beam", "tile")
-    max_boxes: int = 4  # copies of the queried part in an object image: 1..max_boxes
-    max_distractors: int = 2  # other parts in an object image: 0..max_distractors
-    fakes_per_group: int = 3  # state fakes per real image (1..3: removed, recoloured, moved off the base)
+    The cache dir name is a hash of them.
+    """
+
+    seed: int
+    num_manuals: int
+    steps_per_manual: int
+    image_size: int
+    colors: tuple[str, ...]
+    shapes: tuple[str, ...]
+    max_boxes: int  # copies of the queried part in an object image: 1..max_boxes
+    max_distractors: int  # other parts in an object image: 0..max_distractors
+    fakes_per_group: int  # state fakes per real image (1..3: removed, recoloured, moved off the base)
 
     def __post_init__(self) -> None:
         problems = []
@@ -140,11 +154,13 @@ class SyntheticSettings:
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any]) -> SyntheticSettings:
-        """Settings from the ``data.synthetic`` config node (a plain mapping); unknown keys are an error."""
+        """Settings from the ``data.synthetic`` config node (a plain mapping); unknown or missing keys are an error."""
         names = {f.name for f in dataclasses.fields(cls)}
         if unknown := sorted(set(node) - names):
             raise DataError(f"data.synthetic: unknown keys {unknown} (known: {sorted(names)})")
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in node.items()}
+        if missing := sorted(names - set(node)):
+            raise DataError(f"data.synthetic: missing keys {missing}")
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v for k, v in node.items()}
         return cls(**values)
 
     def digest(self) -> str:
@@ -285,11 +301,6 @@ def legacy_answer(label: str, boxes: list[tuple[int, int, int, int]]) -> str:
     return f"<p>{label}</p> " + "<delim>".join("{" + "".join(f"<{v}>" for v in box) + "}" for box in boxes)
 
 
-def _seeded(*parts: object) -> random.Random:
-    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
-
-
 @dataclass(frozen=True)
 class _Placed:
     part: Part
@@ -306,8 +317,8 @@ class _Manual:
     """One synthetic manual: its build (one part per step) and the images and JSON that describe it."""
 
     def __init__(self, settings: SyntheticSettings, index: int) -> None:
-        self.s = settings
-        self.rng = _seeded("manual", settings.seed, index)
+        self.settings = settings
+        self.rng = seeded_rng("manual", settings.seed, index)
         self.size = settings.image_size
         self.u = unit(self.size)
         color, theme = self.rng.choice(list(settings.colors)), self.rng.choice(THEMES)
@@ -324,21 +335,24 @@ class _Manual:
         self.base_xy = ((self.size - self.base_cols * self.u) // 2, self.size - 4 - 2 - self.base_rows * self.u)
         self.free = (self.panel[2] + 4, 3, self.size - 3, self.base_xy[1] - 3)
 
-    def random_part(self, rng: random.Random, *, exclude: str | None = None) -> Part:
+    def random_part(self, rng: random.Random, *, exclude: Collection[str] = ()) -> Part:
+        """A random part whose label is not in ``exclude``."""
         while True:
-            shape = rng.choice(list(self.s.shapes))
+            shape = rng.choice(list(self.settings.shapes))
             width, length = rng.choice(SHAPES[shape].sizes)
-            part = Part(shape, width, length, rng.choice(list(self.s.colors)))
-            if part.label != exclude:
+            part = Part(shape, width, length, rng.choice(list(self.settings.colors)))
+            if part.label not in exclude:
                 return part
 
     # -- the build ------------------------------------------------------------------------------------------------
     def plan(self) -> list[_Placed]:
         placed: list[_Placed] = []
         used: set[tuple[int, int]] = set()
-        for _ in range(self.s.steps_per_manual):
+        for _ in range(self.settings.steps_per_manual):
             for _attempt in range(20):
-                part = self.random_part(self.rng)
+                # no label twice in a build: a state fake (the step's part removed, recoloured or moved off the base)
+                # is then visibly wrong, as no earlier part on the base can stand in for the missing one
+                part = self.random_part(self.rng, exclude={p.part.label for p in placed})
                 options = [
                     _Placed(part, c, r, v)
                     for v in ((False, True) if part.width != part.length else (False,))
@@ -366,20 +380,25 @@ class _Manual:
 
     # -- images ---------------------------------------------------------------------------------------------------
     def assembly(
-        self, parts: list[_Placed], *, callout: Part | None, override: dict[int, tuple[str, Any]] | None = None
+        self,
+        parts: list[_Placed],
+        *,
+        callout: Part | None,
+        last_colour: RGB | None = None,
+        last_moved_to: tuple[int, int] | None = None,
     ) -> Image.Image:
-        """The build with ``parts``; ``override`` {index: ("colour", RGB) | ("move", (x, y))} alters one part."""
+        """The build with ``parts``; the last part drawn in ``last_colour``, or lying flat at ``last_moved_to``."""
         image = Image.new("RGB", (self.size, self.size), BACKGROUND)
         draw = ImageDraw.Draw(image)
         u, (bx, by) = self.u, self.base_xy
         base = Part("plate", self.base_rows, self.base_cols, "red")
         draw_part(draw, base, bx, by, False, u, color=BASE)
         for i, p in enumerate(parts):
-            kind, value = (override or {}).get(i, ("", None))
-            if kind == "move":  # lying flat off the base
-                draw_part(draw, p.part, value[0], value[1], False, u)
+            last = i == len(parts) - 1
+            if last and last_moved_to is not None:  # lying flat off the base
+                draw_part(draw, p.part, *last_moved_to, False, u)
             else:
-                color = value if kind == "colour" else None
+                color = last_colour if last else None
                 draw_part(draw, p.part, bx + p.col * u, by + p.row * u, p.vertical, u, color=color)
         if callout is not None:
             x1, y1, x2, y2 = self.panel
@@ -392,9 +411,9 @@ class _Manual:
         """An object image: 1..max_boxes copies of ``target`` and distractors; the copies' pixel boxes."""
         image = Image.new("RGB", (self.size, self.size), BACKGROUND)
         draw = ImageDraw.Draw(image)
-        copies = rng.randint(1, self.s.max_boxes)
+        copies = rng.randint(1, self.settings.max_boxes)
         parts = [target] * copies + [
-            self.random_part(rng, exclude=target.label) for _ in range(rng.randint(0, self.s.max_distractors))
+            self.random_part(rng, exclude={target.label}) for _ in range(rng.randint(0, self.settings.max_distractors))
         ]
         taken: list[tuple[int, int, int, int]] = []
         boxes: list[tuple[int, int, int, int]] = []
@@ -431,14 +450,14 @@ class _Manual:
         cover = self._vlm("cover.png", "[detection]", "Find a ImageContent", INVALID_ANSWER, "fullscreeneop", "None")
         instructions = [_instruction(0, "No text found", None, cover)]
         for k, placed in enumerate(steps, start=1):
-            rng = _seeded("step", self.s.seed, self.id, k)
+            rng = seeded_rng("step", self.settings.seed, self.id, k)
             text = self.instruction_text(placed, rng)
             image = self.assembly(steps[:k], callout=placed.part)
             step_name = f"{self.page}_{k:02d}_step"
             _save(image, step_dir / f"{step_name}.png")
             if self.state_copy:
                 _save(image, state_dir / f"{step_name}.png")
-            for n, kind in enumerate(rng.sample(FAKE_KINDS, self.s.fakes_per_group), start=1):
+            for n, kind in enumerate(rng.sample(FAKE_KINDS, self.settings.fakes_per_group), start=1):
                 _save(self.fake(steps[:k], kind, rng), state_dir / f"{step_name}_fake{n}.png")
             callout, boxes = self.callout_image(placed.part, rng)
             eop_name = f"{self.page}_{k - 1:02d}_eop.png"
@@ -464,14 +483,14 @@ class _Manual:
         path = out / "json_data" / "lego" / f"{self.id}_new.json"
         path.write_text(json.dumps(manual, indent=4) + "\n", encoding="utf-8")
 
-    def fake(self, parts: list[_Placed], kind: str, rng: random.Random) -> Image.Image:
+    def fake(self, parts: list[_Placed], kind: Fake, rng: random.Random) -> Image.Image:
         last = parts[-1]
-        if kind == "remove":
+        if kind is Fake.REMOVE:
             return self.assembly(parts[:-1], callout=last.part)
-        if kind == "recolour":
-            other = rng.choice([c for c in self.s.colors if c != last.part.color])
-            return self.assembly(parts, callout=last.part, override={len(parts) - 1: ("colour", COLORS[other])})
-        return self.assembly(parts, callout=last.part, override={len(parts) - 1: ("move", self.moved_xy(last, rng))})
+        if kind is Fake.RECOLOUR:
+            other = rng.choice([c for c in self.settings.colors if c != last.part.color])
+            return self.assembly(parts, callout=last.part, last_colour=COLORS[other])
+        return self.assembly(parts, callout=last.part, last_moved_to=self.moved_xy(last, rng))
 
     def _vlm(self, name: str, label: str, query: str, answer: str, step_class: str, step: int | str) -> dict[str, Any]:
         return {

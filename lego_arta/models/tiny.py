@@ -134,8 +134,8 @@ def build_tiny_qwen2_5_vl(
     if (out / "model.safetensors").exists() and (out / "processor_config.json").exists():
         return out
     log.info("building the tiny Qwen2.5-VL into %s", out)
-    seed = int(tiny.get("seed", 0))
-    tokenizer = _train_tokenizer(int(tiny.get("vocab_size", 2048)), seed)
+    seed = int(tiny["seed"])
+    tokenizer = _train_tokenizer(int(tiny["vocab_size"]), seed)
     text, vision = dict(tiny["text"]), dict(tiny["vision"])
     mrope_section = list(text.pop("mrope_section"))
     head_dim = text["hidden_size"] // text["num_attention_heads"]
