@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell printf '%s|%s' '$(TORCH_SPEC)' '$(EXTRAS)' | cksum | cut -d' ' -f1)
 ARGS ?=
 
-.PHONY: install test test-fast lint format demo sweep report paper plan bench dashboard clean
+.PHONY: install test test-fast test-cookbook lint format demo sweep report paper plan bench dashboard clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,11 +21,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv: torch first ($(TORCH_SPEC)), then the package with [$(EXTRAS)]
 
-test: $(STAMP)  ## the whole suite, end-to-end tiny-model runs included
-	$(PY) -m pytest -q $(ARGS)
+test: $(STAMP)  ## the whole suite, end-to-end tiny-model runs included (the README's cookbook: make test-cookbook)
+	$(PY) -m pytest -q -m "not cookbook" $(ARGS)
 
 test-fast: $(STAMP)  ## skip the end-to-end runs
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+test-cookbook: $(STAMP)  ## every README cookbook command, as typed, in a fresh copy of the repo (~15 min)
+	$(PY) -m pytest -q -m cookbook $(ARGS)
 
 lint: $(STAMP)  ## ruff check, ruff format --check, mypy
 	$(PY) -m ruff check .

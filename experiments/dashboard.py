@@ -15,7 +15,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from lego_arta.cli import hydra_task
+from lego_arta.cli import hydra_task, launch
 from lego_arta.errors import UserError
 from lego_arta.metrics import STUDY_METRICS
 from lego_arta.rewards import REWARDS
@@ -79,4 +79,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main, "dashboard")

@@ -19,7 +19,7 @@ from peft import PeftModel
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import lego_arta.models  # noqa: F401  (applies the CPU workarounds before any processor is loaded)
-from lego_arta.cli import hydra_task
+from lego_arta.cli import hydra_task, launch
 
 log = logging.getLogger(__name__)
 
@@ -48,4 +48,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main, "merge")

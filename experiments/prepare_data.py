@@ -20,7 +20,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from lego_arta.cli import hydra_task
+from lego_arta.cli import hydra_task, launch
 from lego_arta.data import PUBLISHED_COUNTS, flat_counts, load_data, save_split
 from lego_arta.data.contact_sheet import contact_sheet
 
@@ -80,4 +80,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main, "prepare_data")

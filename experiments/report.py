@@ -14,7 +14,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from lego_arta.cli import hydra_task
+from lego_arta.cli import hydra_task, launch
 from lego_arta.report import write_report
 from lego_arta.report.collect import latest_sweep
 
@@ -42,4 +42,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main, "report")

@@ -20,7 +20,7 @@ import hydra
 from omegaconf import DictConfig
 
 from lego_arta import metrics as M
-from lego_arta.cli import hydra_task
+from lego_arta.cli import hydra_task, launch
 from lego_arta.errors import InputError, MissingInputError
 from lego_arta.runs import iter_jsonl, write_metrics
 
@@ -83,4 +83,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main, "score")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from lego_arta.cli import hydra_task
+from lego_arta.cli import hydra_task, launch
 from lego_arta.pipeline import run_experiment
 
 
@@ -29,4 +29,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main, "config")

@@ -35,6 +35,8 @@ from tests.conftest import ROOT
         (["experiment=hybrid_sft_grpo"], r"set method\.adapter=<SFT run dir>/adapter"),
         # an unknown reward weight key
         (["method=grpo", "+reward.weights.iuo=1"], r"unknown reward weight key 'iuo'"),
+        # a value of the wrong type, which the TRL dataclass would take and the Trainer trip over after loading
+        (["method=sft", "method.args.max_steps=2x"], r"method\.args\.max_steps='2x': trl\.SFTConfig wants a number"),
     ],
 )
 def test_config_mistakes_are_user_errors_before_anything_loads(make_cfg, tmp_path, overrides, message):
@@ -55,6 +57,28 @@ def test_a_good_config_passes_the_check_and_none_ignores_method_args(make_cfg, t
     assert "method=none trains nothing: ignoring method.args (max_steps)" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (
+            ["method=grpo", "method.args.num_generation=4"],
+            "method.args.num_generation: no such key. Did you mean method.args.num_generations?",
+        ),
+        (["reward.iou.penaltty=0.3"], "reward.iou.penaltty: no such key. Did you mean reward.iou.penalty?"),
+        # a sweep: the keys of its first choice count, as Hydra composes that one first
+        (["-m", "method=sft,grpo", "method.args.max_step=2"], "method.args.max_step: no such key. Did you mean "),
+        (["method.tasks=[objekt]"], "method.tasks: no such key. Keys of method: adapter, args, name"),
+        (["method=grpo", "method.args.num_generations=4"], None),  # a good override: no hint
+        (["+method.args.num_generation=4"], None),  # an added key is for check_config to judge
+    ],
+)
+def test_a_misspelled_override_names_the_keys_nearby(argv, hint):
+    from lego_arta.cli import unknown_key_hint
+
+    got = unknown_key_hint(argv, "config")
+    assert got == hint if hint is None else got is not None and got.startswith(hint), got
+
+
 def test_user_errors_share_one_base_class():
     from lego_arta.data.records import DataError
     from lego_arta.errors import InputError, MissingInputError
@@ -66,13 +90,19 @@ def test_user_errors_share_one_base_class():
 
 @pytest.mark.slow  # a Python + torch start-up per command
 @pytest.mark.parametrize(
-    ("args", "last_line"),
+    ("args", "last_line", "started"),
     [
-        (["method=sft", "method.tasks=[objekt]"], "error: method.tasks: ['objekt'] not in data.tasks"),
-        (["model.path=/nonexistent/model"], "error: model.path=/nonexistent/model: no such directory"),
+        (["method=sft", "method.tasks=[objekt]"], "error: method.tasks: ['objekt'] not in data.tasks", True),
+        (["model.path=/nonexistent/model"], "error: model.path=/nonexistent/model: no such directory", True),
+        # Hydra's own composition error ("not in struct"), then the keys nearby; no run starts
+        (
+            ["reward.iou.penaltty=0.3"],
+            "error: reward.iou.penaltty: no such key. Did you mean reward.iou.penalty?",
+            False,
+        ),
     ],
 )
-def test_the_entry_script_prints_one_error_line_and_exits_2(tmp_path, args, last_line):
+def test_the_entry_script_prints_one_error_line_and_exits_2(tmp_path, args, last_line, started):
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LEGO_ARTA_ROOT": str(tmp_path)}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "train.py"), *args, "logger=none"],
@@ -85,8 +115,9 @@ def test_the_entry_script_prints_one_error_line_and_exits_2(tmp_path, args, last
     assert proc.stderr.strip().splitlines()[-1].startswith(last_line)
     assert "Traceback" not in proc.stderr
     # the run's own log keeps the traceback
-    (log,) = Path(tmp_path, "outputs").rglob("train.log")
-    assert "Traceback (most recent call last)" in log.read_text()
+    logs = list(Path(tmp_path, "outputs").rglob("train.log"))
+    assert len(logs) == started
+    assert all("Traceback (most recent call last)" in log.read_text() for log in logs)
 
 
 def test_an_adapter_dir_without_an_adapter_fails_before_anything_loads(make_cfg, tmp_path):

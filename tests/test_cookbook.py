@@ -26,7 +26,7 @@ import yaml
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cookbook]  # make test-cookbook; CI runs it after make test
 
 # command substring -> (what it needs that this machine lacks, a pattern its last lines must show)
 NEEDS: dict[str, tuple[str, str]] = {

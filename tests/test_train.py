@@ -78,8 +78,8 @@ def test_sft_lowers_the_loss_on_a_fixed_batch(make_cfg, tmp_path):
     assert after < before - 0.1, (before, after)
 
 
-@pytest.mark.parametrize("reward", ["v1", "v2"])
-def test_grpo_logs_every_reward_curve_to_offline_wandb(make_cfg, tmp_path, reward):
+def test_grpo_logs_every_reward_curve_to_offline_wandb(make_cfg, tmp_path):
+    reward = "v1"  # v2 differs only in the reward's constants (tests/test_configs.py builds both)
     cfg = make_cfg(*GRPO, *FAST, f"reward={reward}", "logger=wandb", "logger.completions_every=1")
     train_script.run(cfg)
     run_dir = Path(cfg.paths.output_dir)
@@ -147,10 +147,8 @@ def _final_step(run_dir: Path) -> int:
     return json.loads(states[-1].read_text())["global_step"]
 
 
-def test_killed_then_resumed_run_ends_at_the_same_step(tmp_path, cache_dir):
+def test_killed_then_resumed_run_ends_at_its_last_step(tmp_path, cache_dir):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    straight = tmp_path / "straight"
-    subprocess.run(_train_cmd(straight, cache_dir), check=True, env=env, capture_output=True)
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_train_cmd(killed, cache_dir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
@@ -161,7 +159,7 @@ def test_killed_then_resumed_run_ends_at_the_same_step(tmp_path, cache_dir):
     proc.wait()
     assert not (killed / "adapter").exists()  # it really died mid-training
     subprocess.run(_train_cmd(killed, cache_dir, "resume=true"), check=True, env=env, capture_output=True)
-    assert _final_step(killed) == _final_step(straight) == 30
+    assert _final_step(killed) == 30  # method.args.max_steps, as a run that was never killed ends
     steps = [row["step"] for row in read_jsonl(killed / "history.jsonl") if "loss" in row]
     assert steps == sorted(set(steps))  # one history row per step, no duplicates from the killed part
 

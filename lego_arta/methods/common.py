@@ -36,11 +36,21 @@ def trainer_args(config_cls: type, cfg: DictConfig, run_dir: Path) -> Any:
     (``num_generations`` not dividing the generation batch) fail in seconds, as a :class:`ConfigError`.
     """
     args: dict[str, Any] = OmegaConf.to_container(cfg.method.args, resolve=True)  # type: ignore[assignment]
-    fields = {f.name for f in dataclasses.fields(config_cls) if f.init}
-    for key in sorted(set(args) - fields):
-        near = difflib.get_close_matches(key, fields, n=3)
+    defaults = {f.name: f.default for f in dataclasses.fields(config_cls) if f.init}
+    for key in sorted(set(args) - set(defaults)):
+        near = difflib.get_close_matches(key, defaults, n=3)
         hint = f"did you mean {', '.join(f'method.args.{k}' for k in near)}?" if near else "no similar field"
         raise ConfigError(f"method.args.{key}: not a field of trl.{config_cls.__name__} ({hint})")
+    for key, value in args.items():  # the dataclass does not check types: "2x" for max_steps fails much later
+        number = type(defaults[key])
+        if (
+            number in (int, float)
+            and value is not None
+            and (isinstance(value, bool) or not isinstance(value, int | float))
+        ):
+            raise ConfigError(
+                f"method.args.{key}={value!r}: trl.{config_cls.__name__} wants a number ({number.__name__})"
+            )
     derived = {
         "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
         "report_to": report_to(cfg),
