@@ -7,9 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from omegaconf import OmegaConf
+from PIL import Image
 
 from lego_arta.data import DataError, SyntheticSettings, ensure_synthetic, generate
 from lego_arta.data.synthetic import COLORS, SHAPES

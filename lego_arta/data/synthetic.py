@@ -102,8 +102,10 @@ PLACES = {  # (row third, column third) of the part's centre on the base -> wher
     (2, 2): "in the bottom right corner of",
 }
 THEMES = ("house", "racer", "tower", "bridge", "robot", "boat", "garden", "rocket", "train", "castle")
+
+
 class Fake(enum.Enum):
-    """How a state fake differs from the real step image: the step's part removed, recoloured, or moved off the base."""
+    """How a state fake differs from the real step image: the step's part removed, recoloured or moved off the base."""
 
     REMOVE = "remove"
     RECOLOUR = "recolour"
@@ -160,7 +162,9 @@ class SyntheticSettings:
             raise DataError(f"data.synthetic: unknown keys {unknown} (known: {sorted(names)})")
         if missing := sorted(names - set(node)):
             raise DataError(f"data.synthetic: missing keys {missing}")
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v for k, v in node.items()}
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v for k, v in node.items()
+        }
         return cls(**values)
 
     def digest(self) -> str:
