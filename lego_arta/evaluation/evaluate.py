@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from transformers import PreTrainedModel, ProcessorMixin
 
 from lego_arta import metrics as M
-from lego_arta.evaluation.generate import TransformersBackend, VLLMBackend, generate_predictions
+from lego_arta.evaluation.generate import GenerationSettings, TransformersBackend, VLLMBackend, generate_predictions
 from lego_arta.evaluation.tables import predictions_table
 from lego_arta.runs import PREDICTIONS_FILE
 from lego_arta.tracking import Tracker
@@ -85,24 +85,23 @@ def make_backend(
     adapter: str | None = None,
 ) -> TransformersBackend | VLLMBackend:
     """The generation backend named by ``eval.backend``: ``transformers`` (needs ``model``, adapter merged in) or
-    ``vllm`` (needs ``model_path``; loads ``adapter`` as a LoRA request)."""
+    ``vllm`` (needs ``model_path``; loads ``adapter`` as a LoRA request); both get the same
+    :class:`~lego_arta.evaluation.generate.GenerationSettings` from ``eval``."""
     ev, mc = cfg.eval, cfg.model
+    settings = GenerationSettings.from_config(ev)
     backend = ev.get("backend", "transformers")
     if backend == "transformers":
         if model is None:
             raise ValueError("eval.backend=transformers needs the loaded model")
-        return TransformersBackend(
-            model, processor, int(ev.max_new_tokens), bool(ev.do_sample), int(mc.min_pixels), int(mc.max_pixels)
-        )
+        return TransformersBackend(model, processor, settings, int(mc.min_pixels), int(mc.max_pixels))
     if backend == "vllm":
         if model_path is None:
             raise ValueError("eval.backend=vllm needs the model path")
         return VLLMBackend(
             model_path,
             processor,
+            settings,
             adapter=adapter,
-            max_new_tokens=int(ev.max_new_tokens),
-            do_sample=bool(ev.do_sample),
             min_pixels=int(mc.min_pixels),
             max_pixels=int(mc.max_pixels),
             seed=int(cfg.seed),
