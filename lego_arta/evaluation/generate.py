@@ -40,16 +40,30 @@ def generator_id(model: str, adapter: str | Path | None, settings: Mapping[str, 
     return digest.hexdigest()[:16]
 
 
-def finished_predictions(path: Path, dataset: Dataset, generator: str = "") -> dict[str, dict[str, Any]]:
-    """Rows of an existing ``predictions.jsonl`` made by ``generator`` for the dataset's ids and prompts."""
-    if not path.exists():
-        return {}
+def finished_predictions(
+    path: Path, dataset: Dataset, generator: str = "", reuse: Sequence[Path] = ()
+) -> dict[str, dict[str, Any]]:
+    """Rows of an existing ``predictions.jsonl`` (and of the ``reuse`` files) made by ``generator`` for the dataset's
+    ids and prompts."""
     wanted = {row_id: prompt_hash(prompt) for row_id, prompt in zip(dataset["id"], dataset["prompt"], strict=True)}
     done = {}
-    for row in read_jsonl(path):
-        if wanted.get(row.get("id")) == row.get("prompt_hash") and row.get("generator") == generator:
-            done[row["id"]] = row
+    for source in [*reuse, path]:
+        if not source.exists():
+            continue
+        for row in read_jsonl(source):
+            if wanted.get(row.get("id")) == row.get("prompt_hash") and row.get("generator") == generator:
+                done[row["id"]] = row
     return done
+
+
+def shard_file(path: Path, rank: int) -> Path:
+    """``predictions.rank<N>.jsonl``: rank N's part of an evaluation over several processes, beside ``path``."""
+    return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+
+def shard_files(path: Path) -> list[Path]:
+    """Every rank's part of ``path`` left in its dir (a sharded evaluation not merged yet, or killed)."""
+    return sorted(path.parent.glob(f"{path.stem}.rank*{path.suffix}"))
 
 
 @dataclass(frozen=True)
@@ -222,15 +236,17 @@ def generate_predictions(
     out_path: str | Path,
     batch_size: int = 4,
     generator: str = "",
+    reuse: Sequence[Path] = (),
 ) -> list[dict[str, Any]]:
     """Generate with ``backend`` for every row of ``dataset`` (``id``, ``task``, ``prompt``, ``images``, ``solution``).
 
     Each batch is appended to ``out_path`` as soon as it is done (id, task, prompt hash, generator, prediction,
-    reference); rows already there for the same id, prompt and ``generator`` (:func:`generator_id`) are kept and not
-    generated again, so an interrupted evaluation resumes. Returns the predictions in dataset order.
+    reference); rows already there (or in the ``reuse`` files: the shards of an evaluation over several processes)
+    for the same id, prompt and ``generator`` (:func:`generator_id`) are kept and not generated again, so an
+    interrupted evaluation resumes. Returns the predictions in dataset order.
     """
     out_path = Path(out_path)
-    done = finished_predictions(out_path, dataset, generator)
+    done = finished_predictions(out_path, dataset, generator, reuse)
     if done:
         log.info("resuming: %d of %d predictions already in %s", len(done), len(dataset), out_path)
     # rewrite the file with the kept rows only (drops rows of another prompt or generator, or a truncated line)

@@ -16,6 +16,7 @@ from peft import PeftModel
 from transformers import PreTrainedModel, ProcessorMixin, Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
+from lego_arta.distributed import barrier, ranks
 from lego_arta.errors import ConfigError
 from lego_arta.methods.callbacks import CompletionsTableCallback, HistoryCallback
 from lego_arta.runs import HISTORY_FILE
@@ -30,8 +31,9 @@ def trainer_args(config_cls: type, cfg: DictConfig, run_dir: Path) -> Any:
     """Build ``SFTConfig`` / ``GRPOConfig`` from ``method.args``; the run dir, seed, device and W&B are ours.
 
     Any field of the TRL config can be set from the CLI (``method.args.max_steps=2``). bf16 and activation
-    checkpointing (TRL's GRPO defaults) follow the device unless set explicitly: both off on CPU. Needs no model, so
-    the pipeline builds it before loading anything: a misspelled field or values that contradict each other
+    checkpointing (TRL's GRPO defaults) follow the device unless set explicitly: both off on CPU; several CPU
+    processes (torchrun on a machine without CUDA) get ``use_cpu``, or accelerate would not start DDP. Needs no
+    model, so the pipeline builds it before loading anything: a misspelled field or values that contradict each other
     (``num_generations`` not dividing the generation batch) fail in seconds, as a :class:`ConfigError`.
     """
     args: dict[str, Any] = OmegaConf.to_container(cfg.method.args, resolve=True)  # type: ignore[assignment]
@@ -42,6 +44,11 @@ def trainer_args(config_cls: type, cfg: DictConfig, run_dir: Path) -> Any:
         raise ConfigError(f"method.args.{key}: not a field of trl.{config_cls.__name__} ({hint})")
     cuda = torch.cuda.is_available()
     args.setdefault("bf16", cuda and torch.cuda.is_bf16_supported())
+    if not cuda and ranks().world_size > 1:  # accelerate starts gloo DDP only when told the run is on CPU
+        args.setdefault("use_cpu", True)
+    # DDP: every trainable tensor (LoRA on the language model) gets a gradient each step. transformers 5.24 would pick
+    # True for a PeftModel (not a PreTrainedModel), which costs a graph walk per step and breaks with checkpointing
+    args.setdefault("ddp_find_unused_parameters", False)
     args.setdefault("activation_checkpointing", False)
     args.setdefault("report_to", report_to(cfg))
     args.setdefault("run_name", cfg.logger.get("name"))
@@ -86,8 +93,10 @@ def fit(trainer: Trainer, cfg: DictConfig, run_dir: Path, processor: ProcessorMi
         log.info("resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     out = run_dir / ADAPTER_DIR
-    trainer.save_model(str(out))  # the LoRA adapter, safetensors
-    processor.save_pretrained(str(out))
+    trainer.save_model(str(out))  # the LoRA adapter, safetensors (the Trainer writes it from the main process only)
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(str(out))
+    barrier()  # every rank reads the saved adapter next (generator_id hashes its bytes)
     return out
 
 

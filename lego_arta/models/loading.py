@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
+from lego_arta import distributed
 from lego_arta.errors import MissingInputError
 from lego_arta.models.images import check_image_budget, load_image_processor
 from lego_arta.models.tiny import build_tiny_qwen2_5_vl
@@ -103,16 +104,14 @@ def load_model(
     Args:
         model_cfg: the ``model`` config group.
         cache_dir: ``paths.cache_dir`` (where the tiny model is built).
-        device: where to put the model; default CUDA when available, else CPU.
+        device: where to put the model; default this rank's GPU (``cuda:<LOCAL_RANK>``) when CUDA is there, else CPU.
         **kwargs: passed to ``from_pretrained``.
     """
     path = resolve_model_path(model_cfg, cache_dir)
     dtype, attn = _choose_dtype_attn(model_cfg)
     log.info("loading %s (%s, %s)", path, dtype, attn)
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=attn, **kwargs)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)  # type: ignore[arg-type]
+    model.to(device or distributed.device())  # type: ignore[arg-type]
     if model_cfg.get("freeze_vision", True):
         freeze_vision_tower(model)
     return model, load_processor(path, model_cfg)
