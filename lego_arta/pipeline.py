@@ -17,6 +17,7 @@ from lego_arta.errors import ConfigError, MissingInputError
 from lego_arta.evaluation.evaluate import evaluate, make_backend
 from lego_arta.evaluation.generate import generator_id
 from lego_arta.models import load_model, load_processor, resolve_model_path
+from lego_arta.models.loading import attention_implementation
 from lego_arta.parsing import completion_text
 from lego_arta.runs import METRICS_FILE, save_config, write_metrics
 from lego_arta.tracking import tracking
@@ -46,8 +47,8 @@ def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
     A value left at ``???`` (e.g. ``experiment=hybrid_sft_grpo`` without ``method.adapter=``), a ``method.adapter``
     dir without an adapter, ``method.tasks`` outside ``data.tasks``, and, for a training run, the TRL config (unknown
     fields, contradicting values) and the reward functions are built here; ``method=none`` warns that it ignores
-    ``method.args``. ``eval.backend=vllm`` in a multi-process launch fails here (vLLM would meet the launch's process
-    group).
+    ``method.args``. ``model.attn_implementation=flash_attention_2`` without flash-attn (or CUDA) fails here, and so
+    does ``eval.backend=vllm`` in a multi-process launch (vLLM would meet the launch's process group).
     """
     try:
         OmegaConf.to_container(cfg, resolve=True)
@@ -56,6 +57,7 @@ def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
         raise ConfigError(reason if str(err.full_key) in reason else f"{err.full_key}: {reason}") from err
     if missing := sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra.")):
         raise ConfigError(f"no value for {', '.join(missing)}: set it on the command line ({missing[0]}=...)")
+    attention_implementation(cfg.model)
     evaluates = not trains or cfg.eval.after_train
     if evaluates and cfg.eval.backend == "vllm" and (world := distributed.ranks().world_size) > 1:
         raise ConfigError(
