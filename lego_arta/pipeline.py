@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 from peft import PeftModel
@@ -78,6 +80,15 @@ def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
         trainer_config(cfg, run_dir)
 
 
+def free_memory() -> None:
+    """Collect what nothing references any more (the trainer, its optimizer, the training copy of the model: they hold
+    reference cycles) and hand the freed GPU memory back to the driver, so that vLLM, which loads its own copy of the
+    weights, finds it free."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     """Run ``cfg``: train with ``cfg.method`` (when ``train`` and the method trains), then evaluate.
 
@@ -121,7 +132,8 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
             log.info("LoRA adapter saved to %s", adapter)
         if not trains or cfg.eval.after_train:
             if vllm:
-                del model  # free the training copy before vLLM takes the GPU
+                del model  # the training copy: vLLM loads its own, and the GPU must not hold both
+                free_memory()
                 backend = make_backend(cfg, processor, model_path=model_path, adapter=adapter)
             else:
                 if adapter and not isinstance(model, PeftModel):
