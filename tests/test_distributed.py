@@ -7,6 +7,7 @@ the Slurm tests compose ``hydra/launcher=slurm`` and feed a Slurm task's environ
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 import subprocess
@@ -175,7 +176,8 @@ def test_torchrun_two_cpu_processes_make_one_run(tmp_path, cache_dir):
         f"paths.log_dir={tmp_path}",
         f"paths.cache_dir={cache_dir}",
     ]
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the workers import this checkout
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     sweeps = list((tmp_path / "default" / "multirun").iterdir())
     assert len(sweeps) == 1, sweeps  # one sweep dir for both ranks
