@@ -1,25 +1,38 @@
 # lego-arta: every command a user needs. `make demo` and `make test` install first on a fresh machine.
-# GPU users: make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" EXTRAS=dev,gpu
+# GPU users: make install-gpu (= make install TORCH_SPEC="$(GPU_TORCH_SPEC)" EXTRAS=dev,gpu)
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev
+# the CUDA build of torch, and torchvision from the same index (a PyPI torchvision may be built for another CUDA)
+GPU_TORCH_SPEC ?= torch==2.13.0 torchvision==0.28.0 --index-url https://download.pytorch.org/whl/cu128
+# flash-attn's build imports torch, which pip's isolated build environment lacks (flash-attention#1675: "Failed to build
+# 'flash-attn' when getting requirements to build wheel"): with the gpu extra it is built against the installed torch
+# (--no-build-isolation), after torch and before the package. Its version is the gpu extra's, read from pyproject.toml.
+FLASH_ATTN_SPEC := $(shell sed -n '/^gpu = \[/s/.*"\(flash-attn[^"]*\)".*/\1/p' pyproject.toml)
 PY := $(VENV)/bin/python
 # one stamp per (torch spec, extras): another TORCH_SPEC or EXTRAS installs again instead of a silent no-op
 STAMP := $(VENV)/.installed-$(shell printf '%s|%s' '$(TORCH_SPEC)' '$(EXTRAS)' | cksum | cut -d' ' -f1)
 ARGS ?=
 
-.PHONY: install test test-fast test-cookbook lint format demo sweep report paper plan bench dashboard clean
+.PHONY: install install-gpu test test-fast test-cookbook lint format demo sweep report paper plan bench dashboard clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
+ifneq ($(findstring gpu,$(EXTRAS)),)
+	$(PY) -m pip install --quiet packaging psutil ninja wheel setuptools
+	$(PY) -m pip install --quiet --no-build-isolation "$(FLASH_ATTN_SPEC)"
+endif
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	rm -f $(VENV)/.installed*
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv: torch first ($(TORCH_SPEC)), then the package with [$(EXTRAS)]
+install: $(STAMP)  ## create .venv: torch first ($(TORCH_SPEC)), [gpu: flash-attn built against it,] then the package with [$(EXTRAS)]
+
+install-gpu:  ## CUDA torch + torchvision ($(GPU_TORCH_SPEC)), flash-attn without build isolation, then [dev,gpu]
+	$(MAKE) install TORCH_SPEC="$(GPU_TORCH_SPEC)" EXTRAS=dev,gpu
 
 test: $(STAMP)  ## the whole suite, end-to-end tiny-model runs included (the README's cookbook: make test-cookbook)
 	$(PY) -m pytest -q -m "not cookbook" $(ARGS)

@@ -16,7 +16,7 @@ from pathlib import Path
 from lego_arta.bench import write_bench
 from lego_arta.config import compose_config
 from lego_arta.data import build_dataset, load_data
-from lego_arta.evaluation.generate import TransformersBackend, generate_predictions
+from lego_arta.evaluation.generate import GenerationSettings, TransformersBackend, generate_predictions
 from lego_arta.models import load_model
 
 
@@ -31,7 +31,8 @@ def main() -> None:
         model, processor = load_model(cfg.model, cfg.paths.cache_dir)
         rows = build_dataset(data.test, data.train, cfg.data, int(cfg.seed))
         rows = rows.select(range(min(args.samples, len(rows))))
-        backend = TransformersBackend(model, processor, max_new_tokens=args.max_new_tokens, do_sample=False)
+        settings = GenerationSettings.from_config(cfg.eval, max_new_tokens=args.max_new_tokens, do_sample=False)
+        backend = TransformersBackend(model, processor, settings=settings)
         generate_predictions(backend, rows.select(range(2)), Path(tmp) / "warmup.jsonl", batch_size=2, generator="")
         report: dict[str, float | int] = {"samples": len(rows), "max_new_tokens": args.max_new_tokens}
         for batch in (1, 8):

@@ -4,6 +4,11 @@ Registered when ``lego_arta`` is imported, so before any entry script's ``@hydra
 
 - ``${lego_arta.root:}``: the project root (the folder holding ``conf/``). ``paths.root_dir`` uses it, so the run and
   sweep dirs resolve without ``${hydra:runtime.cwd}``, which a multirun's sweeper reads before Hydra sets it.
+- ``${lego_arta.now:FORMAT}``: Hydra's ``${now:FORMAT}``, but one value for every process of a multi-process launch
+  (:func:`lego_arta.distributed.shared_now`), so torchrun's ranks share one run dir. Cached like ``${now:}``: a
+  multirun's jobs, and the tasks of a Slurm job (whose config is pickled with its cache), reuse the first value.
+- ``${lego_arta.log_suffix:}``: empty on the main process, ``.rank<N>`` on the others: each rank logs to its own file
+  in the shared run dir (``train.log``, ``train.rank1.log``, ...).
 - ``${lego_arta.required:KEY,HINT}``: a value the user must set (``experiment=hybrid_sft_grpo`` needs
   ``method.adapter=``); reading it unset raises a :class:`~lego_arta.errors.ConfigError` naming the key.
 - ``${lego_arta.needs_extra:EXTRA,TARGET}``: a class from an optional extra; without the ``cluster`` extra, a
@@ -25,6 +30,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from lego_arta.distributed import ranks, shared_now
 from lego_arta.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +41,12 @@ def required(key: str, hint: str) -> NoReturn:
     """``${lego_arta.required:KEY,HINT}``: a value the user must give (an overlay's ``???`` would not override a
     group's ``null`` default: OmegaConf merges never replace a value by MISSING)."""
     raise ConfigError(f"{key} is required here: set {key}={hint} on the command line")
+
+
+def log_suffix() -> str:
+    """``${lego_arta.log_suffix:}``: ``""`` on the main process, ``.rank<N>`` on rank N of a multi-process launch."""
+    rank = ranks().rank
+    return f".rank{rank}" if rank else ""
 
 
 def needs_extra(extra: str, target: str) -> str:
@@ -49,6 +61,8 @@ def needs_extra(extra: str, target: str) -> str:
 
 def _register() -> None:
     OmegaConf.register_new_resolver("lego_arta.root", lambda: str(ROOT), replace=True)
+    OmegaConf.register_new_resolver("lego_arta.now", shared_now, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("lego_arta.log_suffix", log_suffix, replace=True)
     OmegaConf.register_new_resolver("lego_arta.required", required, replace=True)
     OmegaConf.register_new_resolver("lego_arta.needs_extra", needs_extra, replace=True)
     try:

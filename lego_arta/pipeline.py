@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 from peft import PeftModel
 from transformers import set_seed
 
+from lego_arta import distributed
 from lego_arta.data import build_dataset, flat_counts, load_data, save_split
 from lego_arta.errors import ConfigError, MissingInputError
 from lego_arta.evaluation.evaluate import evaluate, make_backend
 from lego_arta.evaluation.generate import generator_id
 from lego_arta.models import load_model, load_processor, resolve_model_path
+from lego_arta.models.loading import attention_implementation
 from lego_arta.runs import METRICS_FILE, save_config, write_metrics
 from lego_arta.tracking import tracking
 
@@ -34,7 +38,8 @@ def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
     A value left at ``???`` (e.g. ``experiment=hybrid_sft_grpo`` without ``method.adapter=``), a ``method.adapter``
     dir without an adapter, ``method.tasks`` outside ``data.tasks``, and, for a training run, the TRL config (unknown
     fields, contradicting values) and the reward functions are built here; ``method=none`` warns that it ignores
-    ``method.args``.
+    ``method.args``. ``model.attn_implementation=flash_attention_2`` without flash-attn (or CUDA) fails here, and so
+    does ``eval.backend=vllm`` in a multi-process launch (vLLM would meet the launch's process group).
     """
     try:
         OmegaConf.to_container(cfg, resolve=True)
@@ -43,6 +48,13 @@ def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
         raise ConfigError(reason if str(err.full_key) in reason else f"{err.full_key}: {reason}") from err
     if missing := sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra.")):
         raise ConfigError(f"no value for {', '.join(missing)}: set it on the command line ({missing[0]}=...)")
+    attention_implementation(cfg.model)
+    evaluates = not trains or cfg.eval.after_train
+    if evaluates and cfg.eval.backend == "vllm" and (world := distributed.ranks().world_size) > 1:
+        raise ConfigError(
+            f"eval.backend=vllm runs in one process, not in each of {world}: set eval.after_train=false and evaluate "
+            "afterwards with python experiments/evaluate.py eval.backend=vllm method.adapter=<run dir>/adapter"
+        )
     if cfg.method.adapter and not (Path(str(cfg.method.adapter)) / "adapter_config.json").is_file():
         raise MissingInputError(f"method.adapter={cfg.method.adapter}: no adapter_config.json in this directory")
     if cfg.method.name == "none":
@@ -57,21 +69,39 @@ def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
         trainer_config(cfg, run_dir)
 
 
+def free_memory() -> None:
+    """Collect what nothing references any more (the trainer, its optimizer, the training copy of the model: they hold
+    reference cycles) and hand the freed GPU memory back to the driver, so that vLLM, which loads its own copy of the
+    weights, finds it free."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     """Run ``cfg``: train with ``cfg.method`` (when ``train`` and the method trains), then evaluate.
 
     Data and the model path are checked before any model is loaded; the resolved config, the split files,
     ``history.jsonl``, the adapter, ``predictions.jsonl`` and ``metrics.json`` land in ``cfg.paths.output_dir``.
+
+    Launched as several processes (torchrun, ``accelerate launch``, a Slurm job's tasks: :mod:`lego_arta.distributed`),
+    every rank trains its share of each batch on its own device and generates its shard of the test split; only the
+    main process writes the run dir's files, merges the predictions, scores them and logs to W&B. The other ranks
+    return no metrics.
     """
     run_dir = Path(cfg.paths.output_dir)
     trains = train and cfg.method.name != "none"
     check_config(cfg, run_dir, trains)
+    main = distributed.setup().is_main
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir)
+    if main:
+        save_config(cfg, run_dir)
     set_seed(int(cfg.seed))
-    data = load_data(cfg)
-    model_path = resolve_model_path(cfg.model, cfg.paths.cache_dir)  # a bad model.path fails before anything heavy
-    save_split(data, run_dir)
+    with distributed.main_process_first():  # the main process builds the scenes and the tiny model into the cache
+        data = load_data(cfg)
+        model_path = resolve_model_path(cfg.model, cfg.paths.cache_dir)  # a bad model.path fails before anything heavy
+    if main:
+        save_split(data, run_dir)
     metrics: dict[str, float] = {}
     vllm = cfg.eval.backend == "vllm"
     with tracking(cfg, run_dir) as tracker:
@@ -91,7 +121,8 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
             log.info("LoRA adapter saved to %s", adapter)
         if not trains or cfg.eval.after_train:
             if vllm:
-                del model  # free the training copy before vLLM takes the GPU
+                del model  # the training copy: vLLM loads its own, and the GPU must not hold both
+                free_memory()
                 backend = make_backend(cfg, processor, model_path=model_path, adapter=adapter)
             else:
                 if adapter and not isinstance(model, PeftModel):
@@ -102,6 +133,8 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
             test_ds = build_dataset(data.test, data.train, cfg.data, int(cfg.seed))
             generator = generator_id(model_path, adapter, {"model": cfg.model, "eval": cfg.eval})
             metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, generator)
-        write_metrics(metrics, run_dir)
-    log.info("metrics: %s", run_dir / METRICS_FILE)
+        if main:
+            write_metrics(metrics, run_dir)
+    if main:
+        log.info("metrics: %s", run_dir / METRICS_FILE)
     return metrics

@@ -4,6 +4,8 @@ The W&B run lives in the Hydra run dir (``<run dir>/wandb/offline-run-*``), is g
 tagged with method and reward, so a sweep is one dashboard filter. It is always finished in a ``finally`` (Hydra's
 basic launcher runs multirun jobs in one process: an unfinished run would swallow the next job's logs). Trainers
 started inside :func:`tracking` reuse the active run (the HF W&B callback only starts one when none is active).
+In a multi-process launch only the main process opens a W&B run; the other ranks get the no-op stand-in (and the HF
+callback logs from the main process only).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from PIL.Image import Image as PILImage
 
+from lego_arta.distributed import is_main
 from lego_arta.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -58,7 +61,7 @@ class WandbTracker(Tracker):
 
         self._wandb = wandb
         lg = cfg.logger
-        tags = sorted({*(lg.get("tags") or []), f"method:{cfg.method.name}", f"reward:{cfg.reward.name}"})
+        tags = sorted({*(lg.tags or []), f"method:{cfg.method.name}", f"reward:{cfg.reward.name}"})
         os.environ.setdefault("WANDB_SILENT", "true")
         # the HF callback would otherwise log model checkpoints as artifacts
         os.environ.setdefault("WANDB_LOG_MODEL", "false")
@@ -66,12 +69,12 @@ class WandbTracker(Tracker):
         try:
             self.run = wandb.init(
                 project=lg.project,
-                entity=lg.get("entity"),
-                group=lg.get("group"),
-                job_type=lg.get("job_type"),
-                name=lg.get("name"),
+                entity=lg.entity,
+                group=lg.group,
+                job_type=lg.job_type,
+                name=lg.name,
                 tags=tags,
-                mode=lg.get("mode", "offline"),
+                mode=lg.mode,
                 dir=str(run_dir),
                 config=config,
                 reinit="finish_previous",
@@ -117,13 +120,14 @@ def report_to(cfg: DictConfig) -> list[str]:
 
 @contextmanager
 def tracking(cfg: DictConfig, run_dir: str | Path) -> Iterator[Tracker]:
-    """Open the tracker named by ``cfg.logger.backend`` for one run and always close it.
+    """Open the tracker named by ``cfg.logger.backend`` for one run (on the main process) and always close it.
 
     Args:
         cfg: the composed config (``logger``, ``method``, ``reward`` groups are read).
         run_dir: the Hydra run dir; W&B writes ``run_dir/wandb/``.
     """
-    tracker = WandbTracker(cfg, Path(run_dir)) if tracker_class(cfg) is WandbTracker else Tracker()
+    wandb = tracker_class(cfg) is WandbTracker and is_main()
+    tracker = WandbTracker(cfg, Path(run_dir)) if wandb else Tracker()
     exit_code = 1
     try:
         yield tracker

@@ -117,3 +117,17 @@ def test_rewards_differ_only_in_values():
 def test_unknown_group_option_names_the_option(make_cfg):
     with pytest.raises(ConfigCompositionException, match="Could not find 'method/ppo'"):
         make_cfg("method=ppo")
+
+
+def test_the_vllm_overlay_is_the_paper_grpo_with_colocated_vllm_generation(make_cfg, tmp_path):
+    # TRL's colocate mode: vLLM generates the completions inside each training process; nothing else changes
+    from trl import GRPOConfig
+
+    from lego_arta.methods.common import trainer_args
+
+    vllm = trainer_args(GRPOConfig, make_cfg("experiment=grpo_vllm", "method.args.bf16=false"), tmp_path)
+    paper = trainer_args(GRPOConfig, make_cfg("experiment=paper_grpo_v1", "method.args.bf16=false"), tmp_path)
+    assert (vllm.use_vllm, vllm.vllm_mode, vllm.vllm_gpu_memory_utilization) == (True, "colocate", 0.3)
+    assert vllm.vllm_max_model_length >= 7744 + vllm.max_completion_length  # make plan's longest 7B prompt
+    changed = {k for k, v in vars(paper).items() if getattr(vllm, k) != v and k != "distributed_state"}
+    assert changed == {"use_vllm", "vllm_max_model_length"}, changed

@@ -117,6 +117,12 @@ class Clone:
         Path(purelib, "_lego_arta_clone.pth").write_text(
             f"{root}\nimport site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n"
         )
+        # the console scripts the commands call by name, as pip puts them in a user's venv: their processes must run
+        # the clone's python (torchrun starts its workers with its own interpreter)
+        for name, module in [("torchrun", "torch.distributed.run")]:
+            script = root / ".venv" / "bin" / name
+            script.write_text(f"#!{root / '.venv' / 'bin' / 'python'}\nfrom {module} import main\nmain()\n")
+            script.chmod(0o755)
         makefile = (root / "Makefile").read_text()
         spec = re.search(r"^TORCH_SPEC \?= (.*)$", makefile, re.M).group(1)  # type: ignore[union-attr]
         extras = re.search(r"^EXTRAS \?= (.*)$", makefile, re.M).group(1)  # type: ignore[union-attr]

@@ -11,7 +11,7 @@ import pytest
 
 from experiments import evaluate as evaluate_script
 from lego_arta.data import build_dataset, load_data
-from lego_arta.evaluation.generate import TransformersBackend, generate_predictions, generator_id
+from lego_arta.evaluation.generate import GenerationSettings, TransformersBackend, generate_predictions, generator_id
 from lego_arta.models import load_model
 from lego_arta.runs import read_jsonl
 
@@ -66,7 +66,7 @@ def test_batch_size_does_not_change_greedy_predictions(make_cfg, tmp_path):
     data = load_data(cfg)
     model, processor = load_model(cfg.model, cfg.paths.cache_dir)
     dataset = build_dataset(data.test, data.train, cfg.data, int(cfg.seed)).select(range(8))
-    backend = TransformersBackend(model, processor, max_new_tokens=12, do_sample=False)
+    backend = TransformersBackend(model, processor, settings=GenerationSettings.from_config(cfg.eval))
     runs = {
         bs: generate_predictions(backend, dataset, tmp_path / f"bs{bs}.jsonl", batch_size=bs, generator="")
         for bs in (1, 4)
@@ -109,7 +109,9 @@ def test_vllm_backend_gets_the_prompts_images_pixels_and_adapter(make_cfg, monke
     assert calls["llm"]["limit_mm_per_prompt"] == {"image": 4}
     assert calls["llm"]["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 12544}
     assert calls["llm"]["enable_lora"] is True and calls["lora"] == ("adapter", 1, str(adapter))
-    assert calls["params"] == {"temperature": 0.0, "max_tokens": 12, "seed": 0}
+    # conf/eval's settings, greedy (temperature 0 in vLLM's terms)
+    expected = {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0, "max_tokens": 12, "seed": 0}
+    assert calls["params"] == expected
     requests = calls["requests"]
     assert len(requests) == 9 and all(r["prompt"].endswith("<|im_start|>assistant\n") for r in requests)
     # one image per user turn: the demo's and the query's

@@ -73,3 +73,51 @@ def test_missing_model_dir_fails_naming_the_path(make_cfg, tmp_path, path, messa
     cfg = make_cfg("model=qwen2_5_vl_7b", f"model.path={path.format(tmp=tmp_path)}")
     with pytest.raises(ModelPathError, match=message):
         resolve_model_path(cfg.model, cfg.paths.cache_dir)
+
+
+@pytest.mark.parametrize(
+    ("requested", "cuda", "flash", "expected"),
+    [
+        ("auto", False, False, "sdpa"),  # CPU
+        ("auto", True, True, "flash_attention_2"),  # GPU with the gpu extra
+        ("auto", True, False, "sdpa"),  # GPU without flash-attn: falls back, with a warning (below)
+        ("sdpa", True, True, "sdpa"),  # asked for: kept
+        ("flash_attention_2", True, True, "flash_attention_2"),
+        ("flash_attention_2", True, False, "flash-attn is not installed: make install-gpu"),  # an error, not sdpa
+        ("flash_attention_2", False, True, "needs a CUDA GPU"),
+    ],
+)
+def test_attention_follows_the_machine_and_refuses_what_it_cannot_run(
+    make_cfg, monkeypatch, caplog, requested, cuda, flash, expected
+):
+    # the GPU cases are simulated: CUDA and flash-attn as this machine would report them
+    import importlib.util
+
+    from lego_arta.models.loading import AttentionError, attention_implementation
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: (object() if flash else None) if name == "flash_attn" else find_spec(name, *a),
+    )
+    model_cfg = make_cfg(f"model.attn_implementation={requested}").model
+    if expected in ("sdpa", "flash_attention_2"):
+        with caplog.at_level("WARNING", logger="lego_arta.models.loading"):
+            assert attention_implementation(model_cfg) == expected
+        fallback = requested == "auto" and cuda and not flash
+        assert ("falling back to sdpa on CUDA" in caplog.text) is fallback
+    else:
+        with pytest.raises(AttentionError, match=expected):
+            attention_implementation(model_cfg)
+
+
+def test_flash_attention_asked_for_here_fails_before_anything_loads(make_cfg, tmp_path):
+    # this machine has no flash-attn (and no GPU): the config check says so, a user error (one line, exit 2)
+    from lego_arta.errors import UserError
+    from lego_arta.pipeline import check_config
+
+    cfg = make_cfg("model.attn_implementation=flash_attention_2")
+    with pytest.raises(UserError, match=r"model\.attn_implementation=flash_attention_2"):
+        check_config(cfg, tmp_path, trains=False)

@@ -175,3 +175,41 @@ def test_method_tasks_restricts_training_not_evaluation(make_cfg):
     # a task outside data.tasks is a config error, raised before anything loads
     with pytest.raises(ConfigError, match=r"method.tasks: \['detection'\]"):
         check_config(make_cfg("method=grpo", "method.tasks=[detection]", *FAST), Path("run"), trains=False)
+
+
+@pytest.mark.parametrize(
+    ("method", "free"),
+    [("sft", True), ("grpo", True), pytest.param("sft", False, id="sft-control")],
+)
+def test_vllm_evaluation_after_training_finds_the_trained_model_gone(make_cfg, monkeypatch, method, free):
+    # eval.backend=vllm loads its own copy of the weights: when its backend is built, nothing may still hold the
+    # training copy (model, trainer, optimizer: reference cycles that only a gc pass frees). The control run skips
+    # the pipeline's free step and shows the model is then still alive: the check can fail.
+    import weakref
+
+    from lego_arta import methods, pipeline
+
+    refs: list[weakref.ref] = []
+    real_train = methods.train
+
+    def train(*args, **kwargs):
+        adapter, model = real_train(*args, **kwargs)
+        refs.extend([weakref.ref(model), weakref.ref(model.get_base_model())])
+        return adapter, model
+
+    alive: list[bool] = []
+
+    def vllm_backend(cfg, processor, model=None, model_path=None, adapter=None):
+        assert model is None and model_path and adapter
+        alive.extend(ref() is not None for ref in refs)
+        return lambda prompts, images: ["Yes"] * len(prompts)
+
+    monkeypatch.setattr(methods, "train", train)
+    monkeypatch.setattr(pipeline, "make_backend", vllm_backend)
+    if not free:
+        monkeypatch.setattr(pipeline, "free_memory", lambda: None)
+    budget = GRPO if method == "grpo" else ["method=sft"]
+    cfg = make_cfg(*budget, *FAST, "method.args.max_steps=1", "eval.after_train=true", "eval.backend=vllm")
+    metrics = train_script.run(cfg)
+    assert metrics["eval/num_samples"] > 0
+    assert len(alive) == 2 and alive == [not free] * 2, alive

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,13 +12,62 @@ from datasets import Dataset
 from omegaconf import DictConfig
 from transformers import PreTrainedModel, ProcessorMixin
 
+from lego_arta import distributed
 from lego_arta import metrics as M
-from lego_arta.evaluation.generate import TransformersBackend, VLLMBackend, generate_predictions
+from lego_arta.evaluation.generate import (
+    GenerationSettings,
+    TransformersBackend,
+    VLLMBackend,
+    finished_predictions,
+    generate_predictions,
+    shard_file,
+    shard_files,
+)
 from lego_arta.evaluation.tables import predictions_table
 from lego_arta.runs import PREDICTIONS_FILE
 from lego_arta.tracking import Tracker
 
 log = logging.getLogger(__name__)
+
+
+def generate_sharded(
+    backend: Callable[[Sequence[list[dict[str, Any]]], Sequence[list[Any]]], list[str]],
+    dataset: Dataset,
+    out_path: Path,
+    batch_size: int,
+    generator: str,
+) -> list[dict[str, Any]] | None:
+    """:func:`generate_predictions` over every process of the run; the main process gets every row, the others None.
+
+    One process: ``out_path`` directly. Several (torchrun, a Slurm job's tasks): rank N generates the N-th contiguous
+    shard of ``dataset`` into ``predictions.rank<N>.jsonl`` (resuming from it and from ``out_path``), all wait for the
+    slowest, then the main process merges the shards into ``out_path`` in dataset order and deletes them. A single
+    process resumes from the shards a killed multi-process evaluation left.
+    """
+    here = distributed.ranks()
+    if here.world_size == 1:
+        left = shard_files(out_path)
+        rows = generate_predictions(backend, dataset, out_path, batch_size=batch_size, generator=generator, reuse=left)
+        for path in left:
+            path.unlink()
+        return rows
+    own = shard_file(out_path, here.rank)
+    shard = dataset.shard(here.world_size, here.rank, contiguous=True)
+    generate_predictions(backend, shard, own, batch_size=batch_size, generator=generator, reuse=[out_path])
+    distributed.barrier()
+    if not here.is_main:
+        return None
+    shards = [shard_file(out_path, r) for r in range(here.world_size)]
+    done = finished_predictions(out_path, dataset, generator, shards)
+    if missing := [i for i in dataset["id"] if i not in done]:
+        raise RuntimeError(f"{len(missing)} predictions missing after every rank generated its shard: {missing[:3]}")
+    rows = [done[i] for i in dataset["id"]]
+    tmp = out_path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tmp.replace(out_path)
+    for path in shard_files(out_path):
+        path.unlink()
+    return rows
 
 
 def limit_per_task(dataset: Dataset, limit: int) -> Dataset:
@@ -39,19 +89,16 @@ def make_backend(
     adapter: str | None = None,
 ) -> TransformersBackend | VLLMBackend:
     """The generation backend named by ``eval.backend``: ``transformers`` (needs ``model``, adapter merged in) or
-    ``vllm`` (needs ``model_path``; loads ``adapter`` as a LoRA request)."""
+    ``vllm`` (needs ``model_path``; loads ``adapter`` as a LoRA request); both get the same
+    :class:`~lego_arta.evaluation.generate.GenerationSettings` from ``eval``."""
     ev, mc = cfg.eval, cfg.model
+    settings = GenerationSettings.from_config(ev)
     backend = ev.backend
     if backend == "transformers":
         if model is None:
             raise ValueError("eval.backend=transformers needs the loaded model")
         return TransformersBackend(
-            model,
-            processor,
-            max_new_tokens=int(ev.max_new_tokens),
-            do_sample=bool(ev.do_sample),
-            min_pixels=int(mc.min_pixels),
-            max_pixels=int(mc.max_pixels),
+            model, processor, settings=settings, min_pixels=int(mc.min_pixels), max_pixels=int(mc.max_pixels)
         )
     if backend == "vllm":
         if model_path is None:
@@ -59,9 +106,8 @@ def make_backend(
         return VLLMBackend(
             model_path,
             processor,
+            settings=settings,
             adapter=adapter,
-            max_new_tokens=int(ev.max_new_tokens),
-            do_sample=bool(ev.do_sample),
             min_pixels=int(mc.min_pixels),
             max_pixels=int(mc.max_pixels),
             seed=int(cfg.seed),
@@ -79,6 +125,9 @@ def evaluate(
 ) -> dict[str, float]:
     """Generate for the test split (``eval.*``), score, log ``eval/<metric>`` to the tracker, return the metrics.
 
+    Over several processes each rank generates its shard (:func:`generate_sharded`); the main process scores and
+    logs, the others return ``{}``.
+
     Args:
         cfg: the composed config (``eval``, ``seed``).
         backend: generates answers for a batch of prompts (:func:`make_backend`).
@@ -91,9 +140,9 @@ def evaluate(
     ev = cfg.eval
     if ev.limit:
         test_dataset = limit_per_task(test_dataset, int(ev.limit))
-    records = generate_predictions(
-        backend, test_dataset, run_dir / PREDICTIONS_FILE, batch_size=int(ev.batch_size), generator=generator
-    )
+    records = generate_sharded(backend, test_dataset, run_dir / PREDICTIONS_FILE, int(ev.batch_size), generator)
+    if records is None:  # another rank: the main process scores and logs
+        return {}
     scored = M.score_predictions(records, int(ev.bootstrap.samples), int(ev.bootstrap.seed))
     results = scored.metrics
     log.info("evaluation on %d samples:\n%s", len(records), M.format_table(scored.values, scored.cis or None))

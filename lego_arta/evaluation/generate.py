@@ -7,13 +7,14 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, ProcessorMixin
+from transformers import GenerationConfig, PreTrainedModel, ProcessorMixin
 
 from lego_arta.models.images import check_image_budget, fit_image
 from lego_arta.runs import append_jsonl, read_jsonl
@@ -39,16 +40,87 @@ def generator_id(model: str, adapter: str | Path | None, settings: Mapping[str, 
     return digest.hexdigest()[:16]
 
 
-def finished_predictions(path: Path, dataset: Dataset, generator: str = "") -> dict[str, dict[str, Any]]:
-    """Rows of an existing ``predictions.jsonl`` made by ``generator`` for the dataset's ids and prompts."""
-    if not path.exists():
-        return {}
+def finished_predictions(
+    path: Path, dataset: Dataset, generator: str = "", reuse: Sequence[Path] = ()
+) -> dict[str, dict[str, Any]]:
+    """Rows of an existing ``predictions.jsonl`` (and of the ``reuse`` files) made by ``generator`` for the dataset's
+    ids and prompts."""
     wanted = {row_id: prompt_hash(prompt) for row_id, prompt in zip(dataset["id"], dataset["prompt"], strict=True)}
     done = {}
-    for row in read_jsonl(path):
-        if wanted.get(row.get("id")) == row.get("prompt_hash") and row.get("generator") == generator:
-            done[row["id"]] = row
+    for source in [*reuse, path]:
+        if not source.exists():
+            continue
+        for row in read_jsonl(source):
+            if wanted.get(row.get("id")) == row.get("prompt_hash") and row.get("generator") == generator:
+                done[row["id"]] = row
     return done
+
+
+def shard_file(path: Path, rank: int) -> Path:
+    """``predictions.rank<N>.jsonl``: rank N's part of an evaluation over several processes, beside ``path``."""
+    return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+
+def shard_files(path: Path) -> list[Path]:
+    """Every rank's part of ``path`` left in its dir (a sharded evaluation not merged yet, or killed)."""
+    return sorted(path.parent.glob(f"{path.stem}.rank*{path.suffix}"))
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What decides the generated tokens, read from ``conf/eval`` (its only source) and given identically to both
+    backends: :meth:`hf` for transformers' ``generate``, :meth:`vllm` for vLLM's ``SamplingParams``.
+
+    The checkpoint's own ``generation_config.json`` (Qwen2.5-VL-7B-Instruct's says ``repetition_penalty=1.05``,
+    ``do_sample=true``, ``temperature=1e-6``) sets none of them; only its stop tokens (``eos_token_id``) are used, by
+    both backends: transformers fills the fields left unset from it, vLLM adds them to the request's stop ids.
+    ``top_k=0`` means no top-k filter in both (transformers would otherwise fill in 50).
+    """
+
+    max_new_tokens: int
+    do_sample: bool
+    temperature: float
+    top_p: float
+    top_k: int
+    repetition_penalty: float
+
+    @classmethod
+    def from_config(cls, eval_cfg: Mapping[str, Any], **changes: Any) -> GenerationSettings:
+        """The ``eval`` config group's settings (``changes`` replace some: a benchmark's token budget)."""
+        values = {f.name: eval_cfg[f.name] for f in fields(cls)} | changes
+        return cls(
+            max_new_tokens=int(values["max_new_tokens"]),
+            do_sample=bool(values["do_sample"]),
+            temperature=float(values["temperature"]),
+            top_p=float(values["top_p"]),
+            top_k=int(values["top_k"]),
+            repetition_penalty=float(values["repetition_penalty"]),
+        )
+
+    def hf(self, pad_token_id: int | None) -> GenerationConfig:
+        """A full ``GenerationConfig``: transformers 5.24 fills every field left ``None`` from the checkpoint's
+        ``generation_config.json`` (``GenerationMixin._prepare_generation_config``), so each sampling field is set."""
+        return GenerationConfig(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=self.do_sample,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            repetition_penalty=self.repetition_penalty,
+            num_beams=1,
+            pad_token_id=pad_token_id,
+        )
+
+    def vllm(self, seed: int) -> dict[str, Any]:
+        """Keyword arguments of ``vllm.SamplingParams``: greedy is ``temperature=0`` there."""
+        return {
+            "max_tokens": self.max_new_tokens,
+            "temperature": self.temperature if self.do_sample else 0.0,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "repetition_penalty": self.repetition_penalty,
+            "seed": seed,
+        }
 
 
 def model_inputs(processor: ProcessorMixin, prompts: Sequence[list[dict[str, Any]]], images: Sequence[list[Any]]):
@@ -67,17 +139,12 @@ def generate_batch(
     processor: ProcessorMixin,
     prompts: Sequence[list[dict[str, Any]]],
     images: Sequence[list[Any]],
-    max_new_tokens: int,
-    do_sample: bool = False,
+    settings: GenerationSettings,
 ) -> list[str]:
-    """Generate one answer per chat prompt (left padding, greedy by default); returns the decoded new text."""
+    """Generate one answer per chat prompt (left padding, ``settings``); returns the decoded new text."""
     inputs = model_inputs(processor, prompts, images).to(model.device)
-    out = model.generate(  # type: ignore[operator]
-        **inputs,
-        max_new_tokens=max_new_tokens,
-        do_sample=do_sample,
-        pad_token_id=processor.tokenizer.pad_token_id,
-    )
+    config = settings.hf(processor.tokenizer.pad_token_id)
+    out = model.generate(**inputs, generation_config=config)  # type: ignore[operator]
     new_tokens = out[:, inputs["input_ids"].shape[1] :]
     return processor.batch_decode(new_tokens, skip_special_tokens=True)
 
@@ -93,19 +160,17 @@ class TransformersBackend:
         model: PreTrainedModel,
         processor: ProcessorMixin,
         *,
-        max_new_tokens: int,
-        do_sample: bool,
+        settings: GenerationSettings,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
     ) -> None:
         if min_pixels is not None and max_pixels is not None:
             check_image_budget(processor, min_pixels, max_pixels)
-        self.model, self.processor = model, processor
-        self.max_new_tokens, self.do_sample = max_new_tokens, do_sample
+        self.model, self.processor, self.settings = model, processor, settings
         model.eval()
 
     def __call__(self, prompts: Sequence[list[dict[str, Any]]], images: Sequence[list[Any]]) -> list[str]:
-        return generate_batch(self.model, self.processor, prompts, images, self.max_new_tokens, self.do_sample)
+        return generate_batch(self.model, self.processor, prompts, images, self.settings)
 
 
 def vllm_requests(
@@ -130,7 +195,8 @@ class VLLMBackend:
 
     The prompt text comes from the processor's chat template; the images go to vLLM as multi-modal data already
     resized by :func:`~lego_arta.models.images.fit_image` (the resize training uses), so vLLM's own processor, given
-    the same ``min_pixels`` / ``max_pixels``, keeps their size; greedy unless ``do_sample``.
+    the same ``min_pixels`` / ``max_pixels``, keeps their size; sampling as ``settings`` say (what the transformers
+    backend gets too).
     """
 
     def __init__(
@@ -138,9 +204,8 @@ class VLLMBackend:
         model_path: str,
         processor: ProcessorMixin,
         *,
+        settings: GenerationSettings,
         adapter: str | None,
-        max_new_tokens: int,
-        do_sample: bool,
         min_pixels: int,
         max_pixels: int,
         seed: int,
@@ -158,7 +223,7 @@ class VLLMBackend:
             limit_mm_per_prompt={"image": max_images},
             mm_processor_kwargs={"min_pixels": min_pixels, "max_pixels": max_pixels},
         )
-        self.params = SamplingParams(temperature=1.0 if do_sample else 0.0, max_tokens=max_new_tokens, seed=seed)
+        self.params = SamplingParams(**settings.vllm(seed))
         self.lora = LoRARequest("adapter", 1, str(adapter)) if adapter else None
 
     def __call__(self, prompts: Sequence[list[dict[str, Any]]], images: Sequence[list[Any]]) -> list[str]:
@@ -174,17 +239,18 @@ def generate_predictions(
     *,
     batch_size: int,
     generator: str,
+    reuse: Sequence[Path] = (),
 ) -> list[dict[str, Any]]:
     """Generate with ``backend`` for every row of ``dataset`` (``id``, ``task``, ``prompt``, ``images``, ``solution``,
     ``demo_answer``).
 
     Each batch is appended to ``out_path`` as soon as it is done (id, task, prompt hash, generator, prediction,
-    reference, demo answer: what ``experiments/score.py`` needs); rows already there for the same id, prompt and
-    ``generator`` (:func:`generator_id`) are kept and not generated again, so an interrupted evaluation resumes.
-    Returns the predictions in dataset order.
+    reference, demo answer: what ``experiments/score.py`` needs); rows already there (or in the ``reuse`` files: the
+    shards of an evaluation over several processes) for the same id, prompt and ``generator`` (:func:`generator_id`)
+    are kept and not generated again, so an interrupted evaluation resumes. Returns the predictions in dataset order.
     """
     out_path = Path(out_path)
-    done = finished_predictions(out_path, dataset, generator)
+    done = finished_predictions(out_path, dataset, generator, reuse)
     if done:
         log.info("resuming: %d of %d predictions already in %s", len(done), len(dataset), out_path)
     # rewrite the file with the kept rows only (drops rows of another prompt or generator, or a truncated line)

@@ -16,21 +16,22 @@ from lego_arta.tracking import Tracker
 class HistoryCallback(TrainerCallback):
     """Append every ``on_log`` dict to ``history.jsonl`` (TRL's keys, plus ``step``), so reports need no W&B.
 
-    On resume, rows logged after the checkpoint's step are dropped first: the history stays one row per step.
+    On resume, rows logged after the checkpoint's step are dropped first: the history stays one row per step. Only
+    the main process writes (the Trainer calls every rank's callbacks with the same, already reduced, logs).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
-        if self.path.exists():
+        if state.is_world_process_zero and self.path.exists():
             kept = [row for row in read_jsonl(self.path) if row.get("step", 0) <= state.global_step]
             self.path.write_text("")
             for row in kept:
                 append_jsonl(self.path, row)
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kw: Any):
-        if logs:
+        if logs and state.is_world_process_zero:
             row = {"step": state.global_step, **{k: _finite_or_none(v) for k, v in logs.items()}}
             append_jsonl(self.path, row)
 

@@ -16,6 +16,7 @@ from peft import PeftModel
 from transformers import PreTrainedModel, ProcessorMixin, Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
+from lego_arta.distributed import barrier, ranks
 from lego_arta.errors import ConfigError
 from lego_arta.methods.callbacks import CompletionsTableCallback, HistoryCallback
 from lego_arta.runs import HISTORY_FILE
@@ -30,8 +31,9 @@ def trainer_args(config_cls: type, cfg: DictConfig, run_dir: Path) -> Any:
     """Build ``SFTConfig`` / ``GRPOConfig`` from ``method.args``; the run dir, seed, device and W&B are ours.
 
     Any field of the TRL config can be set from the CLI (``method.args.max_steps=2``); the values this pipeline
-    needs of every trained method are ``conf/method/args/trained.yaml``. Three fields are derived here unless set:
-    ``bf16`` from the device (off on CPU), ``report_to`` and ``run_name`` from the ``logger`` group. Needs no model,
+    needs of every trained method are ``conf/method/args/trained.yaml``. Fields derived here unless set: ``bf16``
+    from the device (off on CPU), ``use_cpu`` for several CPU processes (torchrun on a machine without CUDA: else
+    accelerate would not start DDP), ``report_to`` and ``run_name`` from the ``logger`` group. Needs no model,
     so the pipeline builds it before loading anything: a misspelled field or values that contradict each other
     (``num_generations`` not dividing the generation batch) fail in seconds, as a :class:`ConfigError`.
     """
@@ -51,11 +53,14 @@ def trainer_args(config_cls: type, cfg: DictConfig, run_dir: Path) -> Any:
             raise ConfigError(
                 f"method.args.{key}={value!r}: trl.{config_cls.__name__} wants a number ({number.__name__})"
             )
+    cuda = torch.cuda.is_available()
     derived = {
-        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        "bf16": cuda and torch.cuda.is_bf16_supported(),
         "report_to": report_to(cfg),
         "run_name": cfg.logger.name,
     }
+    if not cuda and ranks().world_size > 1:  # accelerate starts gloo DDP only when told the run is on CPU
+        derived["use_cpu"] = True
     args = derived | args  # a value set in method.args wins
     try:
         return config_cls(output_dir=str(run_dir), seed=int(cfg.seed), data_seed=int(cfg.seed), **args)
@@ -94,8 +99,10 @@ def fit(trainer: Trainer, cfg: DictConfig, run_dir: Path, processor: ProcessorMi
         log.info("resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     out = run_dir / ADAPTER_DIR
-    trainer.save_model(str(out))  # the LoRA adapter, safetensors
-    processor.save_pretrained(str(out))
+    trainer.save_model(str(out))  # the LoRA adapter, safetensors (the Trainer writes it from the main process only)
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(str(out))
+    barrier()  # every rank reads the saved adapter next (generator_id hashes its bytes)
     return out
 
 

@@ -11,7 +11,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
-from lego_arta.errors import MissingInputError
+from lego_arta import distributed
+from lego_arta.errors import ConfigError, MissingInputError
 from lego_arta.models.images import check_image_budget, load_image_processor
 from lego_arta.models.tiny import build_tiny_qwen2_5_vl
 
@@ -50,17 +51,42 @@ def resolve_model_path(model_cfg: DictConfig, cache_dir: str | Path) -> str:
     return path  # a hub id: transformers resolves it (from the local HF cache when offline)
 
 
-def _choose_dtype_attn(model_cfg: DictConfig) -> tuple[torch.dtype, str]:
+class AttentionError(ConfigError):
+    """``model.attn_implementation=flash_attention_2`` on a machine that cannot run it (no flash-attn, no CUDA)."""
+
+
+def attention_implementation(model_cfg: DictConfig) -> str:
+    """The attention kernel ``model.attn_implementation`` asks for, checked before anything loads.
+
+    ``auto``: flash-attention-2 under CUDA with flash-attn installed, else sdpa; under CUDA without flash-attn the
+    fallback is logged as a warning (sdpa needs more memory and time on long image prompts). An explicit
+    ``flash_attention_2`` that this machine cannot run raises :class:`AttentionError`, not a failure at load time.
+    """
     cuda = torch.cuda.is_available()
+    flash = importlib.util.find_spec("flash_attn") is not None
+    attn = str(model_cfg.attn_implementation)
+    if attn == "auto":
+        if cuda and not flash:
+            log.warning(
+                "model.attn_implementation=auto: flash-attn is not installed, falling back to sdpa on CUDA "
+                "(make install-gpu installs it)"
+            )
+        return "flash_attention_2" if cuda and flash else "sdpa"
+    if attn == "flash_attention_2" and not flash:
+        raise AttentionError(
+            "model.attn_implementation=flash_attention_2 but flash-attn is not installed: make install-gpu "
+            "(or model.attn_implementation=sdpa)"
+        )
+    if attn == "flash_attention_2" and not cuda:
+        raise AttentionError("model.attn_implementation=flash_attention_2 needs a CUDA GPU (or =sdpa)")
+    return attn
+
+
+def _choose_dtype(model_cfg: DictConfig) -> torch.dtype:
     dtype_name = model_cfg.dtype
     if dtype_name == "auto":
-        dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
-    else:
-        dtype = getattr(torch, str(dtype_name))
-    attn = model_cfg.attn_implementation
-    if attn == "auto":
-        attn = "flash_attention_2" if cuda and importlib.util.find_spec("flash_attn") is not None else "sdpa"
-    return dtype, attn
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, str(dtype_name))
 
 
 def load_processor(path: str, model_cfg: DictConfig) -> ProcessorMixin:
@@ -103,16 +129,14 @@ def load_model(
     Args:
         model_cfg: the ``model`` config group.
         cache_dir: ``paths.cache_dir`` (where the tiny model is built).
-        device: where to put the model; default CUDA when available, else CPU.
+        device: where to put the model; default this rank's GPU (``cuda:<LOCAL_RANK>``) when CUDA is there, else CPU.
         **kwargs: passed to ``from_pretrained``.
     """
     path = resolve_model_path(model_cfg, cache_dir)
-    dtype, attn = _choose_dtype_attn(model_cfg)
+    dtype, attn = _choose_dtype(model_cfg), attention_implementation(model_cfg)
     log.info("loading %s (%s, %s)", path, dtype, attn)
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=attn, **kwargs)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)  # type: ignore[arg-type]
+    model.to(device or distributed.device())  # type: ignore[arg-type]
     if model_cfg.freeze_vision:
         freeze_vision_tower(model)
     return model, load_processor(path, model_cfg)
