@@ -152,6 +152,7 @@ def test_resumed_predictions_belong_to_the_generator_that_made_them(tmp_path, ch
                 "prompt": [{"role": "user", "content": f"q{i}"}],
                 "images": [],
                 "solution": "Yes",
+                "demo_answer": "No",
             }
             for i in range(3)
         ]
