@@ -243,6 +243,10 @@ def test_compare_predictions_pairs_two_runs_by_sample_id():
     p = compare_predictions(grpo, sft, n=300, seed=0)["iou"]
     assert (p.model, p.reference, p.diff, p.n) == pytest.approx((100.0, 25.0, 75.0, 8))
     assert p.low == pytest.approx(75.0) and p.beats
+    # pairing is by id, not by position: SFT exact on half the ids, the same answers per id in reverse order
+    mixed = [{**r, "prediction": ref} if i < 4 else r for i, r in enumerate(sft)]
+    p = compare_predictions(mixed[::-1], mixed, n=300, seed=0)["iou"]
+    assert (p.diff, p.low, p.high) == (0.0, 0.0, 0.0)
     # the same predictions: 0 and no "beats"; state F1 recomputed for both
     refs = ["Yes", "No", "No", "No"] * 3
     state = [{"id": f"s{i}", "task": "state", "prediction": "Yes", "reference": r} for i, r in enumerate(refs)]
