@@ -10,6 +10,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -638,3 +639,8 @@ def test_report_says_which_trained_row_beats_the_trivial_answers_and_sft(tmp_pat
     assert "GRPO v1 (LoRA r8), object IoU against SFT (LoRA r8): does not beat (beats in 0 of 1 seed)." in verdicts
     # every line states its verdict: none left to be implied
     assert all(c[8] in ("beats", "does not beat") for c in cells)
+    # a copy of the sweep elsewhere: method.adapter still names the original sft/, the copy's sft/ is found by name
+    copy = tmp_path / "copied" / "demo"
+    shutil.copytree(sweep, copy)
+    copied = write_report(copy)["markdown"]
+    assert copied.split("## Against SFT")[1].split("\n## ")[0] == against

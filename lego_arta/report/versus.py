@@ -4,7 +4,8 @@
   evaluation, :func:`lego_arta.metrics.against_references`): model minus reference on the same test samples, with the
   95% paired bootstrap CI over test samples.
 - **The run it started from:** every trained run other than SFT (GRPO) against its SFT run: the run whose ``adapter/``
-  its ``method.adapter`` names, else the SFT run of its seed and model. Their ``predictions.jsonl`` are paired by
+  its ``method.adapter`` names (in a copy of the sweep: the one run dir of that folder name), else the SFT run of its
+  seed and model. Their ``predictions.jsonl`` are paired by
   sample id (:func:`lego_arta.metrics.compare_predictions`) and resampled as the run's ``eval.bootstrap`` says.
 
 One line per run (a seed of a Table 1 row), task and reference. A run *beats* a reference when the CI's lower bound
@@ -163,11 +164,15 @@ def _row(run: pd.Series, runs: pd.DataFrame) -> str:
 
 
 def _baseline(run: pd.Series, cfg: Mapping[str, Any], ok: pd.DataFrame) -> pd.Series | None:
-    # the run whose adapter/ this run started from, else the SFT run of the same seed and model
+    # the run whose adapter/ this run started from (by path; in a copy of the sweep, by its folder's name when one
+    # run has it), else the SFT run of the same seed and model
     adapter = _lookup(cfg, "method", "adapter")
     if adapter:
         start = Path(str(adapter)).resolve().parent
         found = ok[[Path(d).resolve() == start for d in ok["run_dir"]]]
+        if found.empty:
+            named = ok[[Path(d).name == start.name for d in ok["run_dir"]]]
+            found = named if len(named) == 1 else found
     else:
         found = ok[(ok["method"] == "sft") & (ok["seed"] == run["seed"]) & (ok["model"] == run["model"])]
     return found.iloc[0] if len(found) else None
