@@ -160,9 +160,9 @@ def score_samples(records: Iterable[Mapping[str, Any]], names: Sequence[str] | N
     carrying a trivial answer (:data:`ANSWER_REFERENCES`) also gets the values that answer would score, under the
     reference's name: ``copy_demo`` from a grounding or object ``demo_answer`` (the answer of its prompt's first
     few-shot demo), ``mean_box`` from an object ``mean_box_answer`` (one box at the training split's mean box,
-    :func:`lego_arta.evaluation.trivial.mean_box_answer`). The aggregations
-    (:func:`aggregate`, :func:`format_validity`, the trivial references and the comparisons with them) read these
-    values; nothing is parsed again.
+    :func:`lego_arta.evaluation.trivial.mean_box_answer`). The aggregations (:func:`aggregate`,
+    :func:`format_validity`, the trivial references and the comparisons with them) read these values; nothing is
+    parsed again.
 
     Args:
         records: mappings with ``prediction``, ``reference`` and optional ``task``, ``id``, ``demo_answer`` and
