@@ -150,9 +150,9 @@ def evaluate(
     ev = cfg.eval
     if ev.limit:
         test_dataset = limit_per_task(test_dataset, int(ev.limit))
-    columns = {"mean_box_answer": mean_box_answers}
+    trivial = {"mean_box_answer": mean_box_answers}
     records = generate_sharded(
-        backend, test_dataset, run_dir / PREDICTIONS_FILE, int(ev.batch_size), generator, columns
+        backend, test_dataset, run_dir / PREDICTIONS_FILE, int(ev.batch_size), generator, trivial
     )
     if records is None:  # another rank: the main process scores and logs
         return {}
