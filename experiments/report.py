@@ -1,4 +1,5 @@
-"""Write the report of a sweep: Table 1 (mean ± 95% CI over seeds) beside the study's, reward curves, failed runs.
+"""Write the report of a sweep: Table 1 (mean ± std, 95% CI over seeds) beside the study's, the trained runs against
+the trivial answers and SFT, reward curves, failed runs.
 
     python experiments/report.py                     # the newest multirun under outputs/ (= make report)
     python experiments/report.py sweep_dir=outputs/reward_ablation/multirun/2025-01-01_12-00-00 smoothing=0.6

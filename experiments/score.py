@@ -4,10 +4,12 @@
     python experiments/score.py predictions=preds.jsonl bootstrap.samples=0 seed=1
 
 Each line of the file is a JSON object with ``prediction`` (raw model text) and ``reference`` (strings), optional
-``task`` (grounding | object | state; inferred from the reference when missing), ``id`` and ``demo_answer`` (the
-answer of the prompt's first few-shot demo, as evaluation writes it). metrics.json holds ``eval/<metric>``,
-``eval/<metric>_lo`` / ``_hi``, format validity and the trivial references ``ref/always_yes/<metric>`` and, for rows
-with a demo answer, ``ref/copy_demo/<metric>``. Light: no torch, transformers or datasets is imported.
+``task`` (grounding | object | state; inferred from the reference when missing), ``id``, ``demo_answer`` (the
+answer of the prompt's first few-shot demo) and ``mean_box_answer`` (one box at the training split's mean box), as
+evaluation writes them. metrics.json holds ``eval/<metric>``, ``eval/<metric>_lo`` / ``_hi``, format validity, the
+trivial references ``ref/always_yes/<metric>`` and, for rows with their answer, ``ref/copy_demo/<metric>`` and
+``ref/mean_box/<metric>``, and the model against each reference: ``vs/<reference>/<metric>`` (model - reference,
+paired bootstrap ``_lo`` / ``_hi``, ``_beats``). Light: no torch, transformers or datasets is imported.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ REQUIRED_FIELDS = ("prediction", "reference")
 REFERENCES = {
     "always_yes": "Always-'Yes' reference (state)",
     "copy_demo": "Copy-the-demo reference (grounding, object)",
+    "mean_box": "Mean-training-box reference (object)",
 }
+ANSWER_FIELDS = tuple(field for field, _ in M.ANSWER_REFERENCES.values())  # optional: absent, a string or null
 
 
 def load_predictions(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
@@ -50,8 +54,9 @@ def load_predictions(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
                 raise InputError(f"{path}:{lineno}: missing field {field!r}")
             if not isinstance(record[field], str):
                 raise InputError(f"{path}:{lineno}: field {field!r} is {type(record[field]).__name__}, not a string")
-        if not isinstance(record.get("demo_answer", ""), str | None):  # optional: absent, a string or null
-            raise InputError(f"{path}:{lineno}: field 'demo_answer' is {type(record['demo_answer']).__name__}")
+        for field in ANSWER_FIELDS:
+            if not isinstance(record.get(field, ""), str | None):
+                raise InputError(f"{path}:{lineno}: field {field!r} is {type(record[field]).__name__}")
         out.append((lineno, record))
     if not out:
         raise InputError(f"{path}: no records")
@@ -73,7 +78,25 @@ def run(cfg: DictConfig) -> dict[str, float]:
         reference = {k.removeprefix(prefix): v for k, v in scored.metrics.items() if k.startswith(prefix)}
         if reference:
             print(f"\n{title}:\n\n{M.format_table(reference)}")
+    versus = versus_table(scored.metrics)
+    if versus:
+        print(f"\nAgainst the trivial references (paired bootstrap over the samples):\n\n{versus}")
     return scored.metrics
+
+
+def versus_table(metrics: dict[str, float]) -> str:
+    """The ``vs/<reference>/<metric>`` keys as a markdown table: difference, 95% CI, beats; "" when there are none."""
+    keys = [k for k in metrics if k.startswith("vs/") and not k.endswith(("_lo", "_hi", "_beats"))]
+    if not keys:
+        return ""
+    lines = ["| model - reference | difference | 95% CI | verdict |", "|---|---:|---|---|"]
+    for key in keys:
+        ci, verdict = "", "does not beat (no CI)"
+        if f"{key}_lo" in metrics:
+            ci = f"[{metrics[f'{key}_lo']:.2f}, {metrics[f'{key}_hi']:.2f}]"
+            verdict = "beats" if metrics[f"{key}_beats"] else "does not beat"
+        lines.append(f"| {key.removeprefix('vs/')} | {metrics[key]:+.2f} | {ci} | {verdict} |")
+    return "\n".join(lines)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="score")

@@ -12,18 +12,23 @@ x100 and keys exist only for the tasks present:
 - state: ``f1_state`` (Yes positive, 2TP / (2TP + FP + FN)) and ``fpr`` (FP / (FP + TN)), 0 on a zero denominator.
 
 One light pass: ``score_samples`` parses each record once; the metrics, their bootstrap CIs (resampling the per-sample
-values within each task), format validity and the trivial references (always "Yes", copy the demo's answer) are all
-aggregations of its output. ``score_predictions`` assembles them into a run's ``metrics.json`` keys.
+values within each task), format validity, the trivial references (always "Yes", copy the demo's answer, the mean
+training box) and the paired comparisons of the model with them (:mod:`lego_arta.paired`) are all aggregations of its
+output. ``score_predictions`` assembles them into a run's ``metrics.json`` keys; ``compare_predictions`` pairs two
+runs' predictions by sample id.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from lego_arta.paired import Paired, mean_metric, paired_bootstrap
 from lego_arta.parsing import (
     TASKS,
     answer_text,
@@ -55,8 +60,19 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 METRIC_KEYS: tuple[str, ...] = tuple(k for task in TASKS for k in TASK_METRICS[task])
 # the study's seven metrics (its Table 1), in its order
 STUDY_METRICS: tuple[str, ...] = ("f1_theme", "rouge", "bleu", "f1_object", "iou", "f1_state", "fpr")
-# tasks whose trivial reference copies the answer of the prompt's first demo (state demos are a Yes/No pair)
-COPY_DEMO_TASKS: tuple[str, ...] = ("grounding", "object")
+# trivial answers a record may carry, scored in the same pass as its prediction:
+# reference name -> (the record's field holding the answer, the tasks it answers)
+ANSWER_REFERENCES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "copy_demo": ("demo_answer", ("grounding", "object")),  # the prompt's first demo's answer (state demos: a pair)
+    "mean_box": ("mean_box_answer", ("object",)),  # one box at the mean training box (mean_box_answer)
+}
+# every trivial reference and the tasks it answers; always "Yes" needs no answer field
+REFERENCE_TASKS: dict[str, tuple[str, ...]] = {
+    "always_yes": ("state",),
+    **{name: tasks for name, (_, tasks) in ANSWER_REFERENCES.items()},
+}
+# the metric of each task that a trained model is compared on, with the trivial references and with other runs
+HEADLINE: dict[str, str] = {"grounding": "f1_theme", "object": "iou", "state": "f1_state"}
 _STATE_COUNTS = ("tp", "fp", "fn", "tn")
 
 
@@ -140,13 +156,17 @@ def score_samples(records: Iterable[Mapping[str, Any]], names: Sequence[str] | N
 
     Each sample has its ``task``, the task's metric values (state samples: their confusion indicators ``tp``, ``fp``,
     ``fn``, ``tn``, one of them 1.0, instead of a score) and ``format_valid`` (1.0 when the answer has the task's form:
-    object: a non-degenerate box parses; state: a Yes/No word is there; grounding: the answer has a word). A grounding
-    or object record with a ``demo_answer`` (the answer of its prompt's first few-shot demo) also gets ``copy_demo``:
-    the values that answer would score. The aggregations (:func:`aggregate`, :func:`format_validity`, the trivial
-    references) read these values; nothing is parsed again.
+    object: a non-degenerate box parses; state: a Yes/No word is there; grounding: the answer has a word). A record
+    carrying a trivial answer (:data:`ANSWER_REFERENCES`) also gets the values that answer would score, under the
+    reference's name: ``copy_demo`` from a grounding or object ``demo_answer`` (the answer of its prompt's first
+    few-shot demo), ``mean_box`` from an object ``mean_box_answer`` (one box at the training split's mean box,
+    :func:`lego_arta.evaluation.trivial.mean_box_answer`). The aggregations (:func:`aggregate`,
+    :func:`format_validity`, the trivial references and the comparisons with them) read these values; nothing is
+    parsed again.
 
     Args:
-        records: mappings with ``prediction``, ``reference`` and optional ``task``, ``id`` and ``demo_answer``.
+        records: mappings with ``prediction``, ``reference`` and optional ``task``, ``id``, ``demo_answer`` and
+            ``mean_box_answer``.
         names: how errors name each record (e.g. ``file:line``); default: its ``id`` when present, else ``#index``.
 
     Raises:
@@ -177,8 +197,9 @@ def score_samples(records: Iterable[Mapping[str, Any]], names: Sequence[str] | N
         else:
             scores = _state(reference)
         sample: dict[str, Any] = {"task": task, **scores(answer_text(prediction))}
-        if task in COPY_DEMO_TASKS and record.get("demo_answer") is not None:
-            sample["copy_demo"] = scores(answer_text(_text_field(record, "demo_answer", name)))
+        for ref, (field, tasks) in ANSWER_REFERENCES.items():
+            if task in tasks and record.get(field) is not None:
+                sample[ref] = scores(answer_text(_text_field(record, field, name)))
         out.append(sample)
     return out
 
@@ -297,41 +318,160 @@ def format_validity(samples: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     return out
 
 
-def always_yes_reference(samples: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """``f1_state`` and ``fpr`` of the trivial model that always answers "Yes", from ``score_samples`` output.
+def reference_samples(samples: Sequence[Mapping[str, Any]], reference: str) -> tuple[list[int], list[dict[str, Any]]]:
+    """The indices of the samples a trivial reference answers, and its per-sample values there, from ``score_samples``.
 
-    Every "Yes" reference (``tp`` + ``fn``) becomes a true positive, every "No" (``fp`` + ``tn``) a false positive.
-    Reported beside results: on 1 Yes : 3 No groups it gives F1 40.0 and FPR 100.0. Empty when no state sample.
-
-    Args:
-        samples: per-sample dicts from ``score_samples`` (only the state samples are read).
-
-    >>> always_yes_reference(score_samples([{"reference": r, "prediction": "No"} for r in ["Yes", "No", "No", "No"]]))
-    {'f1_state': 40.0, 'fpr': 100.0}
-    """
-    groups = _by_task(samples)
-    if "state" not in groups:
-        return {}
-    state = groups["state"]
-    positives = sum(s["tp"] + s["fn"] for s in state)
-    negatives = sum(s["fp"] + s["tn"] for s in state)
-    f1, fpr = _state_metrics(positives, negatives, 0.0, 0.0)
-    return {"f1_state": float(f1), "fpr": float(fpr)}
-
-
-def copy_demo_reference(samples: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """The metrics (x100) of the trivial model that copies its prompt's first demo answer, from ``score_samples``.
-
-    Over the grounding and object samples that had a ``demo_answer``; empty when none had.
+    ``always_yes`` answers every state sample "Yes": a "Yes" reference (``tp`` + ``fn``) becomes a true positive, a
+    "No" (``fp`` + ``tn``) a false positive. ``copy_demo`` and ``mean_box`` (:data:`ANSWER_REFERENCES`) answer the
+    samples whose record carried their answer, with the values it scored in :func:`score_samples`.
 
     Args:
         samples: per-sample dicts from ``score_samples``.
+        reference: a name of :data:`REFERENCE_TASKS`.
 
-    >>> copy_demo_reference(score_samples([{"task": "grounding", "prediction": "", "reference": "Attach the axle.",
-    ...                                     "demo_answer": "Attach it."}]))["f1_theme"]
+    Raises:
+        ValueError: an unknown reference.
+
+    >>> reference_samples(score_samples([{"reference": "No", "prediction": "No"}]), "always_yes")
+    ([0], [{'task': 'state', 'tp': 0.0, 'fp': 1.0, 'fn': 0.0, 'tn': 0.0, 'format_valid': 1.0}])
+    """
+    if reference == "always_yes":
+        index = [i for i, s in enumerate(samples) if s["task"] == "state"]
+        values = [
+            {
+                "task": "state",
+                "tp": s["tp"] + s["fn"],
+                "fp": s["fp"] + s["tn"],
+                "fn": 0.0,
+                "tn": 0.0,
+                "format_valid": 1.0,
+            }
+            for s in (samples[i] for i in index)
+        ]
+        return index, values
+    if reference not in ANSWER_REFERENCES:
+        raise ValueError(f"unknown trivial reference {reference!r}: expected one of {list(REFERENCE_TASKS)}")
+    index = [i for i, s in enumerate(samples) if reference in s]
+    return index, [{"task": samples[i]["task"], **samples[i][reference]} for i in index]
+
+
+def trivial_reference(samples: Sequence[Mapping[str, Any]], reference: str) -> dict[str, float]:
+    """The metrics (x100) of a trivial reference (:func:`reference_samples`) on the samples it answers; {} on none.
+
+    Reported beside results: always "Yes" gives F1-State 40.0 and FPR 100.0 on 1 Yes : 3 No groups; copy the demo
+    scores its prompt's first demo answer (grounding, object); the mean box puts one box at the mean training box.
+
+    Args:
+        samples: per-sample dicts from ``score_samples``.
+        reference: a name of :data:`REFERENCE_TASKS`.
+
+    >>> trivial_reference(score_samples([{"reference": r, "prediction": "No"} for r in ["Yes", "No", "No", "No"]]),
+    ...                   "always_yes")
+    {'f1_state': 40.0, 'fpr': 100.0}
+    >>> trivial_reference(score_samples([{"task": "grounding", "prediction": "", "reference": "Attach the axle.",
+    ...                                   "demo_answer": "Attach it."}]), "copy_demo")["f1_theme"]
     40.0
     """
-    return aggregate({"task": s["task"], **s["copy_demo"]} for s in samples if "copy_demo" in s)
+    return aggregate(reference_samples(samples, reference)[1])
+
+
+def _counts_metric(j: int, fields: np.ndarray) -> np.ndarray:
+    # F1-State (j = 0) or FPR (j = 1) of the summed tp, fp, fn, tn fields (fields, ..., samples)
+    return _state_metrics(*fields.sum(axis=-1))[j]
+
+
+def paired_difference(
+    model: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]], metric: str, *, n: int, seed: int
+) -> Paired:
+    """``metric`` (x100) of the model minus the reference's, on the same samples, with its paired bootstrap interval.
+
+    A mean metric (IoU, F1-Theme, ...) resamples the per-sample differences; F1-State and FPR are recomputed for both
+    from each resample's summed counts (:func:`lego_arta.paired.paired_bootstrap`).
+
+    Args:
+        model: per-sample dicts from ``score_samples``, all of the task of ``metric``.
+        reference: the reference's per-sample dicts for the same samples, in the same order.
+        metric: a key of :data:`TASK_METRICS`.
+        n: bootstrap resamples (0: no interval).
+        seed: seed of the resampling.
+
+    Raises:
+        ValueError: the two lists differ in length or tasks, or a sample is not of the metric's task.
+    """
+    task = next(t for t, keys in TASK_METRICS.items() if metric in keys)
+    tasks = [s["task"] for s in model]
+    if len(model) != len(reference) or tasks != [s["task"] for s in reference] or set(tasks) - {task}:
+        raise ValueError(f"paired {metric}: expected two lists of {task} samples, alike, in the same order")
+    state = task == "state"
+    fields = _STATE_COUNTS if state else (metric,)
+    m, r = (
+        np.array([[s[f] for f in fields] for s in x], dtype=float).reshape(-1, len(fields)) for x in (model, reference)
+    )
+    measure = partial(_counts_metric, TASK_METRICS["state"].index(metric)) if state else mean_metric
+    return paired_bootstrap(m, r, measure, n_resamples=n, seed=seed)
+
+
+def against_references(samples: Sequence[Mapping[str, Any]], *, n: int, seed: int) -> dict[str, Paired]:
+    """The model against each trivial reference, on the :data:`HEADLINE` metric of each task the reference answers.
+
+    Paired over the samples the reference answered: ``copy_demo/f1_theme``, ``copy_demo/iou``, ``mean_box/iou``,
+    ``always_yes/f1_state`` (the keys present for the tasks and answers present).
+
+    Args:
+        samples: per-sample dicts from ``score_samples``.
+        n: bootstrap resamples (0: differences without intervals).
+        seed: seed of every comparison's resampling.
+
+    >>> records = [{"task": "state", "prediction": p, "reference": r} for p, r in [("Yes", "Yes"), ("No", "No")] * 4]
+    >>> p = against_references(score_samples(records), n=200, seed=0)["always_yes/f1_state"]
+    >>> round(p.model, 2), round(p.reference, 2), p.beats
+    (100.0, 66.67, True)
+    """
+    out: dict[str, Paired] = {}
+    for ref, tasks in REFERENCE_TASKS.items():
+        index, values = reference_samples(samples, ref)
+        for task in tasks:
+            pick = [j for j, i in enumerate(index) if samples[i]["task"] == task]
+            if pick:
+                model = [samples[index[j]] for j in pick]
+                out[f"{ref}/{HEADLINE[task]}"] = paired_difference(
+                    model, [values[j] for j in pick], HEADLINE[task], n=n, seed=seed
+                )
+    return out
+
+
+def compare_predictions(
+    model: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]], *, n: int, seed: int
+) -> dict[str, Paired]:
+    """One run's predictions against another's (e.g. GRPO against the SFT it started from), paired by sample ``id``.
+
+    Over the ids both runs answered, per task present: the :data:`HEADLINE` metric of ``model`` minus ``baseline``'s,
+    with its paired bootstrap interval (:func:`paired_difference`); keys are the metric names.
+
+    Args:
+        model: prediction records (``id``, ``prediction``, ``reference``, optional ``task``), as in predictions.jsonl.
+        baseline: the other run's records.
+        n: bootstrap resamples (0: differences without intervals).
+        seed: seed of the resampling.
+
+    Raises:
+        ValueError: a record without an ``id``, or an id whose reference differs between the runs (another test split).
+    """
+    for side, records in (("model", model), ("baseline", baseline)):
+        if missing := [i for i, r in enumerate(records) if "id" not in r]:
+            raise ValueError(f"{side} record #{missing[0]}: no 'id' to pair the runs' predictions by")
+    by_id = {r["id"]: r for r in baseline}
+    pairs = [(r, by_id[r["id"]]) for r in model if r["id"] in by_id]
+    for a, b in pairs:
+        if a["reference"] != b["reference"]:
+            raise ValueError(f"sample {a['id']!r}: the two runs have different references (not one test split)")
+    ours, theirs = score_samples([a for a, _ in pairs]), score_samples([b for _, b in pairs])
+    out: dict[str, Paired] = {}
+    for task, metric in HEADLINE.items():
+        pick = [i for i, s in enumerate(ours) if s["task"] == task]
+        if pick:
+            out[metric] = paired_difference([ours[i] for i in pick], [theirs[i] for i in pick], metric, n=n, seed=seed)
+    return out
 
 
 class Scored(NamedTuple):
@@ -351,14 +491,19 @@ def score_predictions(
     """The run metrics of predictions, in one scoring pass: what evaluation and ``experiments/score.py`` write.
 
     Keys: ``eval/<metric>`` with ``_lo`` / ``_hi`` 95% bootstrap bounds (when ``bootstrap_samples`` > 0),
-    ``eval/format_valid*``, ``eval/num_samples``, and the trivial references beside the results: ``ref/always_yes/*``
-    (state) and ``ref/copy_demo/*`` (grounding, object; for records with a ``demo_answer``). ``values`` holds the
-    metrics and format validity (x100) and ``cis`` their intervals, for :func:`format_table`.
+    ``eval/format_valid*``, ``eval/num_samples``, the trivial references beside the results: ``ref/always_yes/*``
+    (state), ``ref/copy_demo/*`` (grounding, object; records with a ``demo_answer``) and ``ref/mean_box/*`` (object;
+    records with a ``mean_box_answer``), and the model against each of them (:func:`against_references`):
+    ``vs/<reference>/<metric>`` = model - reference (x100) on the samples the reference answered, with the paired
+    bootstrap's ``_lo`` / ``_hi`` and ``_beats`` (1.0 when ``_lo`` > 0, else 0.0) when ``bootstrap_samples`` > 0 and
+    there are two samples or more. ``values`` holds the metrics and format validity (x100) and ``cis`` their
+    intervals, for :func:`format_table`.
 
     Args:
-        records: mappings with ``prediction``, ``reference``, optional ``task``, ``id`` and ``demo_answer``.
-        bootstrap_samples: number of bootstrap resamples (0: no CIs).
-        seed: seed of the bootstrap.
+        records: mappings with ``prediction``, ``reference``, optional ``task``, ``id``, ``demo_answer`` and
+            ``mean_box_answer``.
+        bootstrap_samples: number of bootstrap resamples, for the CIs and the paired comparisons (0: no intervals).
+        seed: seed of the bootstrap (the same for each comparison).
         names: how scoring errors name each record (default: its id or index).
     """
     samples = score_samples(records, names=names)
@@ -368,8 +513,13 @@ def score_predictions(
     for k, (lo, hi) in cis.items():
         out[f"eval/{k}_lo"], out[f"eval/{k}_hi"] = lo, hi
     out["eval/num_samples"] = float(len(samples))
-    out |= {f"ref/always_yes/{k}": v for k, v in always_yes_reference(samples).items()}
-    out |= {f"ref/copy_demo/{k}": v for k, v in copy_demo_reference(samples).items()}
+    for ref in REFERENCE_TASKS:
+        out |= {f"ref/{ref}/{k}": v for k, v in trivial_reference(samples, ref).items()}
+    for key, paired in against_references(samples, n=bootstrap_samples, seed=seed).items():
+        out[f"vs/{key}"] = paired.diff
+        if math.isfinite(paired.low):
+            out[f"vs/{key}_lo"], out[f"vs/{key}_hi"] = paired.low, paired.high
+            out[f"vs/{key}_beats"] = float(paired.beats)
     return Scored(out, values, cis)
 
 

@@ -18,6 +18,7 @@ from lego_arta.data import build_dataset, flat_counts, load_data, save_split
 from lego_arta.errors import ConfigError, MissingInputError
 from lego_arta.evaluation.evaluate import evaluate, make_backend
 from lego_arta.evaluation.generate import generator_id
+from lego_arta.evaluation.trivial import mean_box_answers
 from lego_arta.models import load_model, load_processor, resolve_model_path
 from lego_arta.models.loading import attention_implementation
 from lego_arta.runs import METRICS_FILE, save_config, write_metrics
@@ -132,7 +133,8 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
                 backend = make_backend(cfg, processor, model=model)
             test_ds = build_dataset(data.test, data.train, cfg.data, int(cfg.seed))
             generator = generator_id(model_path, adapter, {"model": cfg.model, "eval": cfg.eval})
-            metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, generator)
+            mean_boxes = mean_box_answers(data.train, data.test)  # the trivial box answer, from the training split
+            metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, generator, mean_boxes)
         if main:
             write_metrics(metrics, run_dir)
     if main:

@@ -17,7 +17,6 @@ from tests.conftest import ROOT
 
 # (file, receiver as written) -> why the call is not a config fallback
 ALLOWED: dict[tuple[str, str], str] = {
-    ("experiments/score.py", "record"): "a JSON line of the predictions file: demo_answer is an optional field",
     ("lego_arta/cli.py", "os.environ"): "the environment (HYDRA_FULL_ERROR), not a config key",
     ("lego_arta/distributed.py", "env"): "the launcher's environment (torchrun, Slurm): absence has a meaning",
     ("lego_arta/distributed.py", "os.environ"): "the launcher's environment (torchrun's agent store flag)",
@@ -31,7 +30,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("lego_arta/methods/callbacks.py", "self.trainer"): "TRL's trainer internals (_logs), not our config",
     ("lego_arta/methods/callbacks.py", "buffer"): "TRL's completion logs, not our config",
     ("lego_arta/methods/callbacks.py", "row"): "a row of history.jsonl",
-    ("lego_arta/metrics.py", "record"): "a scored record: task and demo_answer are optional fields",
+    ("lego_arta/metrics.py", "record"): "a scored record: task is an optional field",
     ("lego_arta/models/compat.py", "tokenizer"): "a tokenizer object (transformers), not our config",
     ("lego_arta/models/images.py", "image_processor"): "a processor object (transformers), not our config",
     ("lego_arta/models/memory.py", "text"): "a checkpoint's config.json (transformers), not our config",

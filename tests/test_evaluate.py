@@ -12,6 +12,7 @@ import pytest
 from experiments import evaluate as evaluate_script
 from lego_arta.data import build_dataset, load_data
 from lego_arta.evaluation.generate import GenerationSettings, TransformersBackend, generate_predictions, generator_id
+from lego_arta.evaluation.trivial import mean_box
 from lego_arta.models import load_model
 from lego_arta.runs import read_jsonl
 
@@ -29,7 +30,16 @@ def test_evaluation_writes_predictions_and_metrics_and_resumes_after_a_kill(make
     assert {t: sum(r["task"] == t for r in rows) for t in ("grounding", "object", "state")} == dict.fromkeys(
         ("grounding", "object", "state"), 3
     )
-    assert set(rows[0]) == {"id", "task", "prompt_hash", "generator", "prediction", "reference", "demo_answer"}
+    assert set(rows[0]) == {
+        "id",
+        "task",
+        "prompt_hash",
+        "generator",
+        "prediction",
+        "reference",
+        "demo_answer",
+        "mean_box_answer",
+    }
     written = json.loads((run_dir / "metrics.json").read_text())
     assert written == pytest.approx(metrics)
     tasks = {r["task"] for r in rows}
@@ -43,6 +53,13 @@ def test_evaluation_writes_predictions_and_metrics_and_resumes_after_a_kill(make
     # the copy-the-demo reference, from the demo answer each row carries (demos are on by default)
     assert all(r["demo_answer"] for r in rows)
     assert {"ref/copy_demo/f1_theme", "ref/copy_demo/iou"} <= set(written)
+    # the mean-box reference: one box at the training split's mean box on every object row, none on the others
+    answers = [json.loads(r["mean_box_answer"]) for r in rows if r["task"] == "object"]
+    assert all(r["mean_box_answer"] is None for r in rows if r["task"] != "object")
+    data = load_data(cfg)
+    mean = list(mean_box(b.coords for r in data.train for b in r.boxes()) or ())
+    assert [[box["bbox_2d"] for box in answer] for answer in answers] == [[mean]] * len(answers)
+    assert {"ref/mean_box/iou", "vs/mean_box/iou", "vs/mean_box/iou_lo", "vs/copy_demo/iou_beats"} <= set(written)
     if "state" in tasks:
         # the always-Yes reference: every "No" reference is a false positive
         has_no = any(r["task"] == "state" and r["reference"] == "No" for r in rows)

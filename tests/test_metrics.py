@@ -12,14 +12,13 @@ from rouge_score import rouge_scorer, tokenizers
 from lego_arta.metrics import (
     METRIC_KEYS,
     aggregate,
-    always_yes_reference,
     bootstrap_ci,
-    copy_demo_reference,
     format_table,
     format_validity,
     score,
     score_predictions,
     score_samples,
+    trivial_reference,
 )
 from lego_arta.scores import RougeTokenizer, lcs_length, token_f1
 
@@ -194,12 +193,12 @@ def test_always_yes_reference_on_one_to_three_groups():
     ]
     records.append({"prediction": "", "reference": "Attach the brick."})  # other tasks are ignored
     samples = score_samples(records)
-    assert always_yes_reference(samples) == pytest.approx({"f1_state": 40.0, "fpr": 100.0})
+    assert trivial_reference(samples, "always_yes") == pytest.approx({"f1_state": 40.0, "fpr": 100.0})
     # the aggregation gives what scoring always-"Yes" predictions gives
     yes = [{**r, "prediction": "Yes"} for r in records if r.get("task") == "state"]
-    assert always_yes_reference(samples) == pytest.approx(score(yes))
+    assert trivial_reference(samples, "always_yes") == pytest.approx(score(yes))
     # no state record: no keys
-    assert always_yes_reference(samples[-1:]) == {}
+    assert trivial_reference(samples[-1:], "always_yes") == {}
 
 
 def test_copy_demo_reference_scores_the_demo_answer_in_the_same_pass():
@@ -212,9 +211,9 @@ def test_copy_demo_reference_scores_the_demo_answer_in_the_same_pass():
     ]
     samples = score_samples(records)
     copied = [{**r, "prediction": r["demo_answer"]} for r in records[:2]]
-    assert copy_demo_reference(samples) == pytest.approx(score(copied))
+    assert trivial_reference(samples, "copy_demo") == pytest.approx(score(copied))
     # without any demo answer: no keys
-    assert copy_demo_reference(score_samples(records[2:])) == {}
+    assert trivial_reference(score_samples(records[2:]), "copy_demo") == {}
 
 
 def test_format_validity_is_an_aggregation_of_the_samples():

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -168,8 +169,11 @@ def expected_cell(group: tuple[str, str], i: int) -> tuple[str, float, float, fl
     if len(values) == 1:
         lo, hi = mean - 2.0 - i / 10, mean + 3.0 + i / 10
         return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]", mean, lo, hi, 1
-    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return f"{mean:.2f} ± {half:.2f}", mean, mean - half, mean + half, len(values)
+    sd = statistics.stdev(values)
+    half = stats.t.ppf(0.975, len(values) - 1) * sd / math.sqrt(len(values))
+    assert half < 100  # every interval of this sweep is narrower than the metrics' range: printed
+    cell = f"{mean:.2f} ± {sd:.2f} (n={len(values)}) [{mean - half:.2f}, {mean + half:.2f}]"
+    return cell, mean, mean - half, mean + half, len(values)
 
 
 def test_collect_runs_finds_every_run_and_the_failed_job(sweep: Path) -> None:
@@ -209,27 +213,43 @@ def test_table1_cells_are_mean_and_95ci_over_seeds(sweep: Path) -> None:
                 [table.loc[row, f"{key}/{s}"] for s in ("mean", "lo", "hi")], [mean, lo, hi], rtol=0, atol=1e-9
             )
             assert table.loc[row, f"{key}/n"] == n
-    # one cell by hand: none F1-Theme over seeds (30, 31.5, 34): mean 31.83, sd 2.0207, t(0.975, 2) = 4.3027
-    assert table.loc[0, "F1-Theme"] == "31.83 ± 5.02"
+    # one cell by hand: none F1-Theme over seeds (30, 31.5, 34): mean 31.83, sd 2.0207, t(0.975, 2) = 4.3027,
+    # half-width 4.3027 x 2.0207 / sqrt(3) = 5.02
+    assert table.loc[0, "F1-Theme"] == "31.83 ± 2.02 (n=3) [26.81, 36.85]"
+    assert table.loc[0, "f1_theme/std"] == pytest.approx(2.0207, abs=1e-4)
 
 
 def test_table1_markdown_is_exact(sweep: Path) -> None:
     # the cells were checked against independently computed values above; this pins the layout
     assert to_markdown(table1(collect_runs(sweep))).split("\n") == [
-        "| model             |   n |             F1-Theme |                ROUGE |              BLEU |"
-        "            F1-Object |                  IoU |             F1-State |                  FPR |",
-        "|:------------------|----:|---------------------:|---------------------:|------------------:|"
-        "---------------------:|---------------------:|---------------------:|---------------------:|",
-        "| base, few-shot    |   3 |         31.83 ± 5.02 |         29.02 ± 5.52 |       7.20 ± 6.02 |"
-        "         61.38 ± 6.53 |         62.57 ± 7.03 |         40.75 ± 7.53 |         32.93 ± 8.03 |",
-        "| SFT (LoRA r8)     |   2 |         57.75 ± 9.53 |        53.83 ± 10.48 |     24.90 ± 11.44 |"
-        "        81.97 ± 12.39 |        15.05 ± 13.34 |        96.12 ± 14.29 |    3.40 [0.80, 7.00] |",
-        "| GRPO v1 (LoRA r8) |   3 |                    – |         21.02 ± 5.52 |       5.20 ± 6.02 |"
-        "         65.38 ± 6.53 |         67.57 ± 7.03 |         42.75 ± 7.53 |         38.93 ± 8.03 |",
-        "| GRPO v2 (LoRA r8) |   2 |         25.75 ± 9.53 |        20.82 ± 10.48 |      4.40 ± 11.44 |"
-        "        64.97 ± 12.39 |        71.05 ± 13.34 |        42.12 ± 14.29 |        36.20 ± 15.25 |",
-        "| GRPO v3 (LoRA r8) |   1 | 26.00 [24.00, 29.00] | 21.00 [18.90, 24.10] | 4.00 [1.80, 7.20] |"
-        " 65.00 [62.70, 68.30] | 71.00 [68.60, 74.40] | 42.00 [39.50, 45.50] | 34.00 [31.40, 37.60] |",
+        "| model             |   n |                          F1-Theme |                             ROUGE |"
+        "                              BLEU |                         F1-Object |"
+        "                               IoU |                           F1-State |"
+        "                               FPR |",
+        "|:------------------|----:|----------------------------------:|----------------------------------:|"
+        "----------------------------------:|----------------------------------:|"
+        "----------------------------------:|-----------------------------------:|"
+        "----------------------------------:|",
+        "| base, few-shot    |   3 | 31.83 ± 2.02 (n=3) [26.81, 36.85] | 29.02 ± 2.22 (n=3) [23.49, 34.54] |"
+        "   7.20 ± 2.42 (n=3) [1.18, 13.22] | 61.38 ± 2.63 (n=3) [54.86, 67.91] |"
+        " 62.57 ± 2.83 (n=3) [55.54, 69.59] |  40.75 ± 3.03 (n=3) [33.22, 48.28] |"
+        " 32.93 ± 3.23 (n=3) [24.90, 40.96] |",
+        "| SFT (LoRA r8)     |   2 | 57.75 ± 1.06 (n=2) [48.22, 67.28] | 53.83 ± 1.17 (n=2) [43.34, 64.31] |"
+        " 24.90 ± 1.27 (n=2) [13.46, 36.34] | 81.97 ± 1.38 (n=2) [69.59, 94.36] |"
+        "  15.05 ± 1.48 (n=2) [1.71, 28.39] | 96.12 ± 1.59 (n=2) [81.83, 110.42] |"
+        "                 3.40 [0.80, 7.00] |",
+        "| GRPO v1 (LoRA r8) |   3 |                                 – | 21.02 ± 2.22 (n=3) [15.49, 26.54] |"
+        "  5.20 ± 2.42 (n=3) [-0.82, 11.22] | 65.38 ± 2.63 (n=3) [58.86, 71.91] |"
+        " 67.57 ± 2.83 (n=3) [60.54, 74.59] |  42.75 ± 3.03 (n=3) [35.22, 50.28] |"
+        " 38.93 ± 3.23 (n=3) [30.90, 46.96] |",
+        "| GRPO v2 (LoRA r8) |   2 | 25.75 ± 1.06 (n=2) [16.22, 35.28] | 20.82 ± 1.17 (n=2) [10.34, 31.31] |"
+        "  4.40 ± 1.27 (n=2) [-7.04, 15.84] | 64.97 ± 1.38 (n=2) [52.59, 77.36] |"
+        " 71.05 ± 1.48 (n=2) [57.71, 84.39] |  42.12 ± 1.59 (n=2) [27.83, 56.42] |"
+        " 36.20 ± 1.70 (n=2) [20.95, 51.45] |",
+        "| GRPO v3 (LoRA r8) |   1 |              26.00 [24.00, 29.00] |              21.00 [18.90, 24.10] |"
+        "                 4.00 [1.80, 7.20] |              65.00 [62.70, 68.30] |"
+        "              71.00 [68.60, 74.40] |               42.00 [39.50, 45.50] |"
+        "              34.00 [31.40, 37.60] |",
     ]
 
 
@@ -258,7 +278,12 @@ def test_report_writes_files_and_lists_the_failed_job(sweep: Path, tmp_path: Pat
         assert [float(c) for c in line.split("|")[2:-1]] == [values[k] for k in KEYS]
     # the trivial reference: one value per seed (3 seeds), same in every run
     refs = next(x for x in md.splitlines() if x.startswith("| always Yes (trivial)"))
-    assert [c.strip() for c in refs.split("|")[1:-1]] == ["always Yes (trivial)", "3", "40.00 ± 0.00", "100.00 ± 0.00"]
+    assert [c.strip() for c in refs.split("|")[1:-1]] == [
+        "always Yes (trivial)",
+        "3",
+        "40.00 ± 0.00 (n=3) [40.00, 40.00]",
+        "100.00 ± 0.00 (n=3) [100.00, 100.00]",
+    ]
     # report.csv: our rows, the reference, the study's rows, with the numbers; runs.csv: one row per run
     csv = pd.read_csv(out / "report.csv")
     assert csv["kind"].tolist() == ["ours"] * 5 + ["reference"] + ["study"] * 3
@@ -454,8 +479,10 @@ def test_runs_that_differ_only_in_what_the_method_ignores_count_once(tmp_path: P
     assert (sft["n"], sft["runs/finished"]) == (3, 6)
     # the t-interval is over the 3 seeds, not over 6 values of 3 identical pairs
     values = [metric_value(("sft", "-"), seed, 4) for seed in (0, 1, 2)]
-    half = stats.t.ppf(0.975, 2) * statistics.stdev(values) / math.sqrt(3)
-    assert sft["IoU"] == f"{statistics.mean(values):.2f} ± {half:.2f}"
+    sd = statistics.stdev(values)
+    half = stats.t.ppf(0.975, 2) * sd / math.sqrt(3)
+    mean = statistics.mean(values)
+    assert sft["IoU"] == f"{mean:.2f} ± {sd:.2f} (n=3) [{mean - half:.2f}, {mean + half:.2f}]"
     assert table[table["model"].str.startswith("GRPO")]["n"].tolist() == [3, 3]
     markdown = write_report(tmp_path)["markdown"]
     assert "Counted once per seed: SFT (LoRA r8): 6 runs, 3 seeds." in markdown
@@ -470,3 +497,150 @@ def test_latest_sweep_is_the_newest_multirun_and_none_is_a_clear_error(tmp_path:
         path.mkdir(parents=True)
         os.utime(path, (1_000_000 + i, 1_000_000 + i))
     assert latest_sweep(tmp_path) == new
+
+
+def test_table1_mean_std_with_n_and_an_interval_wider_than_the_range(tmp_path: Path) -> None:
+    # three seeds: F1-Object 50, 51, 52 (a narrow interval, printed) and IoU 0, 50, 100 (half-width
+    # t(0.975, 2) x 50 / sqrt(3) = 124.2 > 100, the metric's range: mean ± std with n, and "more seeds needed")
+    for seed, (f1, iou) in enumerate([(50.0, 0.0), (51.0, 50.0), (52.0, 100.0)]):
+        run_dir = tmp_path / f"run{seed}"
+        run_dir.mkdir()
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config("sft", "-", seed)))
+        (run_dir / "metrics.json").write_text(json.dumps({"eval/f1_object": f1, "eval/iou": iou}))
+    row = table1(collect_runs(tmp_path)).iloc[0]
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # sd of (50, 51, 52) is 1
+    assert row["F1-Object"] == f"51.00 ± 1.00 (n=3) [{51 - half:.2f}, {51 + half:.2f}]"
+    assert row["IoU"] == "50.00 ± 50.00 (n=3), CI too wide: more seeds needed"
+    # the numbers stay in the CSV columns
+    assert (row["iou/mean"], row["iou/std"], row["iou/n"]) == (50.0, 50.0, 3)
+    assert row["iou/hi"] - row["iou/lo"] == pytest.approx(2 * stats.t.ppf(0.975, 2) * 50.0 / math.sqrt(3))
+    markdown = write_report(tmp_path)["markdown"]
+    assert "CI too wide: more seeds needed" in markdown and "[-74.21, 174.21]" not in markdown
+
+
+def _versus_run(root: Path, name: str, method: str, reward: str, seed: int, rows: list[dict[str, Any]], adapter=None):
+    """A run dir whose metrics.json is what the evaluation writes for ``rows`` (predictions.jsonl)."""
+    from lego_arta.metrics import score_predictions
+
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    cfg = config(method, reward, seed)
+    cfg["method"]["adapter"] = adapter
+    cfg["eval"] = {"bootstrap": {"samples": 1000, "seed": seed}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run_dir / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    metrics = score_predictions(rows, bootstrap_samples=1000, seed=seed).metrics
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_report_says_which_trained_row_beats_the_trivial_answers_and_sft(tmp_path: Path) -> None:
+    # a demo-shaped sweep: sft, grpo_v2_s0 and grpo_v2_s1 from sft/adapter, grpo_v1_s0 from scratch (its SFT: the SFT
+    # run of its seed); predictions built so that each verdict is known
+    ref = json.dumps([{"bbox_2d": [10, 10, 50, 50], "label": "red brick"}])
+    demo = json.dumps([{"bbox_2d": [10, 10, 30, 30], "label": "red brick"}])  # IoU 0.25 with the reference
+    mean_box = json.dumps([{"bbox_2d": [60, 60, 90, 90], "label": "red brick"}])  # IoU 0
+
+    def rows(exact: int) -> list[dict[str, Any]]:
+        # 12 object samples, the first `exact` answered exactly and the others with the demo's box; grounding copies
+        # the demo; state always "No" on 2 groups of 1 Yes + 3 No
+        out = [
+            {"id": f"o{i}", "task": "object", "prediction": ref if i < exact else demo, "reference": ref}
+            | {"demo_answer": demo, "mean_box_answer": mean_box}
+            for i in range(12)
+        ]
+        out += [
+            {"id": f"g{i}", "task": "grounding", "prediction": "Attach the blue plate.", "reference": "Attach it red."}
+            | {"demo_answer": "Attach the blue plate."}
+            for i in range(6)
+        ]
+        out += [
+            {"id": f"s{i}", "task": "state", "prediction": "No", "reference": r}
+            for i, r in enumerate(["Yes", "No", "No", "No"] * 2)
+        ]
+        return out
+
+    sweep = tmp_path / "demo"
+    _versus_run(sweep, "baseline", "none", "-", 0, rows(0))
+    _versus_run(sweep, "sft", "sft", "-", 0, rows(6))  # IoU (6 + 6 x 0.25) / 12 = 62.5
+    adapter = str(sweep / "sft" / "adapter")
+    _versus_run(sweep, "grpo_v2_s0", "grpo", "v2", 0, rows(12), adapter)  # exact everywhere: +37.5 on IoU over SFT
+    _versus_run(sweep, "grpo_v2_s1", "grpo", "v2", 1, rows(6), adapter)  # SFT's own answers: +0
+    _versus_run(sweep, "grpo_v1_s0", "grpo", "v1", 0, rows(6))  # from scratch, paired with the SFT run of seed 0
+    md = write_report(sweep)["markdown"]
+
+    trivial = md.split("## Against the trivial answers")[1].split("## Against SFT")[0]
+    table = [line for line in trivial.splitlines() if line.startswith("| ")][1:]
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table]
+    # one line per trained run (the baseline is not trained), task and reference: 4 runs x 4 comparisons
+    assert len(cells) == 16 and not any(c[0] == "base, few-shot" for c in cells)
+    sft = {(c[3], c[5]): c for c in cells if c[0] == "SFT (LoRA r8)"}
+    assert sft.keys() == {
+        ("IoU", "copy the demo's answer"),
+        ("IoU", "mean training box"),
+        ("F1-Theme", "copy the demo's answer"),
+        ("F1-State", "always Yes"),
+    }
+    # IoU 62.5 against the demo's 25 (+0.75 on half the samples) and the mean box's 0 (+1 or +0.25 on each)
+    line = sft[("IoU", "copy the demo's answer")]
+    assert line[1:5] == ["0", "object", "IoU", "62.50"] and line[6] == "25.00" and line[8] == "beats"
+    low, high = (float(v) for v in line[7].removeprefix("+37.50 [").removesuffix("]").split(", "))
+    assert 0.0 < low < 37.5 < high <= 75.0
+    assert (
+        sft[("IoU", "mean training box")][7].startswith("+62.50 [") and sft[("IoU", "mean training box")][8] == "beats"
+    )
+    # the grounding answer is the demo's: 0 [0, 0], and the verdict says so
+    assert sft[("F1-Theme", "copy the demo's answer")][7:] == ["+0.00 [0.00, 0.00]", "does not beat"]
+    # always "No" scores F1-State 0 against always-Yes' 40
+    assert sft[("F1-State", "always Yes")][4:7] == ["0.00", "always Yes", "40.00"]
+    assert sft[("F1-State", "always Yes")][7].startswith("-40.00 [") and sft[("F1-State", "always Yes")][8] == (
+        "does not beat"
+    )
+    verdicts = [line.removeprefix("- ") for line in trivial.splitlines() if line.startswith("- ")]
+    assert "SFT (LoRA r8), object IoU against mean training box: beats (in 1 of 1 seed)." in verdicts
+    assert (
+        "SFT (LoRA r8), grounding F1-Theme against copy the demo's answer: does not beat (beats in 0 of 1 seed)."
+        in (verdicts)
+    )
+    assert (
+        "GRPO v2 (LoRA r8, from adapter), object IoU against copy the demo's answer: beats (in 2 of 2 seeds)."
+        in verdicts
+    )
+    assert (
+        "GRPO v2 (LoRA r8, from adapter), state F1-State against always Yes: does not beat (beats in 0 of 2 seeds)."
+        in (verdicts)
+    )
+
+    against = md.split("## Against SFT")[1].split("\n## ")[0]
+    table = [line for line in against.splitlines() if line.startswith("| ")][1:]
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table]
+    # the three GRPO runs, each on grounding, object and state, against the SFT run
+    assert [(c[0], c[1], c[3]) for c in cells] == [
+        (row, seed, metric)
+        for row, seed in [
+            ("GRPO v1 (LoRA r8)", "0"),
+            ("GRPO v2 (LoRA r8, from adapter)", "0"),
+            ("GRPO v2 (LoRA r8, from adapter)", "1"),
+        ]
+        for metric in ("F1-Theme", "IoU", "F1-State")
+    ]
+    iou = {(c[0], c[1]): c for c in cells if c[3] == "IoU"}
+    # seed 0 is exact where SFT gave the demo's box: +75 on half the samples, 0 on the others
+    s0 = iou[("GRPO v2 (LoRA r8, from adapter)", "0")]
+    assert s0[4:7] == ["100.00", "SFT (LoRA r8)", "62.50"] and s0[8] == "beats"
+    assert s0[7].startswith("+37.50 [") and float(s0[7].split("[")[1].split(",")[0]) > 0
+    # seed 1 and the v1 run answered as SFT did: +0 [0, 0]
+    for key in [("GRPO v2 (LoRA r8, from adapter)", "1"), ("GRPO v1 (LoRA r8)", "0")]:
+        assert iou[key][7:] == ["+0.00 [0.00, 0.00]", "does not beat"]
+    verdicts = [line.removeprefix("- ") for line in against.splitlines() if line.startswith("- ")]
+    assert (
+        "GRPO v2 (LoRA r8, from adapter), object IoU against SFT (LoRA r8): does not beat (beats in 1 of 2 seeds)."
+        in (verdicts)
+    )
+    assert "GRPO v1 (LoRA r8), object IoU against SFT (LoRA r8): does not beat (beats in 0 of 1 seed)." in verdicts
+    # every line states its verdict: none left to be implied
+    assert all(c[8] in ("beats", "does not beat") for c in cells)
+    # a copy of the sweep elsewhere: method.adapter still names the original sft/, the copy's sft/ is found by name
+    copy = tmp_path / "copied" / "demo"
+    shutil.copytree(sweep, copy)
+    copied = write_report(copy)["markdown"]
+    assert copied.split("## Against SFT")[1].split("\n## ")[0] == against

@@ -66,6 +66,27 @@ def test_copy_demo_reference_from_the_demo_answer_column(make_cfg, tmp_path, cap
     assert "Copy-the-demo reference" in capsys.readouterr().out
 
 
+def test_mean_box_reference_and_the_comparisons_from_the_columns(make_cfg, tmp_path, capsys):
+    # an object row with mean_box_answer (evaluation writes it): score.py reproduces the mean-box reference and the
+    # paired comparisons of the model with every reference, from the file alone
+    mean_box = '[{"bbox_2d": [0, 0, 20, 20], "label": "red brick"}]'  # IoU 100 / 400 = 0.25 with BOX
+    rows = [{**RECORDS[0], "demo_answer": "Attach the red brick."}, {**RECORDS[1], "mean_box_answer": mean_box}]
+    rows += [{**RECORDS[1], "id": f"o{i}", "mean_box_answer": mean_box} for i in range(2, 6)] + RECORDS[2:]
+    out = run(make_cfg(f"predictions={write_jsonl(tmp_path / 'p.jsonl', rows)}", config_name="score"))
+    assert {k.removeprefix("ref/mean_box/"): v for k, v in out.items() if k.startswith("ref/mean_box/")} == (
+        pytest.approx(score([{**rows[1], "prediction": mean_box}]))
+    )
+    # the model's boxes are exact: +75 on each of the 5 object rows, so the interval is [75, 75] and it beats
+    assert (out["vs/mean_box/iou"], out["vs/mean_box/iou_beats"]) == (pytest.approx(75.0), 1.0)
+    assert out["vs/mean_box/iou_lo"] == pytest.approx(75.0) == out["vs/mean_box/iou_hi"]
+    printed = capsys.readouterr().out
+    assert "Mean-training-box reference (object)" in printed
+    assert "| mean_box/iou | +75.00 | [75.00, 75.00] | beats |" in printed
+    # one grounding row: a difference without an interval, which cannot beat
+    assert "| copy_demo/f1_theme | +0.00 |  | does not beat (no CI) |" in printed
+    assert "vs/copy_demo/f1_theme_lo" not in out
+
+
 def test_score_script_imports_no_torch_transformers_or_datasets():
     # score.py is light: importing it (and the metrics) loads none of the heavy libraries
     code = (
@@ -115,6 +136,12 @@ def test_no_bootstrap(make_cfg, tmp_path):
             [{"prediction": "Yes", "reference": "Yes", "demo_answer": 3}],
             r"p\.jsonl:1: field 'demo_answer' is int",
             id="demo-answer-type",
+        ),
+        # a mean-box answer that is not text
+        pytest.param(
+            [{"prediction": "Yes", "reference": "Yes", "mean_box_answer": [1, 2, 3, 4]}],
+            r"p\.jsonl:1: field 'mean_box_answer' is list",
+            id="mean-box-answer-type",
         ),
         # an empty file
         pytest.param([""], r"p\.jsonl: no records", id="empty"),

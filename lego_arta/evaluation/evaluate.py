@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,24 +36,30 @@ def generate_sharded(
     out_path: Path,
     batch_size: int,
     generator: str,
+    columns: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]] | None:
     """:func:`generate_predictions` over every process of the run; the main process gets every row, the others None.
 
     One process: ``out_path`` directly. Several (torchrun, a Slurm job's tasks): rank N generates the N-th contiguous
     shard of ``dataset`` into ``predictions.rank<N>.jsonl`` (resuming from it and from ``out_path``), all wait for the
     slowest, then the main process merges the shards into ``out_path`` in dataset order and deletes them. A single
-    process resumes from the shards a killed multi-process evaluation left.
+    process resumes from the shards a killed multi-process evaluation left. ``columns`` are added to every row
+    (:func:`~lego_arta.evaluation.generate.generate_predictions`).
     """
     here = distributed.ranks()
     if here.world_size == 1:
         left = shard_files(out_path)
-        rows = generate_predictions(backend, dataset, out_path, batch_size=batch_size, generator=generator, reuse=left)
+        rows = generate_predictions(
+            backend, dataset, out_path, batch_size=batch_size, generator=generator, reuse=left, columns=columns
+        )
         for path in left:
             path.unlink()
         return rows
     own = shard_file(out_path, here.rank)
     shard = dataset.shard(here.world_size, here.rank, contiguous=True)
-    generate_predictions(backend, shard, own, batch_size=batch_size, generator=generator, reuse=[out_path])
+    generate_predictions(
+        backend, shard, own, batch_size=batch_size, generator=generator, reuse=[out_path], columns=columns
+    )
     distributed.barrier()
     if not here.is_main:
         return None
@@ -122,6 +128,7 @@ def evaluate(
     run_dir: Path,
     tracker: Tracker,
     generator: str,
+    mean_box_answers: Mapping[str, str],
 ) -> dict[str, float]:
     """Generate for the test split (``eval.*``), score, log ``eval/<metric>`` to the tracker, return the metrics.
 
@@ -136,11 +143,17 @@ def evaluate(
         tracker: where ``eval/*`` and the predictions table go.
         generator: identity of the model + adapter + settings (:func:`~lego_arta.evaluation.generate.generator_id`):
             a resumed evaluation reuses only this generator's predictions.
+        mean_box_answers: the mean-box reference's answer per object record id
+            (:func:`~lego_arta.evaluation.trivial.mean_box_answers`), written into predictions.jsonl as
+            ``mean_box_answer`` and scored as ``ref/mean_box/*`` beside the model.
     """
     ev = cfg.eval
     if ev.limit:
         test_dataset = limit_per_task(test_dataset, int(ev.limit))
-    records = generate_sharded(backend, test_dataset, run_dir / PREDICTIONS_FILE, int(ev.batch_size), generator)
+    trivial = {"mean_box_answer": mean_box_answers}
+    records = generate_sharded(
+        backend, test_dataset, run_dir / PREDICTIONS_FILE, int(ev.batch_size), generator, trivial
+    )
     if records is None:  # another rank: the main process scores and logs
         return {}
     scored = M.score_predictions(records, int(ev.bootstrap.samples), int(ev.bootstrap.seed))

@@ -240,17 +240,29 @@ def generate_predictions(
     batch_size: int,
     generator: str,
     reuse: Sequence[Path] = (),
+    columns: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Generate with ``backend`` for every row of ``dataset`` (``id``, ``task``, ``prompt``, ``images``, ``solution``,
     ``demo_answer``).
 
     Each batch is appended to ``out_path`` as soon as it is done (id, task, prompt hash, generator, prediction,
-    reference, demo answer: what ``experiments/score.py`` needs); rows already there (or in the ``reuse`` files: the
-    shards of an evaluation over several processes) for the same id, prompt and ``generator`` (:func:`generator_id`)
-    are kept and not generated again, so an interrupted evaluation resumes. Returns the predictions in dataset order.
+    reference, demo answer and ``columns``: what ``experiments/score.py`` needs); rows already there (or in the
+    ``reuse`` files: the shards of an evaluation over several processes) for the same id, prompt and ``generator``
+    (:func:`generator_id`) are kept and not generated again, so an interrupted evaluation resumes. Returns the
+    predictions in dataset order.
+
+    ``columns`` adds fields to every row: name -> {id: value}, None for an id without a value (evaluation adds
+    ``mean_box_answer``, :mod:`lego_arta.evaluation.trivial`); kept rows get them anew.
     """
     out_path = Path(out_path)
+    columns = columns or {}
+
+    def extra(row_id: str) -> dict[str, Any]:
+        return {name: values.get(row_id) for name, values in columns.items()}
+
     done = finished_predictions(out_path, dataset, generator, reuse)
+    for row_id, row in done.items():
+        row.update(extra(row_id))
     if done:
         log.info("resuming: %d of %d predictions already in %s", len(done), len(dataset), out_path)
     # rewrite the file with the kept rows only (drops rows of another prompt or generator, or a truncated line)
@@ -270,6 +282,7 @@ def generate_predictions(
                 "prediction": answer,
                 "reference": row["solution"],
                 "demo_answer": row["demo_answer"],
+                **extra(row["id"]),
             }
             append_jsonl(out_path, record)
             done[row["id"]] = record

@@ -13,8 +13,9 @@ import pandas as pd
 from lego_arta.report.ablation import SCALES, Comparison, verdict
 from lego_arta.report.collect import NO_REWARD
 from lego_arta.report.curves import BANDS
-from lego_arta.report.stats import METRICS, MISSING
+from lego_arta.report.stats import METRIC_RANGE, METRICS, MISSING, TOO_WIDE
 from lego_arta.report.study import STUDY_LABEL
+from lego_arta.report.versus import COLUMNS, row_verdicts
 from lego_arta.runs import METRICS_FILE
 
 
@@ -69,6 +70,8 @@ def render(
     smoothing: float,
     band: str,
     comparisons: Sequence[tuple[str, str, Comparison]] = (),
+    trivial: pd.DataFrame | None = None,
+    baseline: pd.DataFrame | None = None,
 ) -> str:
     n_ok = len(runs) - len(failed)
     parts = [
@@ -76,7 +79,8 @@ def render(
         f"{len(runs)} runs: {n_ok} finished, {len(failed)} failed"
         + (" (listed below, left out of the tables)." if len(failed) else "."),
         "## Table 1 (ours)",
-        "Values x100. Cells: mean ± half-width of the 95% t-interval over seeds when n ≥ 2; "
+        "Values x100. Cells: mean ± std over seeds (n = seeds with a value) and [lo, hi] = the 95% t-interval over "
+        f'seeds when n ≥ 2 ("{TOO_WIDE}" when its half-width exceeds the metric\'s range, {METRIC_RANGE:g}); '
         "mean [lo, hi] = the single run's 95% bootstrap CI over test samples when n = 1; – = not evaluated. "
         "n = seeds with a finished run.",
         to_markdown(ours),
@@ -104,6 +108,23 @@ def render(
         ]
     if extra is not None:
         parts += ["### Other evaluation metrics", "Same aggregation as Table 1.", to_markdown(extra)]
+    if trivial is not None and len(trivial):
+        parts += [
+            "## Against the trivial answers",
+            "Each trained run against the answers that need no model, on the same test samples: model − reference "
+            "(x100) with its 95% paired bootstrap CI over test samples (`vs/<reference>/<metric>` in metrics.json). "
+            "A run beats a reference when the CI's lower bound is above 0; a row beats it when every seed does.",
+            versus_markdown(trivial),
+        ]
+    if baseline is not None and len(baseline):
+        parts += [
+            "## Against SFT",
+            "Each trained run other than SFT (GRPO) against its SFT run (the one whose adapter it started from, else "
+            "the SFT run of its seed), on the test samples both answered, paired by sample id: GRPO − SFT (x100) "
+            "with its 95% paired bootstrap CI over test samples (the run's `eval.bootstrap`). A run beats SFT when "
+            "the CI's lower bound is above 0; a row beats it when every seed does.",
+            versus_markdown(baseline),
+        ]
     if png is not None:
         smooth = f"EMA smoothing {smoothing:g}" if smoothing else "raw values"
         parts += [
@@ -131,6 +152,13 @@ def render(
         to_markdown(listing, ["run", "method", "reward", "seed", "status", *metric_cols.values()]),
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def versus_markdown(lines: pd.DataFrame) -> str:
+    """Comparisons of :mod:`lego_arta.report.versus` as a table (a line per run, task and reference) and a plain
+    verdict per Table 1 row, task and reference."""
+    verdicts = "\n".join(f"- {v}." for v in row_verdicts(lines))
+    return f"{to_markdown(lines, list(COLUMNS))}\n\nVerdicts:\n\n{verdicts}"
 
 
 def ablation_markdown(comparisons: Sequence[tuple[str, str, Comparison]]) -> str:

@@ -1,13 +1,19 @@
-"""Table 1 statistics over a sweep's runs: mean ± 95% CI over seeds per metric, trivial references, the study's table.
+"""Table 1 statistics over a sweep's runs: mean ± std and 95% CI over seeds, trivial references, the study's table.
 
 Tables are DataFrames with two kinds of columns: plain names (``model``, ``n``, ``F1-Theme``, ...) are the display
 cells that :func:`to_markdown` renders; namespaced names hold the numbers for the CSV: ``key/method``,
-``key/reward``, ... identify the row, and ``<metric>/mean``, ``<metric>/lo``, ``<metric>/hi`` (the 95% CI),
-``<metric>/n`` (seeds with a value) and ``<metric>/ci`` (``t``: t-interval over seeds, ``bootstrap``: the single run's
-bootstrap CI, ``none``: a single run without one) give each cell.
+``key/reward``, ... identify the row, and ``<metric>/mean``, ``<metric>/std`` (sample std over seeds, ddof 1),
+``<metric>/lo``, ``<metric>/hi`` (the 95% CI), ``<metric>/n`` (seeds with a value) and ``<metric>/ci`` (``t``:
+t-interval over seeds, ``bootstrap``: the single run's bootstrap CI, ``none``: a single run without one) give each
+cell.
 
->>> print(format_cell(61.234, 58.0, 64.468, "t"))
-61.23 ± 3.23
+Over seeds a cell reads ``mean ± std (n=seeds) [t-interval]``. A t-interval whose half-width exceeds the metric's range
+(:data:`METRIC_RANGE`) says nothing but that more seeds are needed, and the cell says so instead of printing it:
+
+>>> print(format_cell(61.234, 58.0, 64.468, "t", std=1.3, n=3))
+61.23 ± 1.30 (n=3) [58.00, 64.47]
+>>> print(format_cell(66.67, -303.93, 437.27, "t", std=41.25, n=2))
+66.67 ± 41.25 (n=2), CI too wide: more seeds needed
 >>> print(format_cell(61.234, 55.0, 66.9, "bootstrap"))
 61.23 [55.00, 66.90]
 >>> print(format_cell(float("nan"), float("nan"), float("nan"), ""))
@@ -47,13 +53,19 @@ EXTRA_HEADERS: Final[dict[str, str]] = {
     "iou50": "IoU≥0.5",
     "format_valid": "format valid",
 }
-# trivial references written by the evaluation: metrics.json `ref/<name>/<metric>` -> row label
-REFERENCES: Final[dict[str, str]] = {
-    "always_yes": "always Yes (trivial)",
-    "copy_demo": "copy the demo's answer (trivial)",
+# trivial references written by the evaluation (metrics.json `ref/<name>/<metric>`, `vs/<name>/<metric>`) -> name
+REFERENCE_NAMES: Final[dict[str, str]] = {
+    "always_yes": "always Yes",
+    "copy_demo": "copy the demo's answer",
+    "mean_box": "mean training box",
 }
+# their Table 1 row labels
+REFERENCES: Final[dict[str, str]] = {key: f"{name} (trivial)" for key, name in REFERENCE_NAMES.items()}
 MISSING: Final = "–"
 CONFIDENCE: Final = 0.95
+# the range of every Table 1 metric: x100 values on [0, 100]; a CI half-width above it is printed as "too wide"
+METRIC_RANGE: Final = 100.0
+TOO_WIDE: Final = "CI too wide: more seeds needed"
 
 
 GROUP_COLUMNS: Final = ("method", "reward", "lora_r", "from_adapter", "model")
@@ -89,10 +101,11 @@ def table1(runs: pd.DataFrame, metrics: Sequence[tuple[str, str]] = METRICS) -> 
 
     Each cell aggregates the finite ``eval/<metric>`` values of the group's finished runs, one run per seed: runs of
     one group and one seed are the same run (a sweep over ``reward`` repeats SFT per reward, and SFT ignores it), so
-    only the first counts. With two or more seeds: mean ± Student-t 95% interval over seeds (``scipy.stats.t``,
-    ddof 1); with one: its value and the run's own bootstrap CI (``eval/<metric>_lo`` / ``_hi``) when present; with
-    none, ``–``. ``n`` counts the group's seeds with a finished run (``runs/finished`` its finished runs, repeats
-    included); a group whose runs all failed keeps its row with ``n`` = 0.
+    only the first counts. With two or more seeds: mean ± sample std (ddof 1) with n, and the Student-t 95% interval
+    over seeds (``scipy.stats.t``; "CI too wide: more seeds needed" when its half-width exceeds
+    :data:`METRIC_RANGE`); with one: its value and the run's own bootstrap CI (``eval/<metric>_lo`` / ``_hi``) when
+    present; with none, ``–``. ``n`` counts the group's seeds with a finished run (``runs/finished`` its finished
+    runs, repeats included); a group whose runs all failed keeps its row with ``n`` = 0.
 
     Args:
         runs: the frame of :func:`collect_runs`.
@@ -124,7 +137,8 @@ def table1(runs: pd.DataFrame, metrics: Sequence[tuple[str, str]] = METRICS) -> 
 
 
 def references_table(runs: pd.DataFrame, metrics: Sequence[tuple[str, str]] = METRICS) -> pd.DataFrame:
-    """The trivial references (``ref/always_yes/*``, ``ref/copy_demo/*``) aggregated like :func:`table1`.
+    """The trivial references (``ref/always_yes/*``, ``ref/copy_demo/*``, ``ref/mean_box/*``) aggregated like
+    :func:`table1`.
 
     A reference depends on the test split, not on the method: each seed counts once (its first finished run with the
     key), and ``n`` is the number of seeds. Rows without any value are left out.
@@ -169,12 +183,17 @@ def extra_metrics(runs: pd.DataFrame) -> list[tuple[str, str]]:
     return [(k, EXTRA_HEADERS.get(k) or k) for k in known + sorted(set(keys) - set(known))]
 
 
-def format_cell(mean: float, lo: float, hi: float, ci: str) -> str:
-    """One table cell: ``mean ± half-width`` (t-interval), ``mean [lo, hi]`` (bootstrap), ``mean``, or ``–``."""
+def format_cell(mean: float, lo: float, hi: float, ci: str, std: float = math.nan, n: int = 0) -> str:
+    """One table cell: ``mean ± std (n=n) [lo, hi]`` over seeds (t-interval; the interval replaced by
+    :data:`TOO_WIDE` when its half-width exceeds :data:`METRIC_RANGE`), ``mean [lo, hi]`` (bootstrap), ``mean``, or
+    ``–``."""
     if not math.isfinite(mean):
         return MISSING
     if ci == "t" and math.isfinite(lo) and math.isfinite(hi):
-        return f"{mean:.2f} ± {(hi - lo) / 2:.2f}"
+        spread = f"{mean:.2f} ± {std:.2f} (n={n})"
+        if (hi - lo) / 2 > METRIC_RANGE:
+            return f"{spread}, {TOO_WIDE}"
+        return f"{spread} [{lo:.2f}, {hi:.2f}]"
     if ci == "bootstrap" and math.isfinite(lo) and math.isfinite(hi):
         return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]"
     return f"{mean:.2f}"
@@ -207,13 +226,15 @@ def _cells(
             have = have.drop_duplicates("seed")
         values = have[column].astype(float).tolist() if len(have) else []
         mean, lo, hi = mean_ci(values)
+        std = float(np.std(values, ddof=1)) if len(values) >= 2 else math.nan
         ci = "t" if len(values) >= 2 else ""
         if len(values) == 1:
             lo = as_float(have.iloc[0].get(f"{column}_lo", math.nan))
             hi = as_float(have.iloc[0].get(f"{column}_hi", math.nan))
             ci = "bootstrap" if math.isfinite(lo) and math.isfinite(hi) else "none"
-        out[header] = format_cell(mean, lo, hi, ci)
-        out.update({f"{key}/mean": mean, f"{key}/lo": lo, f"{key}/hi": hi, f"{key}/n": len(values), f"{key}/ci": ci})
+        out[header] = format_cell(mean, lo, hi, ci, std=std, n=len(values))
+        out.update({f"{key}/mean": mean, f"{key}/std": std, f"{key}/lo": lo, f"{key}/hi": hi})
+        out.update({f"{key}/n": len(values), f"{key}/ci": ci})
     return out
 
 
