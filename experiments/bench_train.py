@@ -4,7 +4,12 @@
 
 Both train the tiny Qwen2.5-VL with LoRA r8 on the same synthetic rows; "ours" is the trainer our pipeline builds
 (``lego_arta.methods``: config from Hydra, our callbacks), "bare" is TRL + PEFT called directly as in TRL's examples.
-Rounds alternate bare/ours; the median step time after the first (warm-up) step is reported. Target ratio <= 1.05.
+Both do the same work: the same processor (the model config's pixel budget), the same data order (``seed`` and
+``data_seed``) and the global RNG seeded the same way before each trainer is built (LoRA init, dropout, GRPO's
+sampling), so GRPO generates the same completions; the bench checks that the two runs processed the same number of
+tokens (TRL's ``num_tokens``) and stops if not. Rounds alternate which of the two runs first; the median step time
+after the first (warm-up) step is reported, and for GRPO the seconds per generated completion token. Target ratio
+<= 1.05.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from peft import LoraConfig
-from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
+from transformers import AutoModelForImageTextToText, TrainerCallback, set_seed
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from lego_arta.bench import write_bench
@@ -25,7 +30,7 @@ from lego_arta.config import compose_config
 from lego_arta.data import build_dataset, load_data
 from lego_arta.methods.grpo import build_grpo_trainer
 from lego_arta.methods.sft import build_sft_trainer
-from lego_arta.models import load_model, resolve_model_path
+from lego_arta.models import load_model, load_processor, resolve_model_path
 from lego_arta.rewards import build_reward_funcs
 from lego_arta.tracking import Tracker
 
@@ -67,7 +72,7 @@ def _bare(cfg: Any, rows: Any, out: Path) -> Any:
     for name, param in model.named_parameters():
         if "visual" in name:
             param.requires_grad_(False)
-    processor = AutoProcessor.from_pretrained(path, padding_side="left")
+    processor = load_processor(path, cfg.model)  # left padding, the configured pixel budget: the same inputs as ours
     lc = cfg.method.lora
     lora = LoraConfig(r=lc.r, lora_alpha=lc.lora_alpha, lora_dropout=lc.lora_dropout, target_modules=lc.target_modules)
     a = cfg.method.args
@@ -84,6 +89,7 @@ def _bare(cfg: Any, rows: Any, out: Path) -> Any:
         "activation_checkpointing": False,
         "remove_unused_columns": False,
         "seed": int(cfg.seed),
+        "data_seed": int(cfg.seed),
     }
     if cfg.method.name == "sft":
         args = SFTConfig(**common, max_length=None, completion_only_loss=True)
@@ -104,8 +110,18 @@ def _bare(cfg: Any, rows: Any, out: Path) -> Any:
     )
 
 
+def _logged(trainer: Any) -> tuple[int, float]:
+    """(TRL's ``num_tokens`` at the end, completion tokens generated) from the trainer's log history."""
+    history = [row for row in trainer.state.log_history if "num_tokens" in row]
+    batch = trainer.args.per_device_train_batch_size
+    generated = sum(row["completions/mean_length"] * batch for row in history if "completions/mean_length" in row)
+    return int(history[-1]["num_tokens"]), generated
+
+
 def bench(method: str, steps: int, rounds: int) -> dict[str, Any]:
     per_step: dict[str, list[float]] = {"ours": [], "bare": []}
+    tokens: dict[str, set[int]] = {"ours": set(), "bare": set()}
+    generated: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [
             *SETTINGS[method],
@@ -117,14 +133,26 @@ def bench(method: str, steps: int, rounds: int) -> dict[str, Any]:
         data = load_data(cfg)
         rows = build_dataset(data.train, data.train, cfg.data, int(cfg.seed))
         for r in range(rounds):
-            for name, build in (("bare", _bare), ("ours", _ours)):
+            builders = [("bare", _bare), ("ours", _ours)]
+            for name, build in builders if r % 2 == 0 else builders[::-1]:  # neither always pays the first run's costs
+                set_seed(int(cfg.seed))  # the LoRA init happens while the trainer is built
                 trainer = build(cfg, rows, Path(tmp) / f"{name}{r}")
                 timer = StepTimer()
                 trainer.add_callback(timer)
                 trainer.train()
                 per_step[name].extend(timer.times[1:])
+                count, generated[name] = _logged(trainer)
+                tokens[name].add(count)
+    if len(tokens["ours"] | tokens["bare"]) != 1:
+        raise RuntimeError(f"{method}: the runs processed different numbers of tokens {tokens}: not the same work")
     ours, bare = statistics.median(per_step["ours"]), statistics.median(per_step["bare"])
-    return {"steps": steps, "rounds": rounds, "s_per_step_ours": ours, "s_per_step_bare": bare, "ratio": ours / bare}
+    report = {"steps": steps, "rounds": rounds, "tokens": tokens["ours"].pop()}
+    report |= {"s_per_step_ours": ours, "s_per_step_bare": bare, "ratio": ours / bare}
+    if method == "grpo":  # seconds per generated completion token (per step: the run's mean)
+        per_token = {name: steps * (ours if name == "ours" else bare) / generated[name] for name in generated}
+        report |= {"completion_tokens": generated["ours"], "s_per_token_ours": per_token["ours"]}
+        report |= {"s_per_token_bare": per_token["bare"]}
+    return report
 
 
 def main() -> None:
