@@ -25,6 +25,7 @@ from lego_arta import metrics as M
 from lego_arta.cli import hydra_task, launch
 from lego_arta.errors import InputError, MissingInputError
 from lego_arta.runs import iter_jsonl, write_metrics
+from lego_arta.scores.samples import ANSWER_REFERENCES
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ REFERENCES = {
     "copy_demo": "Copy-the-demo reference (grounding, object)",
     "mean_box": "Mean-training-box reference (object)",
 }
-ANSWER_FIELDS = tuple(field for field, _ in M.ANSWER_REFERENCES.values())  # optional: absent, a string or null
+ANSWER_FIELDS = tuple(field for field, _ in ANSWER_REFERENCES.values())  # optional: absent, a string or null
 
 
 def load_predictions(path: str | Path) -> list[tuple[int, dict[str, Any]]]:

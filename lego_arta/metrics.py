@@ -1,4 +1,5 @@
-"""Evaluation metrics of the study (Table 1), on raw model text, with the parser the rewards use.
+"""Evaluation metrics of the study (Table 1) over a test set, from the per-sample scores of
+:mod:`lego_arta.scores.samples` (raw model text, parsed as the rewards parse it).
 
 ``score(records) = aggregate(score_samples(records))``; records are mappings with ``prediction`` (raw model text),
 ``reference``, optional ``task`` (inferred from the reference when missing or None) and optional ``id``. Values are
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -31,177 +32,18 @@ import numpy as np
 from lego_arta.paired import Paired, mean_metric, paired_bootstrap
 from lego_arta.parsing import (
     TASKS,
-    answer_text,
-    completion_text,
-    find_yes_no,
-    parse_boxes,
-    parse_yes_no,
-    resolve_task,
-    word_tokens,
 )
-from lego_arta.scores import (
-    ROUGE_STEMS,
-    bleu4,
-    match_boxes,
-    object_reference,
-    rouge_l,
-    rouge_n,
-    token_f1,
-    valid_boxes,
+from lego_arta.scores.samples import (
+    ANSWER_REFERENCES,
+    HEADLINE,
+    METRIC_KEYS,
+    REFERENCE_TASKS,
+    STATE_COUNTS,
+    TASK_METRICS,
+    score_samples,
 )
 
 log = logging.getLogger(__name__)
-
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "grounding": ("f1_theme", "rouge", "rouge1", "rouge2", "bleu"),
-    "object": ("f1_object", "iou", "iou_strict", "iou50"),
-    "state": ("f1_state", "fpr"),
-}
-METRIC_KEYS: tuple[str, ...] = tuple(k for task in TASKS for k in TASK_METRICS[task])
-# the study's seven metrics (its Table 1), in its order
-STUDY_METRICS: tuple[str, ...] = ("f1_theme", "rouge", "bleu", "f1_object", "iou", "f1_state", "fpr")
-# trivial answers a record may carry, scored in the same pass as its prediction:
-# reference name -> (the record's field holding the answer, the tasks it answers)
-ANSWER_REFERENCES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "copy_demo": ("demo_answer", ("grounding", "object")),  # the prompt's first demo's answer (state demos: a pair)
-    "mean_box": ("mean_box_answer", ("object",)),  # one box at the mean training box (mean_box_answer)
-}
-# every trivial reference and the tasks it answers; always "Yes" needs no answer field
-REFERENCE_TASKS: dict[str, tuple[str, ...]] = {
-    "always_yes": ("state",),
-    **{name: tasks for name, (_, tasks) in ANSWER_REFERENCES.items()},
-}
-# the metric of each task that a trained model is compared on, with the trivial references and with other runs
-HEADLINE: dict[str, str] = {"grounding": "f1_theme", "object": "iou", "state": "f1_state"}
-_STATE_COUNTS = ("tp", "fp", "fn", "tn")
-
-
-Scorer = Callable[[str], dict[str, float]]
-
-
-def _grounding(reference: str) -> Scorer:
-    # the reference is split once; each answer once: word tokens (token F1, BLEU), stems from them (rouge-score's)
-    ref_words = word_tokens(answer_text(reference))
-    ref_stems = ROUGE_STEMS.from_words(ref_words)
-
-    def scores(answer: str) -> dict[str, float]:
-        words = word_tokens(answer)
-        stems = ROUGE_STEMS.from_words(words)
-        return {
-            "f1_theme": token_f1(words, ref_words),
-            "rouge": rouge_l(ref_stems, stems),
-            "rouge1": rouge_n(ref_stems, stems, 1),
-            "rouge2": rouge_n(ref_stems, stems, 2),
-            "bleu": bleu4(words, ref_words),
-            "format_valid": float(bool(words)),
-        }
-
-    return scores
-
-
-def _object(reference: str, where: str) -> Scorer:
-    ref_boxes, ref_valid = object_reference(reference, where)
-    ref_labels = word_tokens(" ".join(b.label for b in ref_boxes))
-
-    def scores(answer: str) -> dict[str, float]:
-        boxes = parse_boxes(answer)
-        valid = valid_boxes(boxes)  # raw: no clamping
-        total, pairs = match_boxes(valid, ref_valid)
-        iou = total / pairs if pairs else 0.0
-        strict = total / max(len(valid), len(ref_valid)) if len(valid) or len(ref_valid) else 0.0
-        labels = word_tokens(" ".join(b.label for b in boxes))
-        return {
-            "f1_object": token_f1(labels, ref_labels),
-            "iou": iou,
-            "iou_strict": strict,
-            "iou50": float(iou >= 0.5),
-            "format_valid": float(len(valid) > 0),
-        }
-
-    return scores
-
-
-def _state(reference: str) -> Scorer:
-    ref_yes = parse_yes_no(answer_text(reference)) == "yes"
-
-    def scores(answer: str) -> dict[str, float]:
-        found = find_yes_no(answer)
-        yes = found == "yes"
-        return {
-            "tp": float(yes and ref_yes),
-            "fp": float(yes and not ref_yes),
-            "fn": float(not yes and ref_yes),
-            "tn": float(not yes and not ref_yes),
-            "format_valid": float(found is not None),
-        }
-
-    return scores
-
-
-def _field(record: Mapping[str, Any], field: str, name: str) -> Any:
-    if field not in record:
-        raise ValueError(f"record {name}: missing field {field!r}")
-    return record[field]
-
-
-def _text_field(record: Mapping[str, Any], field: str, name: str) -> str:
-    try:
-        return completion_text(_field(record, field, name))
-    except TypeError as err:
-        raise ValueError(f"record {name}: field {field!r}: {err}") from err
-
-
-def score_samples(records: Iterable[Mapping[str, Any]], names: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Per-sample values in [0, 1] (not x100): one pass over the records, each text parsed once.
-
-    Each sample has its ``task``, the task's metric values (state samples: their confusion indicators ``tp``, ``fp``,
-    ``fn``, ``tn``, one of them 1.0, instead of a score) and ``format_valid`` (1.0 when the answer has the task's form:
-    object: a non-degenerate box parses; state: a Yes/No word is there; grounding: the answer has a word). A record
-    carrying a trivial answer (:data:`ANSWER_REFERENCES`) also gets the values that answer would score, under the
-    reference's name: ``copy_demo`` from a grounding or object ``demo_answer`` (the answer of its prompt's first
-    few-shot demo), ``mean_box`` from an object ``mean_box_answer`` (one box at the training split's mean box,
-    :func:`lego_arta.evaluation.trivial.mean_box_answer`). The aggregations (:func:`aggregate`,
-    :func:`format_validity`, the trivial references and the comparisons with them) read these values; nothing is
-    parsed again.
-
-    Args:
-        records: mappings with ``prediction``, ``reference`` and optional ``task``, ``id``, ``demo_answer`` and
-            ``mean_box_answer``.
-        names: how errors name each record (e.g. ``file:line``); default: its ``id`` when present, else ``#index``.
-
-    Raises:
-        ValueError: a missing or non-string field, an unknown task, or an object reference with no box; the message
-            names the record (its ``id`` when present, else its index) and the field.
-        TypeError: a record that is not a mapping.
-
-    >>> score_samples([{"task": "state", "prediction": "<answer>Yes</answer>", "reference": "No"}])
-    [{'task': 'state', 'tp': 0.0, 'fp': 1.0, 'fn': 0.0, 'tn': 0.0, 'format_valid': 1.0}]
-    """
-    out: list[dict[str, Any]] = []
-    for index, record in enumerate(records):
-        if not isinstance(record, Mapping):
-            raise TypeError(f"record #{index} is {type(record).__name__}, expected a mapping (prediction, reference)")
-        name = names[index] if names is not None else repr(record["id"]) if "id" in record else f"#{index}"
-        prediction = _text_field(record, "prediction", name)
-        reference = _field(record, "reference", name)
-        if not isinstance(reference, str):
-            raise ValueError(f"record {name}: field 'reference' is {type(reference).__name__}, expected a string")
-        try:
-            task = resolve_task(record.get("task"), reference)
-        except ValueError as err:
-            raise ValueError(f"record {name}: field 'task': {err}") from err
-        if task == "grounding":
-            scores = _grounding(reference)
-        elif task == "object":
-            scores = _object(reference, f"record {name}: field 'reference'")
-        else:
-            scores = _state(reference)
-        sample: dict[str, Any] = {"task": task, **scores(answer_text(prediction))}
-        for ref, (field, tasks) in ANSWER_REFERENCES.items():
-            if task in tasks and record.get(field) is not None:
-                sample[ref] = scores(answer_text(_text_field(record, field, name)))
-        out.append(sample)
-    return out
 
 
 def _state_metrics(tp: Any, fp: Any, fn: Any, tn: Any) -> tuple[Any, Any]:
@@ -233,7 +75,7 @@ def aggregate(samples: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     out: dict[str, float] = {}
     for task, group in _by_task(samples).items():
         if task == "state":
-            f1, fpr = _state_metrics(*(sum(s[c] for s in group) for c in _STATE_COUNTS))
+            f1, fpr = _state_metrics(*(sum(s[c] for s in group) for c in STATE_COUNTS))
             out["f1_state"], out["fpr"] = float(f1), float(fpr)
         else:
             for key in TASK_METRICS[task]:
@@ -276,7 +118,7 @@ def bootstrap_ci(
     quantiles = [100 * alpha / 2, 100 * (1 - alpha / 2)]
     out: dict[str, tuple[float, float]] = {}
     for task, group in _by_task(samples).items():
-        fields = _STATE_COUNTS if task == "state" else TASK_METRICS[task]
+        fields = STATE_COUNTS if task == "state" else TASK_METRICS[task]
         values = np.array([[s[f] for f in fields] for s in group], dtype=float)  # (m, fields)
         m = len(group)
         stats = []
@@ -403,7 +245,7 @@ def paired_difference(
     if len(model) != len(reference) or tasks != [s["task"] for s in reference] or set(tasks) - {task}:
         raise ValueError(f"paired {metric}: expected two lists of {task} samples, alike, in the same order")
     state = task == "state"
-    fields = _STATE_COUNTS if state else (metric,)
+    fields = STATE_COUNTS if state else (metric,)
     m, r = (
         np.array([[s[f] for f in fields] for s in x], dtype=float).reshape(-1, len(fields)) for x in (model, reference)
     )

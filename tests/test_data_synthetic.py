@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from lego_arta.data import DataError, SyntheticSettings, ensure_synthetic, generate
-from lego_arta.data.synthetic import COLORS, SHAPES
+from lego_arta.data.drawing import COLORS, SHAPES
 from tests.conftest import CONF
 from tests.data_fixtures import read
 

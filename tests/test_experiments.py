@@ -8,9 +8,9 @@ import pytest
 
 from experiments import demo
 from experiments.dashboard import EVAL_KEYS, REWARD_KEYS, build_workspace
-from lego_arta.metrics import STUDY_METRICS
 from lego_arta.report.collect import collect_runs
 from lego_arta.rewards import REWARDS
+from lego_arta.scores.samples import STUDY_METRICS
 
 STUDY_COLUMNS = ["F1-Theme", "ROUGE", "BLEU", "F1-Object", "IoU", "F1-State", "FPR"]
 

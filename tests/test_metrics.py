@@ -10,17 +10,16 @@ import pytest
 from rouge_score import rouge_scorer, tokenizers
 
 from lego_arta.metrics import (
-    METRIC_KEYS,
     aggregate,
     bootstrap_ci,
     format_table,
     format_validity,
     score,
     score_predictions,
-    score_samples,
     trivial_reference,
 )
 from lego_arta.scores import RougeTokenizer, lcs_length, token_f1
+from lego_arta.scores.samples import METRIC_KEYS, score_samples
 
 
 def J(*boxes: tuple[list[float], str]) -> str:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from experiments.score import run
-from lego_arta.metrics import format_validity, score, score_samples
+from lego_arta.metrics import format_validity, score
+from lego_arta.scores.samples import score_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 BOX = '[{"bbox_2d": [0, 0, 10, 10], "label": "red brick"}]'

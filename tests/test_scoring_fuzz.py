@@ -13,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lego_arta.metrics import METRIC_KEYS, format_validity, score, score_samples
+from lego_arta.metrics import format_validity, score
 from lego_arta.parsing import answer_text, completion_text, parse_boxes
 from lego_arta.rewards import REWARDS
+from lego_arta.scores.samples import METRIC_KEYS, score_samples
 
 MB = 1 << 20
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

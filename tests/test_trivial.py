@@ -24,11 +24,11 @@ from lego_arta.metrics import (
     paired_difference,
     score,
     score_predictions,
-    score_samples,
     trivial_reference,
 )
 from lego_arta.paired import mean_metric, paired_bootstrap
 from lego_arta.runs import read_jsonl
+from lego_arta.scores.samples import score_samples
 
 
 def box_json(coords: list[int], label: str = "red brick") -> str:

@@ -23,11 +23,12 @@ from typing import Any, Final
 import pandas as pd
 import yaml
 
-from lego_arta.metrics import HEADLINE, REFERENCE_TASKS, compare_predictions
+from lego_arta.metrics import compare_predictions
 from lego_arta.parsing import TASKS
 from lego_arta.report.collect import OK
 from lego_arta.report.stats import HEADERS, REFERENCE_NAMES, row_label
 from lego_arta.runs import CONFIG_FILE, PREDICTIONS_FILE, read_jsonl
+from lego_arta.scores.samples import HEADLINE, REFERENCE_TASKS
 
 log = logging.getLogger(__name__)
 
