@@ -121,16 +121,19 @@ def unknown_key_hint(argv: list[str], config_name: str) -> str | None:
         return None
     choices, keys = [], []
     for override in parsed:
-        first = next(iter(override.sweep_iterator())) if override.is_sweep_override() else override.value()
         if override.is_add() or override.is_delete() or override.is_force_add():
             continue
         if "." in override.key_or_group:
             keys.append(override.key_or_group)
         else:
-            choices.append(f"{override.get_key_element()}={first}")
-    try:
+            choices.append(override)
+    try:  # a sweep's first choice (a glob or an odd sweep that cannot say so: Hydra's own message stands)
+        first = [
+            f"{o.get_key_element()}={next(iter(o.sweep_iterator())) if o.is_sweep_override() else o.value()}"
+            for o in choices
+        ]
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=choices)
+            cfg = compose(config_name=config_name, overrides=first)
     except Exception:
         return None
     for key in keys:
