@@ -145,13 +145,13 @@ def bench(method: str, steps: int, rounds: int) -> dict[str, Any]:
                 tokens[name].add(count)
     if len(tokens["ours"] | tokens["bare"]) != 1:
         raise RuntimeError(f"{method}: the runs processed different numbers of tokens {tokens}: not the same work")
-    ours, bare = statistics.median(per_step["ours"]), statistics.median(per_step["bare"])
+    median = {name: statistics.median(times) for name, times in per_step.items()}
     report = {"steps": steps, "rounds": rounds, "tokens": tokens["ours"].pop()}
-    report |= {"s_per_step_ours": ours, "s_per_step_bare": bare, "ratio": ours / bare}
-    if method == "grpo":  # seconds per generated completion token (per step: the run's mean)
-        per_token = {name: steps * (ours if name == "ours" else bare) / generated[name] for name in generated}
-        report |= {"completion_tokens": generated["ours"], "s_per_token_ours": per_token["ours"]}
-        report |= {"s_per_token_bare": per_token["bare"]}
+    report |= {"s_per_step_ours": median["ours"], "s_per_step_bare": median["bare"]}
+    report["ratio"] = median["ours"] / median["bare"]
+    if method == "grpo":  # seconds per generated completion token (per step: the run's median)
+        report["completion_tokens"] = generated["ours"]
+        report |= {f"s_per_token_{name}": steps * median[name] / generated[name] for name in median}
     return report
 
 
