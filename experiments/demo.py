@@ -4,8 +4,9 @@
 
 Stages (each a normal run dir under outputs/demo/, with config.yaml, metrics.json, W&B offline run):
   baseline  method=none, the untrained model few-shot
-  sft       method=sft, LoRA r8
-  grpo_*    method=grpo from the SFT adapter, reward v1 and v2, one run per seed (the ablation's bands)
+  sft       method=sft, the whole tiny model fine-tuned (method.lora=null: it has nothing pretrained for LoRA to adapt)
+  grpo_*    method=grpo, LoRA r8 on the SFT stage's model (or adapter), reward v1 and v2, one run per seed (the
+            ablation's bands)
 then the report: outputs/demo/report.md (Table 1) and outputs/demo/reward_curves.png.
 Stage sizes live in conf/experiment/demo.yaml (`demo.*`); extra overrides apply to every stage.
 """
@@ -23,17 +24,20 @@ from typing import Any
 from lego_arta.config import ROOT, compose_config
 from lego_arta.pipeline import run_experiment
 from lego_arta.report import write_report
+from lego_arta.runs import ADAPTER_DIR, MODEL_DIR
 
 log = logging.getLogger("demo")
 
 
-def stages(demo: Any, out: Path) -> list[tuple[str, list[str]]]:
-    """(name, overrides) of every stage, in order; GRPO stages start from the SFT stage's adapter."""
+def stages(demo: Any, out: Path, sft_lora: bool = True) -> list[tuple[str, list[str]]]:
+    """(name, overrides) of every stage, in order; GRPO stages start from what the SFT stage saved: its LoRA adapter,
+    or (``sft_lora=False``, SFT with ``method.lora=null``) its fully fine-tuned model."""
     plan = [("baseline", ["method=none", *demo.baseline]), ("sft", ["method=sft", *demo.sft])]
-    adapter = out / "sft" / "adapter"
+    sft = out / "sft"
+    start = f"method.adapter={sft / ADAPTER_DIR}" if sft_lora else f"model.path={sft / MODEL_DIR}"
     for reward in demo.rewards:
         for seed in demo.seeds:
-            overrides = ["method=grpo", f"reward={reward}", f"seed={seed}", f"method.adapter={adapter}", *demo.grpo]
+            overrides = ["method=grpo", f"reward={reward}", f"seed={seed}", start, *demo.grpo]
             plan.append((f"grpo_{reward}_s{seed}", overrides))
     return plan
 
@@ -47,7 +51,8 @@ def run(overrides: list[str]) -> dict[str, Any]:
     out.mkdir(parents=True)
     timings: dict[str, float] = {}
     failed: dict[str, str] = {}
-    for name, stage_overrides in stages(probe.demo, out):
+    sft = compose_config(["experiment=demo", "method=sft", *probe.demo.sft, *overrides], output_dir=out / "sft")
+    for name, stage_overrides in stages(probe.demo, out, sft_lora=sft.method.lora is not None):
         start = time.perf_counter()
         log.info("=== stage %s: %s", name, " ".join(stage_overrides))
         cfg = compose_config(["experiment=demo", *stage_overrides, *overrides], output_dir=out / name)

@@ -83,7 +83,8 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     """Run ``cfg``: train with ``cfg.method`` (when ``train`` and the method trains), then evaluate.
 
     Data and the model path are checked before any model is loaded; the resolved config, the split files,
-    ``history.jsonl``, the adapter, ``predictions.jsonl`` and ``metrics.json`` land in ``cfg.paths.output_dir``.
+    ``history.jsonl``, the adapter (``model/`` after full fine-tuning, ``method.lora=null``), ``predictions.jsonl``
+    and ``metrics.json`` land in ``cfg.paths.output_dir``.
 
     Launched as several processes (torchrun, ``accelerate launch``, a Slurm job's tasks: :mod:`lego_arta.distributed`),
     every rank trains its share of each batch on its own device and generates its shard of the test split; only the
@@ -118,8 +119,12 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
 
             train_ds = build_dataset(training_records(cfg, data.train), data.train, cfg.data, int(cfg.seed))
             trained, model = train_method(cfg, model, processor, train_ds, run_dir, tracker)
-            adapter = str(trained)
-            log.info("LoRA adapter saved to %s", adapter)
+            if (trained / "adapter_config.json").is_file():
+                adapter = str(trained)
+                log.info("LoRA adapter saved to %s", trained)
+            else:  # full fine-tuning: the trained weights are a model dir of their own (model.path=<it> reloads it)
+                model_path, adapter = str(trained), None
+                log.info("fine-tuned model saved to %s", trained)
         if not trains or cfg.eval.after_train:
             if vllm:
                 del model  # the training copy: vLLM loads its own, and the GPU must not hold both

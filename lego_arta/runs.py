@@ -26,6 +26,8 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.jsonl"
 PREDICTIONS_FILE = "predictions.jsonl"
+ADAPTER_DIR = "adapter"  # a LoRA run saves its adapter here
+MODEL_DIR = "model"  # a full fine-tuning run (method.lora=null) saves the whole model here
 
 
 def save_config(cfg: DictConfig, run_dir: str | Path) -> Path:

@@ -151,15 +151,18 @@ def test_run_files_drop_only_a_cut_short_last_line(tmp_path):
     [
         (None, 3),  # same model, adapter and settings: an interrupted evaluation keeps its rows
         ("adapter", 0),  # a resumed training run saved new adapter weights: every row is made again
+        ("model", 0),  # a resumed full fine-tuning run saved its model/ again: likewise
         ("settings", 0),  # another max_new_tokens: every row is made again
     ],
 )
 def test_resumed_predictions_belong_to_the_generator_that_made_them(tmp_path, change, kept):
     from datasets import Dataset
 
-    adapter = tmp_path / "adapter"
+    adapter, model = tmp_path / "adapter", tmp_path / "model"
     adapter.mkdir()
+    model.mkdir()
     (adapter / "adapter_model.safetensors").write_bytes(b"weights after step 20")
+    (model / "model.safetensors").write_bytes(b"full weights after step 20")
     settings = {"max_new_tokens": 12}
     dataset = Dataset.from_list(
         [
@@ -181,14 +184,16 @@ def test_resumed_predictions_belong_to_the_generator_that_made_them(tmp_path, ch
         return ["Yes"] * len(prompts)
 
     out = tmp_path / "predictions.jsonl"
-    generate_predictions(backend, dataset, out, batch_size=4, generator=generator_id("model", adapter, settings))
+    generate_predictions(backend, dataset, out, batch_size=4, generator=generator_id(str(model), adapter, settings))
     if change == "adapter":
         (adapter / "adapter_model.safetensors").write_bytes(b"weights after step 25")
+    elif change == "model":
+        (model / "model.safetensors").write_bytes(b"full weights after step 25 (again)")
     elif change == "settings":
         settings = {"max_new_tokens": 64}
     calls.clear()
     rows = generate_predictions(
-        backend, dataset, out, batch_size=4, generator=generator_id("model", adapter, settings)
+        backend, dataset, out, batch_size=4, generator=generator_id(str(model), adapter, settings)
     )
     assert sum(calls) == 3 - kept
     assert len(rows) == 3 and len(out.read_text().splitlines()) == 3

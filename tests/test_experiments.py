@@ -26,8 +26,7 @@ def test_demo_runs_end_to_end_and_reports_every_method(tmp_path, cache_dir):
         "eval.max_new_tokens=8",
         "eval.bootstrap.samples=100",
         "demo.seeds=[0]",
-        "demo.sft=['method.args.max_steps=2']",
-        "demo.grpo=['method.args.max_steps=2','method.args.max_completion_length=8']",
+        "method.args.max_steps=2",  # after each stage's own overrides (conf/experiment/demo.yaml): it wins
     ]
     result = demo.run(shrunk)
     assert result["failed"] == {}
@@ -44,8 +43,11 @@ def test_demo_runs_end_to_end_and_reports_every_method(tmp_path, cache_dir):
     # one row per method / reward of the demo, every study metric filled
     assert len(rows) == 4
     labels = " ".join(next(iter(r.values())) for r in rows)
-    for name in ("few-shot", "SFT", "GRPO v1", "GRPO v2"):
+    for name in ("few-shot", "SFT (full fine-tuning)", "GRPO v1 (LoRA r8, from fine-tuned model)", "GRPO v2"):
         assert name in labels
+    # the demo's SFT trains the whole model; each GRPO stage puts LoRA r8 on that model
+    assert (out / "sft" / "model" / "model.safetensors").is_file() and not (out / "sft" / "adapter").exists()
+    assert (out / "grpo_v2_s0" / "adapter" / "adapter_config.json").is_file()
     for row in rows:
         for column in STUDY_COLUMNS:
             assert re.match(r"^\d+\.\d\d", row[column]), (column, row)

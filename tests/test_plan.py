@@ -20,6 +20,7 @@ from lego_arta.models.meta import empty_model, parameter_counts, with_lora
 from lego_arta.models.plan import (
     collect_prompts,
     example_records,
+    format_plan,
     judge,
     make_plan,
     model_files,
@@ -70,6 +71,17 @@ def test_counts_on_the_tiny_model_are_exact(make_cfg):
     assert plan["prompt_tokens"]["max"] == max(expected)
     # a GRPO step: per_device_train_batch_size 2 x accumulation 1 x 1 GPU completions, 2 per prompt
     assert plan["grpo_step"]["completions"] == 2 and plan["grpo_step"]["prompts"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("freeze_vision", [True, False])
+def test_full_fine_tuning_counts_every_parameter_the_trainer_trains(make_cfg, freeze_vision):
+    cfg = make_cfg("method=sft", "method.lora=null", f"model.freeze_vision={freeze_vision}", config_name="plan")
+    plan = make_plan(cfg)
+    model = AutoModelForImageTextToText.from_pretrained(model_files(cfg)[0])
+    vision = sum(p.numel() for n, p in model.named_parameters() if "visual" in n)
+    assert plan["params_trainable"] == plan["params_total"] - vision * freeze_vision
+    assert "full fine-tuning" in format_plan(plan) and "LoRA" not in format_plan(plan)
 
 
 @pytest.mark.slow

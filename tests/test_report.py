@@ -518,7 +518,17 @@ def test_table1_mean_std_with_n_and_an_interval_wider_than_the_range(tmp_path: P
     assert "CI too wide: more seeds needed" in markdown and "[-74.21, 174.21]" not in markdown
 
 
-def _versus_run(root: Path, name: str, method: str, reward: str, seed: int, rows: list[dict[str, Any]], adapter=None):
+def _versus_run(
+    root: Path,
+    name: str,
+    method: str,
+    reward: str,
+    seed: int,
+    rows: list[dict[str, Any]],
+    adapter: str | None = None,
+    model_path: str | None = None,
+    lora: bool = True,
+):
     """A run dir whose metrics.json is what the evaluation writes for ``rows`` (predictions.jsonl)."""
     from lego_arta.metrics import score_predictions
 
@@ -526,6 +536,9 @@ def _versus_run(root: Path, name: str, method: str, reward: str, seed: int, rows
     run_dir.mkdir(parents=True)
     cfg = config(method, reward, seed)
     cfg["method"]["adapter"] = adapter
+    cfg["model"]["path"] = model_path
+    if not lora:
+        cfg["method"]["lora"] = None  # method.lora=null: full fine-tuning
     cfg["eval"] = {"bootstrap": {"samples": 1000, "seed": seed}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run_dir / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -644,3 +657,29 @@ def test_report_says_which_trained_row_beats_the_trivial_answers_and_sft(tmp_pat
     shutil.copytree(sweep, copy)
     copied = write_report(copy)["markdown"]
     assert copied.split("## Against SFT")[1].split("\n## ")[0] == against
+
+
+def test_grpo_from_a_fully_fine_tuned_sft_model_is_compared_with_that_run(tmp_path: Path) -> None:
+    # the demo's shape: SFT with method.lora=null saves sft_full/model, GRPO (LoRA r8) starts from model.path=it; a
+    # LoRA SFT run of the same seed is there too, and the SFT run of the seed would be the fallback pairing
+    ref = json.dumps([{"bbox_2d": [10, 10, 50, 50], "label": "red brick"}])
+    half = json.dumps([{"bbox_2d": [10, 10, 30, 50], "label": "red brick"}])  # IoU 0.5
+
+    def rows(prediction: str) -> list[dict[str, Any]]:
+        return [{"id": f"o{i}", "task": "object", "prediction": prediction, "reference": ref} for i in range(8)]
+
+    sweep = tmp_path / "demo"
+    _versus_run(sweep, "sft", "sft", "-", 0, rows(ref))
+    _versus_run(sweep, "sft_full", "sft", "-", 0, rows(half), lora=False)
+    _versus_run(sweep, "grpo_v2_s0", "grpo", "v2", 0, rows(ref), model_path=str(sweep / "sft_full" / "model"))
+    runs = collect_runs(sweep)
+    assert sorted(zip(runs["lora_r"].fillna(-1), runs["start"], strict=True)) == [(0, ""), (8, ""), (8, "model")]
+    md = write_report(sweep)["markdown"]
+    table1 = md.split("## Table 1 (ours)")[1].split("###")[0]
+    labels = [line.split("|")[1].strip() for line in table1.splitlines() if line.startswith("| ")][1:]
+    assert labels == ["SFT (full fine-tuning)", "SFT (LoRA r8)", "GRPO v2 (LoRA r8, from fine-tuned model)"]
+    against = md.split("## Against SFT")[1].split("\n## ")[0]
+    lines = [[c.strip() for c in r.split("|")[1:-1]] for r in against.splitlines() if r.startswith("| GRPO")]
+    cells = next(c for c in lines if c[3] == "IoU")
+    # paired with the run its weights came from (IoU 50), not with the LoRA SFT run of its seed (IoU 100)
+    assert cells[4:7] == ["100.00", "SFT (full fine-tuning)", "50.00"] and cells[8] == "beats"

@@ -1,4 +1,5 @@
-"""End-to-end training with the tiny model on synthetic scenes: SFT and GRPO through TRL, LoRA only, resumable."""
+"""End-to-end training with the tiny model on synthetic scenes: SFT and GRPO through TRL, LoRA or full fine-tuning,
+resumable."""
 
 from __future__ import annotations
 
@@ -125,6 +126,45 @@ def test_only_lora_parameters_change(make_cfg, tmp_path):
     changed = {k for k in reference if not torch.equal(reference[k], merged[k])}
     assert changed and all("language_model" in k and k.endswith("proj.weight") for k in changed)
     assert all(torch.equal(reference[k], merged[k]) for k in reference if "visual" in k)
+
+
+def test_full_fine_tuning_saves_the_model_and_grpo_adds_lora_to_it(make_cfg, tmp_path):
+    # the demo's SFT stage as a user types it: method.lora=null model.freeze_vision=false
+    sft_dir, grpo_dir = tmp_path / "sft", tmp_path / "grpo"
+    cfg = make_cfg(
+        "method=sft",
+        "method.lora=null",
+        "model.freeze_vision=false",
+        *FAST,
+        "method.args.max_steps=3",
+        "eval.after_train=true",
+        "eval.limit=4",
+        f"paths.output_dir={sft_dir}",
+    )
+    metrics = train_script.run(cfg)
+    assert metrics["eval/num_samples"] == 3 * 4  # the fine-tuned model in memory was evaluated (eval.limit per task)
+    assert not (sft_dir / "adapter").exists()
+    from transformers import AutoModelForImageTextToText
+
+    saved = AutoModelForImageTextToText.from_pretrained(str(sft_dir / "model")).state_dict()
+    base, _ = load_model(cfg.model, cfg.paths.cache_dir)
+    reference = base.state_dict()
+    assert saved.keys() == reference.keys()
+    changed = {k for k, v in saved.items() if not torch.equal(v, reference[k])}
+    # every part trains: the language model, the vision tower and its merger
+    for part in ("language_model", "visual.blocks", "visual.merger"):
+        assert any(part in k for k in changed), part
+    # the saved dir is a model of its own: evaluation and GRPO load it with model.path=
+    grpo = make_cfg(*GRPO, *FAST, f"model.path={sft_dir / 'model'}", f"paths.output_dir={grpo_dir}")
+    train_script.run(grpo)
+    adapter_cfg = json.loads((grpo_dir / "adapter" / "adapter_config.json").read_text())
+    assert adapter_cfg["r"] == 8 and adapter_cfg["base_model_name_or_path"] == str(sft_dir / "model")
+    from lego_arta.report.collect import collect_runs
+    from lego_arta.report.stats import row_label
+
+    runs = collect_runs(tmp_path).sort_values("method", ascending=False)
+    labels = [row_label(r.method, r.reward, r.lora_r, r.start) for r in runs.itertuples()]
+    assert labels == ["SFT (full fine-tuning)", "GRPO v2 (LoRA r8, from fine-tuned model)"]
 
 
 def _train_cmd(run_dir: Path, cache_dir: Path, *extra: str) -> list[str]:

@@ -28,12 +28,17 @@ def prompt_hash(prompt: Any) -> str:
 
 
 def generator_id(model: str, adapter: str | Path | None, settings: Mapping[str, Any]) -> str:
-    """Short hash of what makes a prediction: the model, the adapter's weights (their bytes), the generation settings.
+    """Short hash of what makes a prediction: the model (for a local dir, its weight files' sizes and times), the
+    adapter's weights (their bytes), the generation settings.
 
-    A resumed evaluation keeps only the rows of the same generator, so predictions never outlive the adapter that
-    made them (a run resumed to train more steps evaluates its new adapter from scratch).
+    A resumed evaluation keeps only the rows of the same generator, so predictions never outlive the weights that
+    made them (a run resumed to train more steps evaluates its new adapter, or its new fully fine-tuned model, from
+    scratch). Model weights are not read: gigabytes; saving them again changes their time.
     """
     digest = hashlib.sha256(json.dumps([model, dict(settings)], sort_keys=True, default=str).encode())
+    for path in sorted(Path(model).glob("*.safetensors")):  # nothing for a hub id
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     if adapter is not None:
         for path in sorted(Path(adapter).glob("adapter_model.*")):
             digest.update(path.read_bytes())  # a LoRA adapter: megabytes, not the base model

@@ -1,4 +1,4 @@
-"""Methods: ``none`` (few-shot, no training), ``sft`` and ``grpo`` (TRL trainers with LoRA)."""
+"""Methods: ``none`` (few-shot, no training), ``sft`` and ``grpo`` (TRL trainers, LoRA or full fine-tuning)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def train(
     run_dir: Path,
     tracker: Tracker,
 ) -> tuple[Path, PreTrainedModel]:
-    """Train with ``cfg.method``; return the saved LoRA adapter dir and the trained (LoRA-wrapped) model."""
+    """Train with ``cfg.method``; return the saved adapter (or full model) dir and the trained model."""
     name = cfg.method.name
     trainer: Trainer
     if name == "sft":

@@ -1,4 +1,5 @@
-"""What SFT and GRPO share: TRL config from ``method.args``, LoRA from ``method.lora``, callbacks, resume, saving."""
+"""What SFT and GRPO share: TRL config from ``method.args``, LoRA from ``method.lora`` (or full fine-tuning),
+callbacks, resume, saving."""
 
 from __future__ import annotations
 
@@ -19,12 +20,10 @@ from transformers.trainer_utils import get_last_checkpoint
 from lego_arta.distributed import barrier, ranks
 from lego_arta.errors import ConfigError
 from lego_arta.methods.callbacks import CompletionsTableCallback, HistoryCallback
-from lego_arta.runs import HISTORY_FILE
+from lego_arta.runs import ADAPTER_DIR, HISTORY_FILE, MODEL_DIR
 from lego_arta.tracking import Tracker, report_to
 
 log = logging.getLogger(__name__)
-
-ADAPTER_DIR = "adapter"
 
 
 def trainer_args(config_cls: type, cfg: DictConfig, run_dir: Path) -> Any:
@@ -71,13 +70,18 @@ def trainer_args(config_cls: type, cfg: DictConfig, run_dir: Path) -> Any:
 def lora_setup(model: PreTrainedModel, method_cfg: DictConfig) -> tuple[PreTrainedModel | PeftModel, Any]:
     """Return ``(model, peft_config)`` for a TRL trainer.
 
-    A fresh LoRA from ``method.lora`` (the trainer wraps the model), or, with ``method.adapter``, the model with that
-    adapter loaded trainable (the hybrid SFT -> GRPO) and no new LoRA.
+    A fresh LoRA from ``method.lora`` (the trainer wraps the model); with ``method.adapter``, the model with that
+    adapter loaded trainable (the hybrid SFT -> GRPO) and no new LoRA; with ``method.lora=null``, no PEFT at all:
+    full fine-tuning of every parameter that is not frozen (the vision tower stays frozen unless
+    ``model.freeze_vision=false``).
     """
     if method_cfg.adapter:  # checked before anything loaded (pipeline.check_config)
         path = Path(str(method_cfg.adapter))
         log.info("continuing from the LoRA adapter %s", path)
         return PeftModel.from_pretrained(model, str(path), is_trainable=True), None
+    if method_cfg.lora is None:
+        log.info("method.lora=null: full fine-tuning, no LoRA")
+        return model, None
     return model, instantiate(method_cfg.lora)
 
 
@@ -88,7 +92,8 @@ def callbacks(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> list[Any]:
 
 
 def fit(trainer: Trainer, cfg: DictConfig, run_dir: Path, processor: ProcessorMixin) -> Path:
-    """Train (from the newest checkpoint when ``resume=true``), save the final adapter, return its dir."""
+    """Train (from the newest checkpoint when ``resume=true``); save the final LoRA adapter (``adapter/``) or, after
+    full fine-tuning, the whole model (``model/``), with the processor; return that dir."""
     for cb in trainer.callback_handler.callbacks:
         if isinstance(cb, CompletionsTableCallback):
             cb.trainer = trainer
@@ -98,11 +103,11 @@ def fit(trainer: Trainer, cfg: DictConfig, run_dir: Path, processor: ProcessorMi
     elif checkpoint is not None:
         log.info("resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
-    out = run_dir / ADAPTER_DIR
-    trainer.save_model(str(out))  # the LoRA adapter, safetensors (the Trainer writes it from the main process only)
+    out = run_dir / (ADAPTER_DIR if isinstance(trainer.model, PeftModel) else MODEL_DIR)
+    trainer.save_model(str(out))  # safetensors, written by the main process only
     if trainer.is_world_process_zero():
         processor.save_pretrained(str(out))
-    barrier()  # every rank reads the saved adapter next (generator_id hashes its bytes)
+    barrier()  # every rank reads the saved weights next (generator_id hashes them)
     return out
 
 

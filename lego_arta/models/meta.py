@@ -26,14 +26,15 @@ def empty_model(path: str, dtype: torch.dtype = torch.bfloat16) -> PreTrainedMod
     return model
 
 
-def with_lora(model: PreTrainedModel, lora_cfg: DictConfig, freeze_vision: bool) -> PeftModel:
-    """``model`` as the trainers see it: vision tower frozen when asked, then wrapped by PEFT with ``method.lora``.
+def with_lora(model: PreTrainedModel, lora_cfg: DictConfig | None, freeze_vision: bool) -> PreTrainedModel | PeftModel:
+    """``model`` as the trainers see it: vision tower frozen when asked, then wrapped by PEFT with ``method.lora``
+    (not wrapped for full fine-tuning, ``method.lora=null``).
 
     The same ``peft.get_peft_model(model, LoraConfig)`` call TRL makes when given ``peft_config``.
     """
     if freeze_vision:
         freeze_vision_tower(model)
-    return get_peft_model(model, instantiate(lora_cfg))
+    return model if lora_cfg is None else get_peft_model(model, instantiate(lora_cfg))
 
 
 def parameter_counts(model: Any) -> tuple[int, int]:

@@ -176,7 +176,7 @@ def run_shape(cfg: DictConfig) -> Shape:
         after_train=bool(cfg.eval.after_train),
         min_pixels=int(cfg.model.min_pixels),
         max_pixels=int(cfg.model.max_pixels),
-        lora_dropout=method != "none" and float(cfg.method.lora.lora_dropout) > 0,
+        lora_dropout=method != "none" and cfg.method.lora is not None and float(cfg.method.lora.lora_dropout) > 0,
         **shape,
     )
 
@@ -295,6 +295,7 @@ def make_plan(cfg: DictConfig) -> dict[str, Any]:
         "model_files_from": files_from,
         "params_total": total,
         "params_trainable": trainable,
+        "lora": trains and cfg.method.lora is not None,
         "vocab": dims.vocab,
         "min_pixels": shape.min_pixels,
         "max_pixels": shape.max_pixels,
@@ -336,11 +337,16 @@ def format_plan(r: dict[str, Any]) -> str:
     m, s, w = r["memory_gb"], r["shape"], r["workload"]
     pct = r["prompt_tokens"]
     trainable = r["params_trainable"]
+    trained = "LoRA" if r["lora"] else "trained parameters"  # what the trainer's optimizer holds
     lines = [
         f"plan for experiment {r['experiment']} ({r['method']}), model {r['model']}: ESTIMATE, no weights read",
         f"  model files: {r['model_files']}  [{r['model_files_from']}]",
         f"  parameters: {r['params_total']:,} total, {trainable:,} trainable"
-        + (f" ({100 * trainable / r['params_total']:.3f}%, LoRA)" if trainable else " (no training)"),
+        + (
+            f" ({100 * trainable / r['params_total']:.3f}%, {'LoRA' if r['lora'] else 'full fine-tuning'})"
+            if trainable
+            else " (no training)"
+        ),
         f"  prompts: {r['prompts_from']}",
         f"  visual tokens per image at min/max_pixels {r['min_pixels']}/{r['max_pixels']} "
         f"({r['max_pixels'] // 784} x 28 x 28): " + _stats(r["visual_tokens_per_image"]),
@@ -360,7 +366,7 @@ def format_plan(r: dict[str, Any]) -> str:
     lines.append(f"  peak GPU memory per device on {r['gpus']} GPU(s), GB, ESTIMATE (lego_arta/models/memory.py):")
     lines.append(_row(f"weights, bf16 ({r['params_total']:,} parameters)", m["weights"]))
     if trainable:
-        lines.append(_row(f"LoRA fp32 + gradient, master, Adam (ZeRO-2 over {r['gpus']})", m["lora"]))
+        lines.append(_row(f"{trained} fp32 + gradient, master, Adam (ZeRO-2 over {r['gpus']})", m["lora"]))
     if w["train_seqs"]:
         gc = "on" if w["gradient_checkpointing"] else "off"
         off = r["activations_without_checkpointing_gb"]
@@ -380,7 +386,7 @@ def format_plan(r: dict[str, Any]) -> str:
         ]
     lines += [
         _row("overhead (CUDA context, allocator)", m["overhead"]),
-        _row("peak = weights + LoRA + max(training, generation) + overhead", m["peak"])
+        _row(f"peak = weights + {trained} + max(training, generation) + overhead", m["peak"])
         + f"  of {r['usable_gb']:.1f} usable ({r['gpu_memory_gb']:.0f} GB x plan.headroom)",
         f"  verdict: {r['verdict']}",
     ]

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lego_arta.report.collect import OK
+from lego_arta.report.collect import OK, STARTS
 from lego_arta.report.curves import MATCHED_IOU, load_history
 
 ALPHA: Final = 0.05
@@ -108,12 +108,12 @@ def per_seed_values(runs: pd.DataFrame) -> pd.DataFrame:
     ``train`` is the run's mean matched IoU over its last quarter of logged steps (NaN without a history); ``eval``
     its ``eval/iou`` (NaN when not evaluated). Repeats of one seed count once, as in Table 1.
     """
-    columns = ["reward", "seed", "train", "eval", "from_adapter", "model"]
+    columns = ["reward", "seed", "train", "eval", "start", "model"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     grpo = runs[(runs["method"] == "grpo") & runs["reward"].isin([BASELINE, VARIANT]) & (runs["status"] == OK)]
     rows: list[dict[str, Any]] = []
-    for _, run in grpo.drop_duplicates(["reward", "seed", "from_adapter", "model"]).iterrows():
+    for _, run in grpo.drop_duplicates(["reward", "seed", "start", "model"]).iterrows():
         history = load_history(run["run_dir"])
         train = math.nan
         if MATCHED_IOU in history.columns:
@@ -128,7 +128,7 @@ def per_seed_values(runs: pd.DataFrame) -> pd.DataFrame:
                 "seed": run["seed"],
                 "train": train,
                 "eval": float(value) if value is not None else math.nan,
-                "from_adapter": run["from_adapter"],
+                "start": run["start"],
                 "model": run["model"],
             }
         )
@@ -142,12 +142,13 @@ SCALES: Final[dict[str, str]] = {
 
 
 def ablation(runs: pd.DataFrame) -> list[tuple[str, str, Comparison]]:
-    """``(arm label, scale, v2 - v1 comparison)`` per GRPO start (fresh LoRA or from an adapter, per model) and scale
+    """``(arm label, scale, v2 - v1 comparison)`` per GRPO start (the base model, an adapter or a fine-tuned model, per
+    model) and scale
     (``train``: matched IoU over the last quarter of training; ``eval``: test IoU); only where an arm has a value."""
     values = per_seed_values(runs)
     out = []
-    for (from_adapter, model), group in values.groupby(["from_adapter", "model"], sort=True):
-        label = "GRPO from adapter" if from_adapter else "GRPO"
+    for (start, model), group in values.groupby(["start", "model"], sort=True):
+        label = f"GRPO from {STARTS.get(start, start)}" if start else "GRPO"
         if values["model"].nunique() > 1:
             label = f"{model}: {label}"
         for scale in SCALES:

@@ -19,13 +19,15 @@ import pandas as pd
 import yaml
 
 from lego_arta.errors import MissingInputError
-from lego_arta.runs import CONFIG_FILE, HISTORY_FILE, METRICS_FILE
+from lego_arta.runs import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_DIR
 
 log = logging.getLogger(__name__)
 
 METHOD_ORDER: Final = ("none", "sft", "grpo")
 REWARD_METHODS: Final = frozenset({"grpo"})  # methods whose reward variant matters; others show NO_REWARD
 NO_REWARD: Final = "-"
+FULL: Final = 0  # the lora_r of a fully fine-tuned run (method.lora=null)
+STARTS: Final = {"adapter": "adapter", "model": "fine-tuned model"}  # start_of's values, as the report names them
 OK: Final = "ok"
 FAILURE_MARK: Final = "run failed:"  # what lego_arta.cli writes before a failed run's traceback
 TRACEBACK_MARK: Final = "Traceback (most recent call last):"
@@ -37,7 +39,7 @@ RUN_COLUMNS: Final = (
     "seed",
     "model",
     "lora_r",
-    "from_adapter",
+    "start",
     "experiment_name",
     "status",
     "error",
@@ -123,8 +125,8 @@ def _read_run(run_dir: Path) -> dict[str, Any] | None:
         "reward": str(reward) if method in REWARD_METHODS and reward is not None else NO_REWARD,
         "seed": _get(cfg, "seed"),
         "model": _get(_get(cfg, "model"), "name"),
-        "lora_r": _get(_get(method_cfg, "lora"), "r"),
-        "from_adapter": bool(_get(method_cfg, "adapter")),
+        "lora_r": lora_rank(method, method_cfg),
+        "start": start_of(cfg),
         "experiment_name": _get(cfg, "experiment_name"),
         "status": OK,
         "error": "",
@@ -169,6 +171,24 @@ def _get(node: Any, key: str) -> Any:
     return node.get(key) if isinstance(node, Mapping) else None
 
 
+def lora_rank(method: str, method_cfg: Any) -> Any:
+    """The LoRA rank of a run; :data:`FULL` (0) for a trained run without LoRA (``method.lora=null``), None when the
+    method trains nothing or the config does not say."""
+    if method == "none" or not isinstance(method_cfg, Mapping) or "lora" not in method_cfg:
+        return None
+    lora = method_cfg["lora"]
+    return FULL if lora is None and not _get(method_cfg, "adapter") else _get(lora, "r")
+
+
+def start_of(cfg: Any) -> str:
+    """What a run's weights started from: ``adapter`` (``method.adapter``, e.g. GRPO from the SFT run's adapter),
+    ``model`` (``model.path`` = a fully fine-tuned run's ``model/`` dir), else ``""`` (the base model)."""
+    if _get(_get(cfg, "method"), "adapter"):
+        return "adapter"
+    path = _get(_get(cfg, "model"), "path")
+    return "model" if path and Path(str(path)).name == MODEL_DIR else ""
+
+
 def as_float(value: Any) -> float:
     try:
         out = float(value)
@@ -192,7 +212,7 @@ def group_sort_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return (
         rank,
         method,
-        bool(row["from_adapter"]),
+        str(row["start"]),
         natural_key(str(row["reward"])),
         -1 if lora is None or pd.isna(lora) else lora,
         str(row["model"]),

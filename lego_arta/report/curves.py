@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure  # used without pyplot: no global state, no display, Agg canvas for files
 from matplotlib.lines import Line2D
 
-from lego_arta.report.collect import OK, natural_key
+from lego_arta.report.collect import OK, STARTS, natural_key
 from lego_arta.runs import HISTORY_FILE, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -182,8 +182,8 @@ def _collect_curves(
 
 def _variant_label(run: Mapping[str, Any], show_model: bool) -> str:
     label = str(run["reward"]) if run["method"] == "grpo" else f"{run['method']} {run['reward']}"
-    if run["from_adapter"]:
-        label += " (from adapter)"
+    if run["start"]:
+        label += f" (from {STARTS.get(run['start'], run['start'])})"
     return f"{run['model']}: {label}" if show_model else label
 
 

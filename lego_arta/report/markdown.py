@@ -119,10 +119,10 @@ def render(
     if baseline is not None and len(baseline):
         parts += [
             "## Against SFT",
-            "Each trained run other than SFT (GRPO) against its SFT run (the one whose adapter it started from, else "
-            "the SFT run of its seed), on the test samples both answered, paired by sample id: GRPO − SFT (x100) "
-            "with its 95% paired bootstrap CI over test samples (the run's `eval.bootstrap`). A run beats SFT when "
-            "the CI's lower bound is above 0; a row beats it when every seed does.",
+            "Each trained run other than SFT (GRPO) against its SFT run (the one whose adapter or fine-tuned model it "
+            "started from, else the SFT run of its seed), on the test samples both answered, paired by sample id: "
+            "GRPO − SFT (x100) with its 95% paired bootstrap CI over test samples (the run's `eval.bootstrap`). A run "
+            "beats SFT when the CI's lower bound is above 0; a row beats it when every seed does.",
             versus_markdown(baseline),
         ]
     if png is not None:

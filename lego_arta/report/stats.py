@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lego_arta.report.collect import NO_REWARD, OK, as_float, group_sort_key
+from lego_arta.report.collect import FULL, NO_REWARD, OK, STARTS, as_float, group_sort_key
 from lego_arta.report.study import STUDY_TABLE1
 from lego_arta.scores.samples import STUDY_METRICS
 
@@ -68,31 +68,35 @@ METRIC_RANGE: Final = 100.0
 TOO_WIDE: Final = "CI too wide: more seeds needed"
 
 
-GROUP_COLUMNS: Final = ("method", "reward", "lora_r", "from_adapter", "model")
+GROUP_COLUMNS: Final = ("method", "reward", "lora_r", "start", "model")
 
 
-def row_label(
-    method: str, reward: str, lora_r: Any = None, from_adapter: bool = False, model: str | None = None
-) -> str:
+def row_label(method: str, reward: str, lora_r: Any = None, start: str = "", model: str | None = None) -> str:
     """The Table 1 row label of a group of runs (``model`` is prefixed only when given).
 
     >>> row_label("none", "-")
     'base, few-shot'
     >>> row_label("grpo", "v1", 8)
     'GRPO v1 (LoRA r8)'
-    >>> row_label("grpo", "v2", 8, from_adapter=True, model="qwen2_5_vl_7b")
+    >>> row_label("grpo", "v2", 8, start="adapter", model="qwen2_5_vl_7b")
     'qwen2_5_vl_7b: GRPO v2 (LoRA r8, from adapter)'
+    >>> row_label("sft", "-", 0)
+    'SFT (full fine-tuning)'
     """
-    lora = "LoRA" if lora_r is None or pd.isna(lora_r) else f"LoRA r{int(lora_r)}"
-    adapter = ", from adapter" if from_adapter else ""
+    if lora_r is None or pd.isna(lora_r):
+        lora = "LoRA"
+    else:
+        lora = "full fine-tuning" if int(lora_r) == FULL else f"LoRA r{int(lora_r)}"
+    origin = f", from {STARTS.get(start, start)}" if start else ""
     if method == "none":
-        label = "base + adapter, few-shot" if from_adapter else "base, few-shot"
+        named = {"": "base", "adapter": "base + adapter"}.get(start) or STARTS[start]
+        label = f"{named}, few-shot"
     elif method == "sft":
-        label = f"SFT ({lora}{adapter})"
+        label = f"SFT ({lora}{origin})"
     else:
         name = "GRPO" if method == "grpo" else method
         variant = "" if reward == NO_REWARD else f" {reward}"
-        label = f"{name}{variant} ({lora}{adapter})"
+        label = f"{name}{variant} ({lora}{origin})"
     return f"{model}: {label}" if model else label
 
 
@@ -125,7 +129,7 @@ def table1(runs: pd.DataFrame, metrics: Sequence[tuple[str, str]] = METRICS) -> 
         ok = finished.drop_duplicates("seed")
         model = info["model"] if show_model else None
         row: dict[str, Any] = {
-            "model": row_label(info["method"], info["reward"], info["lora_r"], info["from_adapter"], model),
+            "model": row_label(info["method"], info["reward"], info["lora_r"], info["start"], model),
             "n": len(ok),
             "runs/finished": len(finished),
         }

@@ -155,21 +155,21 @@ def _trained(runs: pd.DataFrame) -> list[tuple[pd.Series, str]]:
     if runs.empty:
         return []
     ok = runs[(runs["status"] == OK) & (runs["method"] != "none")]
-    ok = ok.drop_duplicates(["method", "reward", "lora_r", "from_adapter", "model", "seed"])
+    ok = ok.drop_duplicates(["method", "reward", "lora_r", "start", "model", "seed"])
     return [(run, _row(run, runs)) for _, run in ok.iterrows()]
 
 
 def _row(run: pd.Series, runs: pd.DataFrame) -> str:
     model = run["model"] if runs["model"].astype(str).nunique() > 1 else None
-    return row_label(run["method"], run["reward"], run["lora_r"], bool(run["from_adapter"]), model)
+    return row_label(run["method"], run["reward"], run["lora_r"], str(run["start"]), model)
 
 
 def _baseline(run: pd.Series, cfg: Mapping[str, Any], ok: pd.DataFrame) -> pd.Series | None:
-    # the run whose adapter/ this run started from (by path; in a copy of the sweep, by its folder's name when one
-    # run has it), else the SFT run of the same seed and model
-    adapter = _lookup(cfg, "method", "adapter")
-    if adapter:
-        start = Path(str(adapter)).resolve().parent
+    # the run whose adapter/ (or fine-tuned model/) this run started from (by path; in a copy of the sweep, by its
+    # folder's name when one run has it), else the SFT run of the same seed and model
+    weights = {"adapter": _lookup(cfg, "method", "adapter"), "model": _lookup(cfg, "model", "path")}.get(run["start"])
+    if weights:
+        start = Path(str(weights)).resolve().parent
         found = ok[[Path(d).resolve() == start for d in ok["run_dir"]]]
         if found.empty:
             named = ok[[Path(d).name == start.name for d in ok["run_dir"]]]
