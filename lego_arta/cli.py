@@ -123,6 +123,8 @@ def unknown_key_hint(argv: list[str], config_name: str) -> str | None:
     for override in parsed:
         if override.is_add() or override.is_delete() or override.is_force_add():
             continue
+        if override.key_or_group.startswith("hydra."):  # Hydra's own node, not part of the composed job config
+            continue
         if "." in override.key_or_group:
             keys.append(override.key_or_group)
         else:

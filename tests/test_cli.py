@@ -70,6 +70,8 @@ def test_a_good_config_passes_the_check_and_none_ignores_method_args(make_cfg, t
         (["method.tasks=[objekt]"], "method.tasks: no such key. Keys of method: adapter, args, name"),
         (["method=grpo", "method.args.num_generations=4"], None),  # a good override: no hint
         (["+method.args.num_generation=4"], None),  # an added key is for check_config to judge
+        # Hydra's own keys are not in the job's config: a run that fails later must not blame them
+        (["method=sft", "resume=true", "hydra.run.dir=outputs/default/runs/x"], None),
     ],
 )
 def test_a_misspelled_override_names_the_keys_nearby(argv, hint):

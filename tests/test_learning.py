@@ -1,6 +1,6 @@
 """Learning on a fixed seed, with the demo's own recipe (conf/experiment/demo.yaml) on a shorter budget: SFT (the whole
 tiny model) answers grounding better than copying the few-shot demo, by a margin and with the paired bootstrap CI
-above 0, and GRPO v2 (LoRA r8 on the fine-tuned model) raises its IoU reward."""
+above 0, and GRPO v2 (LoRA r8 on the fine-tuned model) raises its IoU reward and its test IoU."""
 
 from __future__ import annotations
 
@@ -51,12 +51,14 @@ def test_sft_beats_copying_the_demo_then_grpo_raises_the_iou_reward(make_cfg, tm
         f"model.path={tmp_path / 'sft' / 'model'}",
         f"method.args.max_steps={GRPO_STEPS}",
         f"method.args.save_steps={GRPO_STEPS}",
-        "eval.after_train=false",
         f"paths.output_dir={tmp_path / 'grpo'}",
     )
-    run_experiment(grpo_cfg)
+    grpo = run_experiment(grpo_cfg)
     rows = [row for row in read_jsonl(tmp_path / "grpo" / "history.jsonl") if "rewards/iou_v2/mean" in row]
     iou = [row["rewards/iou_v2/mean"] or 0.0 for row in rows]
     assert len(iou) == GRPO_STEPS
     third = len(iou) // 3
     assert _mean(iou[-third:]) > _mean(iou[:third]), iou
+    # and on the test split: measured 3.51 after GRPO against 0.00 for its SFT start (the demo's full budget, 4.91
+    # against 1.66, also beats the mean training box; this shorter one does not: +0.95 [-0.68, 2.51])
+    assert grpo["eval/iou"] > metrics["eval/iou"] + 1.0, (grpo["eval/iou"], metrics["eval/iou"])
