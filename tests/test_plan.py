@@ -85,6 +85,18 @@ def test_full_fine_tuning_counts_every_parameter_the_trainer_trains(make_cfg, fr
 
 
 @pytest.mark.slow
+def test_full_fine_tuning_of_the_7b_fixture_trains_all_but_its_vision_tower(make_cfg):
+    # the real checkpoint's config.json: its vision tower is named `visual` too, so freeze_vision finds it
+    cfg = make_cfg("experiment=paper_sft", "method.lora=null", config_name="plan")
+    plan = make_plan(cfg)
+    model = empty_model(model_files(cfg)[0])
+    vision = sum(p.numel() for n, p in model.named_parameters() if n.startswith("model.visual."))
+    assert plan["params_total"] == 8_292_166_656 and vision > 600_000_000
+    assert plan["params_trainable"] == plan["params_total"] - vision
+    assert "full fine-tuning" in format_plan(plan)
+
+
+@pytest.mark.slow
 def test_counts_on_the_7b_fixture_are_exact(make_cfg):
     cfg = make_cfg("experiment=paper_grpo_v1", config_name="plan")
     assert OmegaConf.is_missing(cfg.data, "root")  # no real data here: the stated example prompts
