@@ -11,7 +11,9 @@ from omegaconf import DictConfig
 from lego_arta.config import CONF_DIR, ROOT, compose_config
 
 CONF = CONF_DIR
-__all__ = ["CONF", "ROOT"]
+# Qwen2.5-VL-7B-Instruct's own config and processor files, no weights (fixtures/qwen2_5_vl_7b/README.txt)
+FIXTURE_7B = Path(__file__).parent / "fixtures" / "qwen2_5_vl_7b"
+__all__ = ["CONF", "FIXTURE_7B", "ROOT"]
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import types
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +12,8 @@ from transformers import GenerationConfig
 
 from lego_arta.evaluation.evaluate import make_backend
 from lego_arta.models import load_model
+from tests.conftest import FIXTURE_7B
 
-FIXTURE = Path(__file__).parent / "fixtures" / "qwen2_5_vl_7b"
 PROMPT = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Was this step completed?"}]}]
 
 
@@ -77,12 +76,12 @@ def test_both_backends_get_the_same_settings_not_the_checkpoints(
     cfg = make_cfg("eval.max_new_tokens=3", *overrides)
     model, processor = load_model(cfg.model, cfg.paths.cache_dir)
     # what from_pretrained gives the real 7B: its generation_config.json (sampling at 1e-6, repetition_penalty 1.05)
-    checkpoint = GenerationConfig.from_pretrained(FIXTURE)
+    checkpoint = GenerationConfig.from_pretrained(FIXTURE_7B)
     assert (checkpoint.do_sample, checkpoint.repetition_penalty, checkpoint.temperature) == (True, 1.05, 1e-6)
     model.generation_config = checkpoint
     hf = hf_effective_config(model, make_backend(cfg, processor, model=model), monkeypatch)
     make_backend(
-        make_cfg("eval.max_new_tokens=3", *overrides, "eval.backend=vllm"), processor, model_path=str(FIXTURE)
+        make_cfg("eval.max_new_tokens=3", *overrides, "eval.backend=vllm"), processor, model_path=str(FIXTURE_7B)
     )
     vllm = fake_vllm["params"]
     assert hf.max_new_tokens == vllm["max_tokens"] == 3
@@ -102,6 +101,6 @@ def test_generate_without_a_full_config_inherits_the_checkpoints_penalty(make_cf
     # why GenerationSettings.hf sets every field: keyword arguments alone (the old call) leave the rest to the file
     cfg = make_cfg()
     model, _ = load_model(cfg.model, cfg.paths.cache_dir)
-    model.generation_config = GenerationConfig.from_pretrained(FIXTURE)
+    model.generation_config = GenerationConfig.from_pretrained(FIXTURE_7B)
     old, _ = model._prepare_generation_config(None, max_new_tokens=3, do_sample=False)
     assert old.repetition_penalty == 1.05

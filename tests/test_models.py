@@ -11,6 +11,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from lego_arta.models import load_model, resolve_model_path
 from lego_arta.models.loading import ModelPathError
 from lego_arta.models.tiny import build_tiny_qwen2_5_vl
+from tests.conftest import FIXTURE_7B
 
 
 @pytest.fixture
@@ -49,6 +50,24 @@ def test_tiny_build_is_deterministic_and_reused(make_cfg, tmp_path, offline):
     stamp = (first / "model.safetensors").stat().st_mtime_ns
     assert build_tiny_qwen2_5_vl(tiny, tmp_path / "a") == first  # reused, not rebuilt
     assert (first / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_tiny_processor_files_are_laid_out_as_the_7b_checkpoint_ships_them(make_cfg, tmp_path, offline):
+    """AutoProcessor assembles the tiny processor from the same files as the real one. A ``Qwen2_5_VLProcessor``
+    built and saved without a video processor failed on a GPU machine, where torchvision (the gpu extra) makes the
+    video processor required: "Received a NoneType for argument video_processor" (H200, torchvision 0.26)."""
+    tiny = OmegaConf.to_container(make_cfg().model.tiny, resolve=True)
+    path = build_tiny_qwen2_5_vl(tiny, tmp_path)
+    real = {"preprocessor_config.json", "tokenizer.json", "tokenizer_config.json"}
+    assert real <= {f.name for f in FIXTURE_7B.iterdir()}  # what the checkpoint ships (config.json aside)
+    names = {f.name for f in path.iterdir()}
+    assert real <= names and "chat_template.jinja" in names
+    assert "processor_config.json" not in names  # a saved processor's own file: the checkpoint has none
+    # a dir of the old layout (a saved processor) is rebuilt, not reused half-way
+    (path / "preprocessor_config.json").unlink()
+    assert (build_tiny_qwen2_5_vl(tiny, tmp_path) / "preprocessor_config.json").exists()
+    processor = AutoProcessor.from_pretrained(path)
+    assert processor.image_processor.size["longest_edge"] == make_cfg().model.max_pixels
 
 
 @pytest.mark.parametrize("freeze", [True, False])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,8 +20,8 @@ from lego_arta.evaluation.generate import model_inputs, vllm_requests
 from lego_arta.models import load_processor
 from lego_arta.models.images import ImageBudgetError, check_image_budget, fit_image, visual_tokens
 from lego_arta.models.meta import empty_model, parameter_counts, with_lora
+from tests.conftest import FIXTURE_7B
 
-FIXTURE = Path(__file__).parent / "fixtures" / "qwen2_5_vl_7b"
 STUDY_MAX_TOKENS = 2600  # thesis §4.4: max pixels 2600 (x 28 x 28)
 
 
@@ -33,7 +32,7 @@ def model_cfg(make_cfg):
 
 @pytest.fixture
 def processor(model_cfg):
-    return load_processor(str(FIXTURE), model_cfg)
+    return load_processor(str(FIXTURE_7B), model_cfg)
 
 
 def noise(width: int, height: int, seed: int) -> Image.Image:
@@ -44,11 +43,11 @@ def noise(width: int, height: int, seed: int) -> Image.Image:
 
 def test_fixture_is_the_real_checkpoint():
     # the files the bug lives in: the old-style limits and the real architecture, token ids matching the tokenizer
-    pre = json.loads((FIXTURE / "preprocessor_config.json").read_text())
+    pre = json.loads((FIXTURE_7B / "preprocessor_config.json").read_text())
     assert (pre["min_pixels"], pre["max_pixels"]) == (3136, 12845056)
-    config = json.loads((FIXTURE / "config.json").read_text())
+    config = json.loads((FIXTURE_7B / "config.json").read_text())
     assert config["architectures"] == ["Qwen2_5_VLForConditionalGeneration"] and config["vocab_size"] == 152064
-    tokenizer = AutoProcessor.from_pretrained(str(FIXTURE)).tokenizer
+    tokenizer = AutoProcessor.from_pretrained(str(FIXTURE_7B)).tokenizer
     assert tokenizer.convert_tokens_to_ids("<|image_pad|>") == config["image_token_id"] == 151655
     assert tokenizer.convert_tokens_to_ids("<|vision_start|>") == config["vision_start_token_id"]
 
@@ -56,7 +55,7 @@ def test_fixture_is_the_real_checkpoint():
 def test_size_alone_is_overridden_by_the_checkpoint_and_the_check_says_so(model_cfg):
     # the old load_processor: `size` loses to the file's max_pixels; the budget check must catch it
     size = {"shortest_edge": model_cfg.min_pixels, "longest_edge": model_cfg.max_pixels}
-    old = AutoProcessor.from_pretrained(str(FIXTURE), size=size)
+    old = AutoProcessor.from_pretrained(str(FIXTURE_7B), size=size)
     assert old.image_processor.size.longest_edge == 12845056
     with pytest.raises(ImageBudgetError, match=r"max_pixels=12845056, not .*model.max_pixels=2038400"):
         check_image_budget(old, model_cfg.min_pixels, model_cfg.max_pixels)
@@ -81,7 +80,7 @@ def test_a_lego_page_stays_within_the_study_budget(processor, model_cfg):
 def test_the_configured_limits_win_for_any_checkpoint(tmp_path, model_cfg, style):
     # preprocessor_config.json as the 7B ships it, as transformers 5 saves it, and with no limits at all
     ckpt = tmp_path / "ckpt"
-    shutil.copytree(FIXTURE, ckpt)
+    shutil.copytree(FIXTURE_7B, ckpt)
     pre = json.loads((ckpt / "preprocessor_config.json").read_text())
     pre.pop("min_pixels"), pre.pop("max_pixels")
     if style == "size only":
@@ -160,7 +159,7 @@ def lora_7b(cache_dir):
     from lego_arta.config import compose_config
 
     cfg = compose_config(["method=grpo", "model=qwen2_5_vl_7b"], output_dir=cache_dir / "run", cache_dir=cache_dir)
-    model = with_lora(empty_model(str(FIXTURE)), cfg.method.lora, freeze_vision=cfg.model.freeze_vision)
+    model = with_lora(empty_model(str(FIXTURE_7B)), cfg.method.lora, freeze_vision=cfg.model.freeze_vision)
     return model, cfg.method.lora
 
 
@@ -169,7 +168,7 @@ def test_7b_builds_from_its_config_without_weights(lora_7b):
     model, _ = lora_7b
     params = list(model.parameters())
     assert {p.device.type for p in params} == {"meta"}
-    config = json.loads((FIXTURE / "config.json").read_text())
+    config = json.loads((FIXTURE_7B / "config.json").read_text())
     text = model.base_model.model.config.text_config
     assert (text.hidden_size, text.num_hidden_layers, text.vocab_size) == (3584, 28, config["vocab_size"])
     # Qwen2.5-VL-7B-Instruct: 8,292,166,656 parameters (676,550,144 in the vision tower and merger)
@@ -182,7 +181,7 @@ def test_7b_builds_from_its_config_without_weights(lora_7b):
 @pytest.mark.slow
 def test_lora_r8_lands_on_every_language_model_projection_and_nothing_else(lora_7b):
     model, lora_cfg = lora_7b
-    layers = json.loads((FIXTURE / "config.json").read_text())["num_hidden_layers"]
+    layers = json.loads((FIXTURE_7B / "config.json").read_text())["num_hidden_layers"]
     adapted = {name.removeprefix("base_model.model.") for name, m in model.named_modules() if hasattr(m, "lora_A")}
     expected = {
         f"model.language_model.layers.{i}.{'self_attn' if t[0] in 'qkvo' else 'mlp'}.{t}"
@@ -197,7 +196,7 @@ def test_lora_r8_lands_on_every_language_model_projection_and_nothing_else(lora_
 @pytest.mark.slow
 def test_trainable_parameters_are_the_closed_form_r8_count(lora_7b):
     model, lora_cfg = lora_7b
-    text = json.loads((FIXTURE / "config.json").read_text())
+    text = json.loads((FIXTURE_7B / "config.json").read_text())
     h, i, layers, r = text["hidden_size"], text["intermediate_size"], text["num_hidden_layers"], lora_cfg.r
     kv = h // text["num_attention_heads"] * text["num_key_value_heads"]  # 128 x 4 = 512
     # LoRA on a (d_in -> d_out) linear adds A (r x d_in) + B (d_out x r) = r (d_in + d_out) parameters; per layer:

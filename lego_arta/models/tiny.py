@@ -2,9 +2,13 @@
 
 Real ``Qwen2_5_VLForConditionalGeneration`` architecture with small text and vision configs, a byte-level BPE
 tokenizer trained locally with ``tokenizers`` (Qwen2 pre-tokenizer, Qwen special tokens, TRL's Qwen2.5-VL chat
-template byte for byte so TRL recognises it), and a real ``Qwen2_5_VLProcessor``. Everything is written with
+template byte for byte so TRL recognises it) and the real image processor. Everything is written with
 ``save_pretrained`` into a cache dir keyed by a hash of the settings, built once and reused; the same settings and
-seed give the same weights.
+seed give the same weights. The processor's files are laid out as Qwen2.5-VL-7B-Instruct ships them
+(``preprocessor_config.json``, the tokenizer's files, the chat template; no ``processor_config.json``), so
+``AutoProcessor`` assembles the tiny model's processor exactly as it does the real one's: with torchvision installed
+that includes a video processor read from ``preprocessor_config.json``, which a ``Qwen2_5_VLProcessor`` built here
+without one would refuse ("Received a NoneType for argument video_processor").
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 
 import torch
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
-from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2Tokenizer
+from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2Tokenizer
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from trl.chat_template_utils import qwen2_5_vl_chat_template
@@ -131,7 +135,7 @@ def build_tiny_qwen2_5_vl(
     """
     tiny = dict(tiny)
     out = Path(cache_dir) / "models" / f"tiny_qwen2_5_vl-{settings_hash(tiny)}"
-    if (out / "model.safetensors").exists() and (out / "processor_config.json").exists():
+    if (out / "model.safetensors").exists() and (out / "preprocessor_config.json").exists():
         return out
     log.info("building the tiny Qwen2.5-VL into %s", out)
     seed = int(tiny["seed"])
@@ -169,15 +173,14 @@ def build_tiny_qwen2_5_vl(
         patch_size=vision["patch_size"],
         merge_size=vision["spatial_merge_size"],
     )
-    processor = Qwen2_5_VLProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, chat_template=qwen2_5_vl_chat_template
-    )
     # write into a temp dir, then rename: a killed build never leaves a half model that gets reused
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".building-"))
     try:
         model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
+        image_processor.save_pretrained(tmp)  # preprocessor_config.json, as the 7B checkpoint has it
+        tokenizer.save_pretrained(tmp)
+        (tmp / "chat_template.jinja").write_text(qwen2_5_vl_chat_template)
         (tmp / "tiny_settings.json").write_text(json.dumps(tiny, indent=2, sort_keys=True, default=str))
         if out.exists():
             shutil.rmtree(out)
