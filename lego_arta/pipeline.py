@@ -79,6 +79,18 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def peak_gpu_memory(stage: str) -> dict[str, float]:
+    """``{"memory/<stage>_peak_gib": ...}``: the most memory torch held allocated on this process's GPU since the last
+    call (GiB), then the count starts again; ``{}`` without CUDA. A run records ``load`` (the weights), ``train`` and
+    ``eval`` (weights included), to set beside ``make plan``'s lines; the plan's peak also counts
+    ``plan.overhead_gb`` for the CUDA context and the allocator's cache, which torch's count leaves out."""
+    if not torch.cuda.is_available():
+        return {}
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    torch.cuda.reset_peak_memory_stats()
+    return {f"memory/{stage}_peak_gib": peak}
+
+
 def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     """Run ``cfg``: train with ``cfg.method`` (when ``train`` and the method trains), then evaluate.
 
@@ -105,6 +117,7 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     if main:
         save_split(data, run_dir)
     metrics: dict[str, float] = {}
+    memory: dict[str, float] = {}
     vllm = cfg.eval.backend == "vllm"
     with tracking(cfg, run_dir) as tracker:
         tracker.summary(flat_counts(data.summary) | {f"data/dropped/{k}": n for k, n in data.dropped.items()})
@@ -112,6 +125,7 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
         model: Any = None
         if trains or not vllm:  # vLLM loads the weights itself
             model, processor = load_model(cfg.model, cfg.paths.cache_dir)
+            memory |= peak_gpu_memory("load")
         else:
             processor = load_processor(model_path, cfg.model)
         if trains:
@@ -119,6 +133,7 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
 
             train_ds = build_dataset(training_records(cfg, data.train), data.train, cfg.data, int(cfg.seed))
             trained, model = train_method(cfg, model, processor, train_ds, run_dir, tracker)
+            memory |= peak_gpu_memory("train")
             if (trained / "adapter_config.json").is_file():
                 adapter = str(trained)
                 log.info("LoRA adapter saved to %s", trained)
@@ -140,7 +155,11 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
             generator = generator_id(model_path, adapter, {"model": cfg.model, "eval": cfg.eval})
             mean_boxes = mean_box_answers(data.train, data.test)  # the trivial box answer, from the training split
             metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, generator, mean_boxes)
+            if not vllm:  # vLLM's engine allocates outside torch's count
+                memory |= peak_gpu_memory("eval")
         if main:
+            metrics |= memory
+            tracker.summary(memory)
             write_metrics(metrics, run_dir)
     if main:
         log.info("metrics: %s", run_dir / METRICS_FILE)
