@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
 from lego_arta.models import load_model, resolve_model_path
 from lego_arta.models.loading import ModelPathError
@@ -68,6 +68,15 @@ def test_tiny_processor_files_are_laid_out_as_the_7b_checkpoint_ships_them(make_
     assert (build_tiny_qwen2_5_vl(tiny, tmp_path) / "preprocessor_config.json").exists()
     processor = AutoProcessor.from_pretrained(path)
     assert processor.image_processor.size["longest_edge"] == make_cfg().model.max_pixels
+
+
+def test_tiny_rope_theta_is_qwens_unless_set(make_cfg, tmp_path, offline):
+    tiny = OmegaConf.to_container(make_cfg().model.tiny, resolve=True)
+    default = AutoConfig.from_pretrained(build_tiny_qwen2_5_vl(tiny, tmp_path / "a"))
+    tiny["text"]["rope_theta"] = 10
+    lowered = AutoConfig.from_pretrained(build_tiny_qwen2_5_vl(tiny, tmp_path / "b"))
+    assert default.text_config.rope_parameters["rope_theta"] == 1_000_000.0  # Qwen2.5-VL-7B's
+    assert lowered.text_config.rope_parameters["rope_theta"] == 10.0
 
 
 @pytest.mark.parametrize("freeze", [True, False])

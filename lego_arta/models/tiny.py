@@ -142,6 +142,8 @@ def build_tiny_qwen2_5_vl(
     tokenizer = _train_tokenizer(int(tiny["vocab_size"]), seed)
     text, vision = dict(tiny["text"]), dict(tiny["vision"])
     mrope_section = list(text.pop("mrope_section"))
+    # Qwen2.5-VL's own unless set (+model.tiny.text.rope_theta=10: the README's position experiment)
+    rope_theta = float(text.pop("rope_theta", 1_000_000.0))
     head_dim = text["hidden_size"] // text["num_attention_heads"]
     if sum(mrope_section) * 2 != head_dim:
         raise ValueError(f"model.tiny.text.mrope_section={mrope_section} must sum to head size / 2 = {head_dim // 2}")
@@ -150,7 +152,7 @@ def build_tiny_qwen2_5_vl(
         text_config={
             **text,
             "vocab_size": len(tokenizer),
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": mrope_section},
+            "rope_parameters": {"rope_type": "default", "rope_theta": rope_theta, "mrope_section": mrope_section},
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
