@@ -20,6 +20,7 @@ from lego_arta.evaluation.evaluate import evaluate, make_backend
 from lego_arta.evaluation.generate import generator_id
 from lego_arta.evaluation.trivial import mean_box_answers
 from lego_arta.models import load_model, load_processor, resolve_model_path
+from lego_arta.models.images import image_frame
 from lego_arta.models.loading import attention_implementation
 from lego_arta.runs import METRICS_FILE, save_config, write_metrics
 from lego_arta.tracking import tracking
@@ -118,6 +119,7 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
         save_split(data, run_dir)
     metrics: dict[str, float] = {}
     memory: dict[str, float] = {}
+    frame_of = image_frame(int(cfg.model.min_pixels), int(cfg.model.max_pixels))  # the image_size of each sample
     vllm = cfg.eval.backend == "vllm"
     with tracking(cfg, run_dir) as tracker:
         tracker.summary(flat_counts(data.summary) | {f"data/dropped/{k}": n for k, n in data.dropped.items()})
@@ -131,7 +133,7 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
         if trains:
             from lego_arta.methods import train as train_method
 
-            train_ds = build_dataset(training_records(cfg, data.train), data.train, cfg.data, int(cfg.seed))
+            train_ds = build_dataset(training_records(cfg, data.train), data.train, cfg.data, int(cfg.seed), frame_of)
             trained, model = train_method(cfg, model, processor, train_ds, run_dir, tracker)
             memory |= peak_gpu_memory("train")
             if (trained / "adapter_config.json").is_file():
@@ -151,7 +153,7 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
                 if isinstance(model, PeftModel):
                     model = model.merge_and_unload()  # faster generation; the adapter stays on disk
                 backend = make_backend(cfg, processor, model=model)
-            test_ds = build_dataset(data.test, data.train, cfg.data, int(cfg.seed))
+            test_ds = build_dataset(data.test, data.train, cfg.data, int(cfg.seed), frame_of)
             generator = generator_id(model_path, adapter, {"model": cfg.model, "eval": cfg.eval})
             mean_boxes = mean_box_answers(data.train, data.test)  # the trivial box answer, from the training split
             metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, generator, mean_boxes)

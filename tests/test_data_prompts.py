@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from lego_arta.data import (
     split_records,
     task_text,
 )
+from lego_arta.models.images import image_frame
 from tests.data_fixtures import make_records, write_image
 
 
@@ -40,7 +42,11 @@ def rec(task: str, query: str, solution: str, context: str = "", step: int = 0) 
 OBJECT = rec("object", "Find a 1x2 white beam", '[{"bbox_2d": [1, 2, 3, 4], "label": "1x2 white beam"}]', step=2)
 GROUNDING = rec("grounding", GROUNDING_QUERY, "Add the beam.", "Attach the brick.", step=2)
 STATE = rec("state", STATE_QUERY, "Yes")
-CFG = {"reasoning": False, "demos": {"enabled": True, "match_box_count": True, "state_pair": "related"}}
+CFG = {
+    "reasoning": False,
+    "box_frame": "grid",
+    "demos": {"enabled": True, "match_box_count": True, "state_pair": "related"},
+}
 
 
 @pytest.mark.parametrize(
@@ -97,7 +103,17 @@ def test_build_dataset_columns_lazy_images_and_completion(
     monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(a) or real_open(*a, **k))
     dataset = build_dataset(test, train, CFG, seed=0)
     assert opened == []  # nothing decoded while building
-    assert dataset.column_names == ["id", "task", "prompt", "images", "completion", "solution", "demo_answer"]
+    assert dataset.column_names == [
+        "id",
+        "task",
+        "prompt",
+        "images",
+        "completion",
+        "solution",
+        "demo_answer",
+        "image_size",
+    ]
+    assert dataset["image_size"] == [None] * len(test)  # no frame_of given
     assert len(dataset) == len(test)
 
     pool, ids = DemoPool(train, match_box_count=True, state_pair="related", seed=0), {r.id: r for r in train}
@@ -122,3 +138,40 @@ def test_demos_off(with_images: tuple[list[Record], list[Record]]) -> None:
     dataset = build_dataset(test, train, {**CFG, "demos": {**CFG["demos"], "enabled": False}}, seed=0)
     assert all(len(row["prompt"]) == 1 and len(row["images"]) == 1 for row in dataset)
     assert dataset["demo_answer"] == [None] * len(dataset)
+
+
+def test_box_frame_pixels_teaches_and_asks_in_the_resized_frame(
+    with_images: tuple[list[Record], list[Record]], tmp_path: Path
+) -> None:
+    train, test = with_images
+    for record in train + test:  # 40 x 30 (width x height) images
+        Image.new("RGB", (40, 30)).save(record.image)
+    # resized up to at least 224 x 224 pixels: scale sqrt(50176 / 1200) = 6.466, each side rounded up to a multiple
+    # of 28: width ceil(258.6 / 28) x 28 = 280, height ceil(194.0 / 28) x 28 = 196
+    frame_of = image_frame(min_pixels=224 * 224, max_pixels=512 * 512)
+    assert frame_of(test[0].image) == (280, 196)  # (width, height), though smart_resize returns (height, width)
+    grid = build_dataset(test, train, CFG, seed=0, frame_of=frame_of)
+    pixels = build_dataset(test, train, {**CFG, "box_frame": "pixels"}, seed=0, frame_of=frame_of)
+    assert grid["image_size"] == pixels["image_size"] == [[280, 196]] * len(test)
+    assert grid["solution"] == pixels["solution"]  # the scoring references stay on the grid
+    objects = [i for i, r in enumerate(test) if r.task == "object"]
+    assert objects
+    for i in objects:
+        record, row = test[i], pixels[i]
+        assert row["prompt"][-1]["content"][1]["text"] == task_text(record, "pixels")
+        taught = json.loads(row["completion"][0]["content"][0]["text"])
+        for box, ref in zip(taught, record.boxes(), strict=True):
+            # x * 280 / 100 and y * 196 / 100, rounded to whole pixels
+            expected = [round(ref.x1 * 2.8), round(ref.y1 * 1.96), round(ref.x2 * 2.8), round(ref.y2 * 1.96)]
+            assert box == {"bbox_2d": expected, "label": ref.label}
+        assert grid[i]["completion"][0]["content"][0]["text"] == record.solution
+        if row["demo_answer"] is not None:  # the demo's answer is shown in pixels too
+            assert row["demo_answer"] == row["prompt"][1]["content"][0]["text"] != grid[i]["demo_answer"]
+    with pytest.raises(ValueError, match=r"data\.box_frame=pixels"):
+        build_dataset(test, train, {**CFG, "box_frame": "pixels"}, seed=0)
+    with pytest.raises(ValueError, match=r"data\.box_frame=inches"):
+        build_dataset(test, train, {**CFG, "box_frame": "inches"}, seed=0)
+
+
+def test_pixel_directive_names_no_grid() -> None:
+    assert "[0,100]" not in task_text(OBJECT, "pixels") and "pixel" in task_text(OBJECT, "pixels")

@@ -419,3 +419,38 @@ def test_rouge_from_counts_matches_rouge_score(length):
     assert got["rouge1"] == pytest.approx(100 * expected["rouge1"].fmeasure, rel=1e-12)
     assert got["rouge2"] == pytest.approx(100 * expected["rouge2"].fmeasure, rel=1e-12)
     assert got["rouge"] == pytest.approx(100 * expected["rougeL"].fmeasure, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("prediction", "image_size", "iou"),
+    [
+        # the exact pixel answer on a 1260 x 840 frame (x * 12.6, y * 8.4) normalises to the reference: IoU 100
+        pytest.param(([126, 168, 630, 504], "brick"), [1260, 840], 100.0, id="pixel-answer-normalised"),
+        # a grid answer is untouched
+        pytest.param(([10, 20, 50, 60], "brick"), [1260, 840], 100.0, id="grid-answer-untouched"),
+        # beyond the frame: [630, 420, 1512, 924] -> [50, 50, 120, 110], not clamped by the metric; it touches the
+        # reference [10, 20, 50, 60] only on x = 50: IoU 0
+        pytest.param(([630, 420, 1512, 924], "brick"), [1260, 840], 0.0, id="beyond-the-frame"),
+        # overshoot (102 <= 105) is read on the grid, not clamped: IoU = 40 x 40 / (92 x 40) = 43.478
+        pytest.param(([10, 20, 102, 60], "brick"), [1260, 840], 100 * 1600 / 3680, id="overshoot-on-the-grid"),
+        # without image_size nothing is normalised (older prediction files score as before): disjoint, IoU 0
+        pytest.param(([126, 168, 630, 504], "brick"), None, 0.0, id="no-image-size"),
+    ],
+)
+def test_object_iou_applies_the_frame_rule(prediction, image_size, iou):
+    record = {"task": "object", "prediction": J(prediction), "reference": J(([10, 20, 50, 60], "brick"))}
+    if image_size is not None:
+        record["image_size"] = image_size
+    assert score([record])["iou"] == pytest.approx(iou)
+
+
+def test_a_bad_image_size_names_the_record_and_field():
+    record = {
+        "id": "x7",
+        "task": "object",
+        "prediction": "[]",
+        "reference": J(([1, 1, 5, 5], "pin")),
+        "image_size": [3],
+    }
+    with pytest.raises(ValueError, match=r"record 'x7': field 'image_size'"):
+        score([record])

@@ -104,7 +104,11 @@ def test_training_and_evaluation_inputs_are_identical(tmp_path, processor, model
                query="Find a 1x2 white beam", solution='[{"bbox_2d": [10, 20, 30, 40], "label": "1x2 white beam"}]')
         for i in (0, 1)
     )  # fmt: skip
-    data_cfg = {"reasoning": True, "demos": {"enabled": True, "match_box_count": True, "state_pair": "related"}}
+    data_cfg = {
+        "reasoning": True,
+        "box_frame": "grid",
+        "demos": {"enabled": True, "match_box_count": True, "state_pair": "related"},
+    }
     row = build_dataset([record], [demo], data_cfg, seed=0)[0]
     assert len(row["images"]) == 2  # the demo's image and the record's
     prompt, images = row["prompt"], row["images"]

@@ -196,8 +196,11 @@ STATE_CASES = [
     pytest.param(T("No"), "Yes", 0.0, id="no-yes"),
     # the first whole word wins
     pytest.param(T("No, it is not. Yes, I am sure."), "No", 1.0, id="first-word"),
-    # no yes/no word defaults to No
-    pytest.param(T("I cannot tell"), "No", 1.0, id="default-no"),
+    # no yes/no word: 0.0 whatever the reference (thesis section 4.3: +1.0 for a correct yes/no, 0.0 otherwise);
+    # before, "none found = No" paid a verdict-free answer 1.0 on every fake (3 of 4 state samples)
+    pytest.param(T("I cannot tell"), "No", 0.0, id="no-verdict-on-a-fake"),
+    pytest.param(T("I cannot tell"), "Yes", 0.0, id="no-verdict-on-a-real"),
+    pytest.param("", "No", 0.0, id="empty-answer"),
     # "Yesterday" is not "yes"
     pytest.param(T("Yesterday"), "Yes", 0.0, id="whole-word"),
     # misleading yes inside <think> with an answer block
@@ -403,5 +406,63 @@ def test_iou_rewards_log_the_bare_matched_iou_for_trl():
             solution=[ref, ref, "Yes"],
             log_metric=lambda key, value, n=name: logged[n].append((key, value)),
         )
-    # IoU 0.5, and 1.0 after clamping the second box: mean 0.75 over the two object samples
-    assert logged["iou_v1"] == logged["iou_v2"] == [("iou/matched", pytest.approx(0.75))]
+    # IoU 0.5, and 1.0 after clamping the second box: mean 0.75 over the two object samples; both answers are read on
+    # the grid (no coordinate above 105), and the second one has a raw coordinate outside [0, 100]
+    expected = [
+        ("iou/matched", pytest.approx(0.75)),
+        ("frame/grid_share", 1.0),
+        ("frame/in_range_share", 0.5),
+    ]
+    assert logged["iou_v1"] == logged["iou_v2"] == expected
+
+
+# The frame rule (docs/scoring.md), by hand. The reference is one box [10, 20, 50, 60] on the grid; the query image
+# was resized to a 1260 x 840 frame (width x height), so its exact pixel answer is [126, 168, 630, 504]
+# (x * 12.6, y * 8.4). v1 = iou x (0.5 if any raw coordinate is outside [0, 100]) + 0.1 x #raw coordinates inside
+# [0, 100] + 0.1 count bonus; v2 = iou + 0.1 count bonus.
+FRAME_REF = '[{"bbox_2d": [10, 20, 50, 60], "label": "brick"}]'
+FRAME = [1260, 840]
+FRAME_CASES = [
+    # an exact pixel answer: normalised to [10, 20, 50, 60], IoU 1. v2 = 1 + 0.1 count. v1: every raw coordinate is
+    # outside [0, 100] (126, 168, 630, 504), so 1 x 0.5 penalty + 0 range bonus + 0.1 count = 0.6
+    pytest.param("[126, 168, 630, 504]", FRAME, 0.6, 1.1, id="exact-pixel-answer"),
+    # a grid answer is untouched: IoU 1, all 4 raw coordinates inside: v1 = 1 + 0.4 + 0.1 = 1.5; v2 = 1.1
+    pytest.param("[10, 20, 50, 60]", FRAME, 1.5, 1.1, id="grid-answer-untouched"),
+    # mixed: 630 > 105 puts the whole answer in pixels, so every coordinate is normalised, not only 630:
+    # [10, 20, 630, 60] -> [0.794, 2.381, 50, 7.143], which ends above the reference (7.143 < 20): IoU 0 (normalising
+    # 630 alone would have given the exact box). v1: three raw coordinates inside [0, 100] (10, 20, 60): 0 x 0.5 +
+    # 0.3 + 0.1 count (one valid box) = 0.4; v2 = 0 + 0.1 = 0.1
+    pytest.param("[10, 20, 630, 60]", FRAME, 0.4, 0.1, id="mixed-one-pixel-coordinate-normalises-all"),
+    # a grid answer overshooting to 102: on the grid (<= 105), clamped to [10, 20, 100, 60], never read as pixels:
+    # IoU = 1600 / (90 x 40) = 0.4444. v1: 102 is outside [0, 100]: 0.4444 x 0.5 + 0.3 (three inside) + 0.1 =
+    # 0.62222; v2 = 0.4444 + 0.1 = 0.54444
+    pytest.param("[10, 20, 102, 60]", FRAME, 0.622222, 0.544444, id="overshoot-102-clamped-not-normalised"),
+    # a box beyond the frame: [630, 420, 1512, 924] -> [50, 50, 120, 110], clamped by the rewards to
+    # [50, 50, 100, 100]: it touches the reference only on the edge x = 50, so IoU 0. v1 = 0 + 0 + 0.1 count = 0.1;
+    # v2 = 0.1
+    pytest.param("[630, 420, 1512, 924]", FRAME, 0.1, 0.1, id="box-beyond-the-frame"),
+    # no image_size: nothing is normalised (the older rule): [126, 168, 630, 504] clamps to the degenerate
+    # [100, 100, 100, 100], no valid box: IoU 0 and no count bonus; v1 = 0, v2 = 0
+    pytest.param("[126, 168, 630, 504]", None, 0.0, 0.0, id="no-image-size-clamped"),
+]
+
+
+@pytest.mark.parametrize(("answer", "image_size", "v1", "v2"), FRAME_CASES)
+def test_frame_rule_by_hand(answer, image_size, v1, v2):
+    completion = json.dumps([{"bbox_2d": json.loads(answer), "label": "brick"}])
+    sizes = None if image_size is None else [image_size]
+    assert REWARDS["iou_v1"]([completion], solution=[FRAME_REF], image_size=sizes) == [pytest.approx(v1, abs=1e-6)]
+    assert REWARDS["iou_v2"]([completion], solution=[FRAME_REF], image_size=sizes) == [pytest.approx(v2, abs=1e-6)]
+
+
+def test_frame_rule_reports_the_grid_share_and_rejects_a_bad_image_size():
+    logged: list[tuple[str, float]] = []
+    completions = ['[{"bbox_2d": [126, 168, 630, 504]}]', '[{"bbox_2d": [10, 20, 50, 60]}]', "no box at all"]
+    REWARDS["iou_v2"](
+        completions, solution=[FRAME_REF] * 3, image_size=[FRAME] * 3, log_metric=lambda k, v: logged.append((k, v))
+    )
+    # the answer without a box has no frame: one of the two answers with a box is on the grid
+    assert dict(logged)["frame/grid_share"] == 0.5
+    # a dataset error names the reward, the sample and the column
+    with pytest.raises(ValueError, match=r"reward 'iou_v2': image_size\[1\]"):
+        REWARDS["iou_v2"](completions[:2], solution=[FRAME_REF] * 2, image_size=[FRAME, [0, 840]])

@@ -10,19 +10,33 @@ listed in the same order in a separate ``images`` list::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import datasets
 
 from lego_arta.data.demos import DemoPool
-from lego_arta.data.records import Record
+from lego_arta.data.records import Record, boxes_to_json
+from lego_arta.scores import grid_to_pixels
 
-# the study converted the detection answers to JSON on the 0-100 grid and asked for JSON output
-OBJECT_DIRECTIVE = (
-    'Give the position of each one as JSON: [{"bbox_2d": [x1, y1, x2, y2], "label": "object name"}], with X and Y '
-    "coordinates normalized to [0,100]: x1 and y1 for the top-left corner, x2 and y2 for the bottom-right corner."
-)
+# The frame object answers are asked for and taught in (``data.box_frame``). grid: the study's directive and
+# references, 0-100 (its detection directive, converted to JSON); pixels: whole pixels of the query image as the
+# processor resized it, the frame Qwen2.5-VL was pretrained to answer in. Records always keep the grid; the scoring
+# references (``solution``) stay on the grid too, and the frame rule (docs/scoring.md) reads a pixel answer back.
+OBJECT_DIRECTIVES = {
+    "grid": (
+        'Give the position of each one as JSON: [{"bbox_2d": [x1, y1, x2, y2], "label": "object name"}], with X and Y '
+        "coordinates normalized to [0,100]: x1 and y1 for the top-left corner, x2 and y2 for the bottom-right corner."
+    ),
+    "pixels": (
+        'Give the position of each one as JSON: [{"bbox_2d": [x1, y1, x2, y2], "label": "object name"}], in pixel '
+        "coordinates of the image: x1 and y1 for the top-left corner, x2 and y2 for the bottom-right corner."
+    ),
+}
+BOX_FRAMES: tuple[str, ...] = tuple(OBJECT_DIRECTIVES)
+OBJECT_DIRECTIVE = OBJECT_DIRECTIVES["grid"]
+# image path -> (width, height) of that image as the model sees it, after its processor's resize
+FrameOf = Callable[[str], tuple[int, int]]
 # the study's prefix for reasoning models (data.reasoning=true); added to the final user turn only
 REASONING_PREFIX = (
     "First output the thinking process in <think> </think> tags and then output the final answer in "
@@ -32,8 +46,9 @@ REASONING_PREFIX = (
 Message = dict[str, Any]
 
 
-def task_text(record: Record) -> str:
-    """The text of the user turn that asks ``record``'s question (without the reasoning prefix).
+def task_text(record: Record, box_frame: str = "grid") -> str:
+    """The text of the user turn that asks ``record``'s question (without the reasoning prefix); object questions end
+    with the directive of ``box_frame`` (:data:`OBJECT_DIRECTIVES`).
 
     >>> r = Record(id="m/grounding/2", task="grounding", manual_id="m", group_id="m/grounding/2", image="/i.png",
     ...            query="What is the instruction?", solution="Attach the 2x4 red brick.", context="Place the base.")
@@ -43,7 +58,7 @@ def task_text(record: Record) -> str:
     """
     query = record.query.strip()
     if record.task == "object":
-        return f"{query.rstrip('.')}. {OBJECT_DIRECTIVE}"
+        return f"{query.rstrip('.')}. {OBJECT_DIRECTIVES[box_frame]}"
     if record.task == "grounding":
         return f"Previous instruction: {record.context.strip() or 'None (this is the first step).'}\n{query}"
     return query
@@ -57,16 +72,39 @@ def assistant_turn(text: str) -> Message:
     return {"role": "assistant", "content": [{"type": "text", "text": text}]}
 
 
+def framed_answer(record: Record, box_frame: str, frame_of: FrameOf | None) -> str:
+    """``record``'s answer as the model is taught it: the solution itself, or (object records, ``box_frame=pixels``)
+    its boxes in whole pixels of the record's image after the resize ``frame_of`` gives.
+
+    >>> r = Record(id="m/object/1", task="object", manual_id="m", group_id="m/object/1", image="/i.png",
+    ...            query="Find a red brick", solution='[{"bbox_2d": [10, 20, 50, 60], "label": "red brick"}]')
+    >>> framed_answer(r, "pixels", lambda path: (224, 224))
+    '[{"bbox_2d": [22, 45, 112, 134], "label": "red brick"}]'
+    """
+    if record.task != "object" or box_frame == "grid":
+        return record.solution
+    if frame_of is None:
+        raise ValueError(f"data.box_frame={box_frame}: the image frame of each sample is needed (frame_of)")
+    size = frame_of(record.image)
+    return boxes_to_json([(b.label, grid_to_pixels(b, size)) for b in record.boxes()])
+
+
 def build_messages(
-    record: Record, demos: Sequence[Record] = (), *, reasoning: bool = False
+    record: Record,
+    demos: Sequence[Record] = (),
+    *,
+    reasoning: bool = False,
+    box_frame: str = "grid",
+    frame_of: FrameOf | None = None,
 ) -> tuple[list[Message], list[str]]:
-    """The prompt messages for ``record`` after its ``demos``, and the image paths in placeholder order."""
+    """The prompt messages for ``record`` after its ``demos``, and the image paths in placeholder order; object
+    directives and demo answers in ``box_frame``."""
     messages: list[Message] = []
     images: list[str] = []
     for demo in demos:
-        messages += [user_turn(task_text(demo)), assistant_turn(demo.solution)]
+        messages += [user_turn(task_text(demo, box_frame)), assistant_turn(framed_answer(demo, box_frame, frame_of))]
         images.append(demo.image)
-    text = task_text(record)
+    text = task_text(record, box_frame)
     messages.append(user_turn(f"{REASONING_PREFIX}\n{text}" if reasoning else text))
     images.append(record.image)
     return messages, images
@@ -83,12 +121,17 @@ FEATURES = datasets.Features(
         "completion": _MESSAGES,
         "solution": datasets.Value("string"),
         "demo_answer": datasets.Value("string"),
+        "image_size": datasets.List(datasets.Value("int32")),
     }
 )
 
 
 def build_rows(
-    records: Sequence[Record], demo_pool: Sequence[Record] | DemoPool, data_cfg: Mapping[str, Any], seed: int
+    records: Sequence[Record],
+    demo_pool: Sequence[Record] | DemoPool,
+    data_cfg: Mapping[str, Any],
+    seed: int,
+    frame_of: FrameOf | None = None,
 ) -> list[dict[str, Any]]:
     """The dataset rows as plain dicts (``images`` as paths); see ``build_dataset``."""
     demos_cfg = data_cfg["demos"]
@@ -104,42 +147,54 @@ def build_rows(
         )
     )
     reasoning = bool(data_cfg["reasoning"])
+    box_frame = str(data_cfg["box_frame"])
+    if box_frame not in BOX_FRAMES:
+        raise ValueError(f"data.box_frame={box_frame}: expected one of {', '.join(BOX_FRAMES)}")
     rows = []
     for record in records:
         demos = pool.select(record) if use_demos else []
-        prompt, images = build_messages(record, demos, reasoning=reasoning)
+        prompt, images = build_messages(record, demos, reasoning=reasoning, box_frame=box_frame, frame_of=frame_of)
         rows.append(
             {
                 "id": record.id,
                 "task": record.task,
                 "prompt": prompt,
                 "images": images,
-                "completion": [assistant_turn(record.solution)],
+                "completion": [assistant_turn(framed_answer(record, box_frame, frame_of))],
                 "solution": record.solution,
-                "demo_answer": demos[0].solution if demos else None,
+                "demo_answer": framed_answer(demos[0], box_frame, frame_of) if demos else None,
+                "image_size": list(frame_of(record.image)) if frame_of is not None else None,
             }
         )
     return rows
 
 
 def build_dataset(
-    records: Sequence[Record], demo_pool: Sequence[Record] | DemoPool, data_cfg: Mapping[str, Any], seed: int
+    records: Sequence[Record],
+    demo_pool: Sequence[Record] | DemoPool,
+    data_cfg: Mapping[str, Any],
+    seed: int,
+    frame_of: FrameOf | None = None,
 ) -> datasets.Dataset:
     """The TRL-ready view of ``records``: ``id``, ``task``, ``prompt``, ``images``, ``completion``, ``solution``,
     ``demo_answer`` (the answer of the prompt's first few-shot demo, None without demos: the copy-the-demo reference
-    of the metrics reads it, written here where the demos are chosen).
+    of the metrics reads it, written here where the demos are chosen) and ``image_size`` (``[width, height]`` of the
+    query image as the model sees it, from ``frame_of``; None without it): the frame rule of the rewards and metrics
+    reads a pixel answer with it.
 
     Args:
         records: the records to turn into samples (a split).
         demo_pool: where demos come from: the training records (or a ``DemoPool`` of them), never the test split.
-        data_cfg: the ``data`` config node (``reasoning``, ``demos.enabled``, ``demos.match_box_count``,
-            ``demos.state_pair``).
+        data_cfg: the ``data`` config node (``reasoning``, ``box_frame``, ``demos.enabled``,
+            ``demos.match_box_count``, ``demos.state_pair``).
         seed: drives the demo choice (with each record's id).
+        frame_of: image path -> ``(width, height)`` after the model's resize
+            (:func:`lego_arta.models.images.frame_of`); needed by ``data.box_frame=pixels``.
 
     ``images`` is a ``List(Image())`` column built from the paths: nothing is decoded when the dataset is built;
     indexing a row opens its images as PIL images. In the message lists an image part reads
     ``{"type": "image", "text": None}`` (Arrow gives every part the same fields).
     """
-    rows = build_rows(records, demo_pool, data_cfg, seed)
+    rows = build_rows(records, demo_pool, data_cfg, seed, frame_of)
     columns = {name: [row[name] for row in rows] for name in FEATURES}
     return datasets.Dataset.from_dict(columns, features=FEATURES)

@@ -251,7 +251,8 @@ def generate_predictions(
     ``demo_answer``).
 
     Each batch is appended to ``out_path`` as soon as it is done (id, task, prompt hash, generator, prediction,
-    reference, demo answer and ``columns``: what ``experiments/score.py`` needs); rows already there (or in the
+    reference, demo answer, ``image_size`` (the frame rule's) and ``columns``: what ``experiments/score.py``
+    needs); rows already there (or in the
     ``reuse`` files: the shards of an evaluation over several processes) for the same id, prompt and ``generator``
     (:func:`generator_id`) are kept and not generated again, so an interrupted evaluation resumes. Returns the
     predictions in dataset order.
@@ -287,6 +288,7 @@ def generate_predictions(
                 "prediction": answer,
                 "reference": row["solution"],
                 "demo_answer": row["demo_answer"],
+                "image_size": row.get("image_size"),
                 **extra(row["id"]),
             }
             append_jsonl(out_path, record)

@@ -36,7 +36,7 @@ def build_grpo_trainer(
         model=policy,
         reward_funcs=list(funcs),
         args=args,
-        train_dataset=train_dataset.select_columns(["prompt", "images", "solution", "task", "id"]),
+        train_dataset=train_dataset.select_columns(["prompt", "images", "solution", "task", "id", "image_size"]),
         processing_class=processor,
         peft_config=peft_config,
         callbacks=callbacks(cfg, run_dir, tracker),

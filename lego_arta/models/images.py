@@ -11,6 +11,8 @@ its torchvision import.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,6 +47,27 @@ def visual_tokens(
     """
     h, w = resized_size(height, width, min_pixels, max_pixels, patch_size * merge_size)
     return (h // patch_size) * (w // patch_size) // merge_size**2
+
+
+def image_frame(min_pixels: int, max_pixels: int, factor: int = 28) -> Callable[[str], tuple[int, int]]:
+    """image path -> ``(width, height)`` of that image after the processor's resize: the frame a model's pixel
+    answers are in (the ``image_size`` column, ``data.box_frame=pixels``). Only the file's header is read; each path
+    is measured once.
+
+    >>> from pathlib import Path; from tempfile import mkdtemp
+    >>> path = str(Path(mkdtemp()) / "page.png"); Image.new("RGB", (3600, 2400)).save(path)
+    >>> image_frame(3136, 2600 * 28 * 28)(path)  # note: smart_resize returns (height, width)
+    (1736, 1148)
+    """
+
+    @functools.cache
+    def frame(path: str) -> tuple[int, int]:
+        with Image.open(path) as image:
+            width, height = image.size
+        height, width = resized_size(height, width, min_pixels, max_pixels, factor)
+        return width, height
+
+    return frame
 
 
 def fit_image(image: Image.Image, min_pixels: int, max_pixels: int, factor: int = 28) -> Image.Image:

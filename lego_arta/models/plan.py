@@ -21,7 +21,7 @@ from transformers import ProcessorMixin
 from trl.data_utils import apply_chat_template
 
 from lego_arta.data import GROUNDING_QUERY, STATE_QUERY, Record, build_rows, load_data
-from lego_arta.models.images import visual_tokens
+from lego_arta.models.images import image_frame, resized_size, visual_tokens
 from lego_arta.models.loading import ModelPathError, load_processor, resolve_model_path
 from lego_arta.models.memory import Dims, Workload, estimate, first_fit
 from lego_arta.models.meta import empty_model, parameter_counts, with_lora
@@ -103,7 +103,10 @@ def collect_prompts(cfg: DictConfig, processor: ProcessorMixin, trains: bool) ->
         tasks = [t for t in cfg.data.tasks if not (trains and cfg.method.tasks) or t in cfg.method.tasks]
         records, pool = example_records(cfg, tasks)
         width, height = (int(v) for v in cfg.plan.image_size)
-        rows = build_rows(records, pool, data_cfg, int(cfg.seed))
+        resized_height, resized_width = resized_size(
+            height, width, int(cfg.model.min_pixels), int(cfg.model.max_pixels)
+        )
+        rows = build_rows(records, pool, data_cfg, int(cfg.seed), lambda _path: (resized_width, resized_height))
         prompts = [count_prompt(processor, row, [(width, height)] * len(row["images"])) for row in rows]
         source = (
             f"data.root is not set: one stated prompt per task (plan.example), every image at the stated largest "
@@ -116,7 +119,9 @@ def collect_prompts(cfg: DictConfig, processor: ProcessorMixin, trains: bool) ->
         records = [r for r in data.train if not cfg.method.tasks or r.task in cfg.method.tasks]
     if cfg.plan.max_records is not None:
         records = records[: int(cfg.plan.max_records)]
-    rows = build_rows(records, data.train, data_cfg, int(cfg.seed))
+    rows = build_rows(
+        records, data.train, data_cfg, int(cfg.seed), image_frame(cfg.model.min_pixels, cfg.model.max_pixels)
+    )
     sizes: dict[str, tuple[int, int]] = {}
     prompts = []
     for row in rows:

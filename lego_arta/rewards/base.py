@@ -6,14 +6,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 from lego_arta.parsing import completion_text, resolve_task
+from lego_arta.scores import frame_size
 
 
 class Sample(NamedTuple):
-    """One sample of a reward batch: the completion's text, its reference (``None`` if absent) and its task."""
+    """One sample of a reward batch: the completion's text, its reference (``None`` if absent), its task and the
+    ``[width, height]`` of its query image as the model saw it (``None`` if unknown: the frame rule then keeps the
+    raw coordinates)."""
 
     text: str
     reference: str | None
     task: str | None
+    image_size: Sequence[float] | None = None
 
 
 def samples(
@@ -22,9 +26,11 @@ def samples(
     solution: Sequence[Any] | None,
     task: Sequence[str | None] | None,
     *,
+    image_size: Sequence[Sequence[float] | None] | None = None,
     needs_solution: bool = True,
 ) -> list[Sample]:
-    """Pair each completion with its ``solution`` and task (the ``task`` column, else inferred from the solution).
+    """Pair each completion with its ``solution``, task (the ``task`` column, else inferred from the solution) and
+    ``image_size`` (the dataset column of that name, when the dataset has it).
 
     Raises ``ValueError`` (naming the reward and the sample) when a column is missing or has the wrong length, or a
     task is unknown: those are dataset errors, not model errors. Without ``solution`` and ``task`` (allowed only
@@ -33,7 +39,7 @@ def samples(
     n = len(completions)
     if solution is None and needs_solution:
         raise ValueError(f"reward {name!r} needs the `solution` column (the reference answers)")
-    for column, values in (("solution", solution), ("task", task)):
+    for column, values in (("solution", solution), ("task", task), ("image_size", image_size)):
         if values is not None and len(values) != n:
             raise ValueError(f"reward {name!r}: {len(values)} values in `{column}` for {n} completions")
     out = []
@@ -49,7 +55,13 @@ def samples(
                 sample_task = resolve_task(given, reference or "")
             except ValueError as err:
                 raise ValueError(f"reward {name!r}: task[{i}]: {err}") from err
-        out.append(Sample(completion_text(completion), reference, sample_task))
+        size = None if image_size is None else image_size[i]
+        if size is not None:
+            try:
+                frame_size(size)
+            except ValueError as err:
+                raise ValueError(f"reward {name!r}: image_size[{i}]: {err}") from err
+        out.append(Sample(completion_text(completion), reference, sample_task, size))
     return out
 
 
@@ -71,9 +83,12 @@ class TaskReward:
         completions: Sequence[Any],
         solution: Sequence[str] | None = None,
         task: Sequence[str | None] | None = None,
+        image_size: Sequence[Sequence[float] | None] | None = None,
         **kwargs: Any,
     ) -> list[float | None]:
-        batch = samples(self.__name__, completions, solution, task, needs_solution=self.needs_solution)
+        batch = samples(
+            self.__name__, completions, solution, task, image_size=image_size, needs_solution=self.needs_solution
+        )
         out: list[float | None] = []
         side: dict[str, list[float]] = {}
         for i, sample in enumerate(batch):

@@ -6,20 +6,36 @@ from collections.abc import Mapping
 
 from lego_arta.parsing import answer_text, parse_boxes
 from lego_arta.rewards.base import Sample, TaskReward
-from lego_arta.scores import coords_inside, many_as_array, match_boxes, object_reference, rouge1_f1, valid_boxes
+from lego_arta.scores import (
+    coords_inside,
+    many_as_array,
+    match_boxes,
+    object_reference,
+    on_grid,
+    rouge1_f1,
+    to_grid,
+    valid_boxes,
+)
 
 
 class IoUReward(TaskReward):
     """Box reward of the study: Hungarian-matched mean IoU, a count bonus and (v1) a coordinate-range term.
 
-    Per object sample: parse the raw predicted boxes; ``inside`` = number of raw coordinates in ``[0, 100]``; clamp
-    every coordinate to ``[0, 100]``; drop degenerate boxes; ``iou`` = mean IoU over Hungarian pairs (0 when no valid
-    box); ``count`` = ``count_bonus`` if #valid predicted boxes == #valid reference boxes. Then
-    ``reward = iou * (penalty if any raw coordinate is outside [0, 100] else 1) + range_bonus * inside + count``.
-    The study's variants are ``conf/reward/v1.yaml`` (0.5, 0.1, 0.1) and ``v2.yaml`` (1.0, 0.0, 0.1: ``iou + count``);
-    the range bonus is literally per coordinate, so it grows with the number of boxes (4 coordinates per box).
-    ``None`` for other tasks. The bare matched IoU goes to TRL's ``log_metric`` as ``iou/matched`` (batch mean), on
-    one scale for every variant.
+    Per object sample (docs/scoring.md): parse the raw predicted boxes; ``inside`` = number of raw coordinates in
+    ``[0, 100]``; apply the frame rule (:func:`lego_arta.scores.to_grid`: an answer with a coordinate above 105 is in
+    pixels of the query image and is normalised by the sample's ``image_size``); clamp every coordinate to
+    ``[0, 100]``; drop degenerate boxes; ``iou`` = mean IoU over Hungarian pairs (0 when no valid box); ``count`` =
+    ``count_bonus`` if #valid predicted boxes == #valid reference boxes. Then
+    ``reward = iou * (penalty if any raw coordinate is outside [0, 100] else 1) + range_bonus * inside + count``:
+    the penalty and the bonus read the raw answer (thesis section 4.3: "the reward is scaled based on whether the
+    model's raw output was normalized before post-processing"). The study's variants are ``conf/reward/v1.yaml``
+    (0.5, 0.1, 0.1) and ``v2.yaml`` (1.0, 0.0, 0.1: ``iou + count``); the range bonus is literally per coordinate,
+    so it grows with the number of boxes (4 coordinates per box). ``None`` for other tasks.
+
+    Side metrics, through TRL's ``log_metric`` (batch means, one scale for every variant): ``iou/matched`` (the bare
+    matched IoU), ``frame/grid_share`` (answers with a box whose raw coordinates are all <= 105, read on the grid)
+    and ``frame/in_range_share`` (answers with a box whose raw coordinates are all inside [0, 100]: v1's penalty
+    spares them).
 
     Args:
         name: the reward's ``__name__`` (TRL logs ``rewards/<name>/mean``).
@@ -32,6 +48,9 @@ class IoUReward(TaskReward):
     >>> iou_v1(['[{"bbox_2d": [0, 0, 10, 5], "label": "brick"}]', '[{"bbox_2d": [-10, 0, 10, 10]}]', "Yes"],
     ...        solution=[ref, ref, "Yes"])
     [1.0, 0.9, None]
+    >>> # pixels of a 1120 px frame: the exact box (IoU 1), x 0.5 penalty + 2 coordinates in range + count
+    >>> iou_v1(['[{"bbox_2d": [0, 0, 112, 112]}]'], solution=[ref], image_size=[[1120, 1120]])
+    [0.7999999999999999]
     """
 
     task = "object"
@@ -53,12 +72,16 @@ class IoUReward(TaskReward):
         boxes = parse_boxes(answer_text(sample.text))
         raw = many_as_array(boxes)  # a flood of boxes is converted once
         inside = coords_inside(raw)
-        valid = valid_boxes(raw, clamp=True)
+        in_range = inside == 4 * len(boxes)
+        valid = valid_boxes(to_grid(raw, sample.image_size), clamp=True)
         total, pairs = match_boxes(valid, refs)
         iou = total / pairs if pairs else 0.0
-        factor = self.penalty if inside < 4 * len(boxes) else 1.0
+        factor = 1.0 if in_range else self.penalty
         count = self.count_bonus if len(valid) == len(refs) else 0.0
-        return iou * factor + self.range_bonus * inside + count, {"iou/matched": iou}
+        metrics = {"iou/matched": iou}
+        if len(boxes):
+            metrics |= {"frame/grid_share": float(on_grid(raw)), "frame/in_range_share": float(in_range)}
+        return iou * factor + self.range_bonus * inside + count, metrics
 
 
 class LabelRougeReward(TaskReward):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from lego_arta.parsing import answer_text, parse_yes_no, word_tokens
+from lego_arta.parsing import answer_text, find_yes_no, parse_yes_no, word_tokens
 from lego_arta.rewards.base import Sample, TaskReward
 from lego_arta.scores import bleu4, rouge_n
 
 
 class StateReward(TaskReward):
-    """1.0 when the completion's Yes/No (first whole word ``yes``/``no`` of the answer text, default No) matches the
-    reference's, else 0.0; ``None`` for non-state samples.
+    """1.0 when the completion's Yes/No (first whole word ``yes``/``no`` of the answer text) matches the reference's,
+    else 0.0, and 0.0 when the answer holds no yes/no (thesis section 4.3: "+1.0 for correct yes/no predictions and
+    0.0 otherwise"; the F1-State metric still reads a missing verdict as No); ``None`` for non-state samples.
 
     Args:
         completions: model outputs (strings or conversational message lists).
@@ -17,7 +18,7 @@ class StateReward(TaskReward):
         task: optional task column; inferred from ``solution`` when absent.
 
     >>> state(["<think>yes? no.</think><answer>No</answer>", "Maybe", [{"role": "assistant", "content": "yes"}]],
-    ...       solution=["No", "Yes", "Yes"])
+    ...       solution=["No", "No", "Yes"])
     [1.0, 0.0, 1.0]
     """
 
@@ -25,7 +26,8 @@ class StateReward(TaskReward):
     task = "state"
 
     def score_sample(self, index: int, sample: Sample) -> float:
-        return float(parse_yes_no(answer_text(sample.text)) == parse_yes_no(answer_text(sample.reference or "")))
+        found = find_yes_no(answer_text(sample.text))
+        return float(found is not None and found == parse_yes_no(answer_text(sample.reference or "")))
 
 
 class GroundingReward(TaskReward):

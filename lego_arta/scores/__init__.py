@@ -2,20 +2,26 @@
 
 ``lego_arta.rewards`` and ``lego_arta.metrics`` import these from here; neither imports the other.
 
-- ``boxes``: ``box_iou``, ``iou_matrix``, Hungarian ``match_boxes`` (scipy), ``valid_boxes``, ``coords_inside``,
-  ``object_reference``.
+- ``boxes``: the frame rule (``to_grid``, ``on_grid``, ``grid_to_pixels``), ``box_iou``, ``iou_matrix``, Hungarian
+  ``match_boxes`` (scipy), ``valid_boxes``, ``coords_inside``, ``object_reference``.
 - ``text``: ``token_f1``, ``bleu4`` (NLTK) and its ``clipped_matches``, ``rouge_n``, ``rouge_l``, ``rouge_f1``,
   ``rouge1_f1`` (rouge-score), ``lcs_length``, the ROUGE tokenizers.
 """
 
 from lego_arta.scores.boxes import (
+    GRID_MAX,
+    GRID_OVERSHOOT,
     BoxList,
     box_iou,
     coords_inside,
+    frame_size,
+    grid_to_pixels,
     iou_matrix,
     many_as_array,
     match_boxes,
     object_reference,
+    on_grid,
+    to_grid,
     valid_boxes,
 )
 from lego_arta.scores.text import (
@@ -33,6 +39,8 @@ from lego_arta.scores.text import (
 )
 
 __all__ = [
+    "GRID_MAX",
+    "GRID_OVERSHOOT",
     "ROUGE_STEMS",
     "ROUGE_TOKENS",
     "BoxList",
@@ -41,15 +49,19 @@ __all__ = [
     "box_iou",
     "clipped_matches",
     "coords_inside",
+    "frame_size",
+    "grid_to_pixels",
     "iou_matrix",
     "lcs_length",
     "many_as_array",
     "match_boxes",
     "object_reference",
+    "on_grid",
     "rouge1_f1",
     "rouge_f1",
     "rouge_l",
     "rouge_n",
+    "to_grid",
     "token_f1",
     "valid_boxes",
 ]

@@ -3,18 +3,28 @@
 Boxes are ``(x1, y1, x2, y2, ...)`` on the 0-100 grid: ``lego_arta.parsing.Box``es, plain 4-tuples, or a (k, 4)
 numpy array. Large inputs go through numpy with the same float operations, so a flood of boxes in a 1 MB completion
 stays fast and gives the same values.
+
+The frame rule (``to_grid``, docs/scoring.md) brings an answer given in pixels of the query image back to the grid
+before any of this: thesis section 4.3 normalises every prediction to [0, 100] for the reward, and Qwen2.5-VL answers
+grounding questions in pixels of the image its processor resized (https://github.com/QwenLM/Qwen3-VL/issues/676).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from lego_arta.parsing import Box, reference_boxes
+
+# The frame rule: an answer whose raw coordinates are all <= GRID_OVERSHOOT is on the 0-100 grid (values in
+# (100, 105] and negatives are overshoot, clamped by the rewards); one coordinate above it puts the whole answer in
+# the pixel frame of the query image.
+GRID_MAX: Final = 100.0
+GRID_OVERSHOOT: Final = 105.0
 
 # Above this many box pairs (or boxes) the work is done with numpy: same float operations, same results.
 _NUMPY_PAIRS = 256
@@ -160,6 +170,85 @@ def valid_boxes(boxes: BoxList, clamp: bool = False) -> BoxList:
         if x1 < x2 and y1 < y2:
             out.append((x1, y1, x2, y2))
     return out
+
+
+def on_grid(boxes: BoxList) -> bool:
+    """True when every raw coordinate is at most :data:`GRID_OVERSHOOT` (105): the answer is read on the 0-100 grid.
+
+    Args:
+        boxes: parsed boxes (or a (k, 4) array); no box is on the grid.
+
+    >>> on_grid([Box(-3.0, 0.0, 102.0, 50.0)]), on_grid([Box(10.0, 20.0, 106.0, 50.0)])
+    (True, False)
+    """
+    if len(boxes) > _NUMPY_BOXES:
+        return bool((_as_array(boxes) <= GRID_OVERSHOOT).all())
+    return all(
+        b[0] <= GRID_OVERSHOOT and b[1] <= GRID_OVERSHOOT and b[2] <= GRID_OVERSHOOT and b[3] <= GRID_OVERSHOOT
+        for b in boxes
+    )
+
+
+def to_grid(boxes: BoxList, image_size: Sequence[float] | None) -> BoxList:
+    """The frame rule: ``boxes`` on the 0-100 grid, normalised from pixels when the answer is in the pixel frame.
+
+    An answer with any raw coordinate above 105 (:func:`on_grid` is false) is in pixels of the query image as the
+    model saw it; with ``image_size`` = ``[width, height]`` of that resized image, every coordinate of the answer is
+    normalised: ``x * 100 / width``, ``y * 100 / height``. An answer on the grid, or any answer without
+    ``image_size``, is returned as it is (nothing clamped: the rewards clamp, the metrics do not).
+
+    Args:
+        boxes: the raw predicted boxes of one answer (``Box``es, 4-tuples or a (k, 4) array).
+        image_size: ``[width, height]`` of the query image after the processor's resize, or ``None``.
+
+    Raises:
+        ValueError: an ``image_size`` that is not two positive finite numbers.
+
+    >>> to_grid([Box(126, 168, 630, 504)], [1260, 840])  # an exact pixel answer on a 1260 x 840 frame
+    [(10.0, 20.0, 50.0, 60.0)]
+    >>> to_grid([Box(10, 20, 102, 60)], [1260, 840])  # on the grid (102 is overshoot): untouched
+    [Box(x1=10, y1=20, x2=102, y2=60, label='')]
+    """
+    if image_size is None or on_grid(boxes):
+        return boxes
+    width, height = frame_size(image_size)
+    scale = (100.0 / width, 100.0 / height, 100.0 / width, 100.0 / height)
+    if isinstance(boxes, np.ndarray) or len(boxes) > _NUMPY_BOXES:
+        return _as_array(boxes) * np.array(scale)
+    return [(b[0] * scale[0], b[1] * scale[1], b[2] * scale[2], b[3] * scale[3]) for b in boxes]
+
+
+def frame_size(image_size: Sequence[float]) -> tuple[float, float]:
+    """``(width, height)`` of an ``image_size`` value, checked: two positive finite numbers.
+
+    Raises:
+        ValueError: anything else (a dataset error, not a model error).
+
+    >>> frame_size([224, 112])
+    (224.0, 112.0)
+    """
+    try:
+        width, height = (float(v) for v in image_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"image_size must be [width, height], got {image_size!r}") from None
+    if not (math.isfinite(width) and math.isfinite(height) and width > 0 and height > 0):
+        raise ValueError(f"image_size must be two positive numbers [width, height], got {image_size!r}")
+    return width, height
+
+
+def grid_to_pixels(box: Sequence[float], image_size: Sequence[float]) -> tuple[int, int, int, int]:
+    """A grid box in whole pixels of an ``image_size`` = ``[width, height]`` frame (``data.box_frame=pixels``).
+
+    Args:
+        box: ``(x1, y1, x2, y2)`` on the 0-100 grid.
+        image_size: ``[width, height]`` of the resized query image.
+
+    >>> grid_to_pixels((10, 20, 50, 60), [1260, 840])
+    (126, 168, 630, 504)
+    """
+    width, height = frame_size(image_size)
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    return (round(x1 * width / 100), round(y1 * height / 100), round(x2 * width / 100), round(y2 * height / 100))
 
 
 def coords_inside(boxes: BoxList, low: float = 0.0, high: float = 100.0) -> int:

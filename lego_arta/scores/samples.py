@@ -20,7 +20,7 @@ from lego_arta.parsing import (
     resolve_task,
     word_tokens,
 )
-from lego_arta.scores.boxes import match_boxes, object_reference, valid_boxes
+from lego_arta.scores.boxes import frame_size, match_boxes, object_reference, to_grid, valid_boxes
 from lego_arta.scores.text import ROUGE_STEMS, bleu4, rouge_l, rouge_n, token_f1
 
 TASK_METRICS: dict[str, tuple[str, ...]] = {
@@ -70,13 +70,13 @@ def _grounding(reference: str) -> Scorer:
     return scores
 
 
-def _object(reference: str, where: str) -> Scorer:
+def _object(reference: str, where: str, image_size: Sequence[float] | None) -> Scorer:
     ref_boxes, ref_valid = object_reference(reference, where)
     ref_labels = word_tokens(" ".join(b.label for b in ref_boxes))
 
     def scores(answer: str) -> dict[str, float]:
         boxes = parse_boxes(answer)
-        valid = valid_boxes(boxes)  # raw: no clamping
+        valid = valid_boxes(to_grid(boxes, image_size))  # the frame rule, no clamping
         total, pairs = match_boxes(valid, ref_valid)
         iou = total / pairs if pairs else 0.0
         strict = total / max(len(valid), len(ref_valid)) if len(valid) or len(ref_valid) else 0.0
@@ -122,6 +122,16 @@ def _text_field(record: Mapping[str, Any], field: str, name: str) -> str:
         raise ValueError(f"record {name}: field {field!r}: {err}") from err
 
 
+def _image_size(record: Mapping[str, Any], name: str) -> Sequence[float] | None:
+    size = record.get("image_size")
+    if size is not None:
+        try:
+            frame_size(size)
+        except ValueError as err:
+            raise ValueError(f"record {name}: field 'image_size': {err}") from err
+    return size
+
+
 def score_samples(records: Iterable[Mapping[str, Any]], names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Per-sample values in [0, 1] (not x100): one pass over the records, each text parsed once.
 
@@ -136,8 +146,9 @@ def score_samples(records: Iterable[Mapping[str, Any]], names: Sequence[str] | N
     parsed again.
 
     Args:
-        records: mappings with ``prediction``, ``reference`` and optional ``task``, ``id``, ``demo_answer`` and
-            ``mean_box_answer``.
+        records: mappings with ``prediction``, ``reference`` and optional ``task``, ``id``, ``demo_answer``,
+            ``mean_box_answer`` and ``image_size`` (``[width, height]`` of the query image as the model saw it: object
+            answers in its pixels are normalised to the grid by the frame rule, :func:`lego_arta.scores.to_grid`).
         names: how errors name each record (e.g. ``file:line``); default: its ``id`` when present, else ``#index``.
 
     Raises:
@@ -164,7 +175,7 @@ def score_samples(records: Iterable[Mapping[str, Any]], names: Sequence[str] | N
         if task == "grounding":
             scores = _grounding(reference)
         elif task == "object":
-            scores = _object(reference, f"record {name}: field 'reference'")
+            scores = _object(reference, f"record {name}: field 'reference'", _image_size(record, name))
         else:
             scores = _state(reference)
         sample: dict[str, Any] = {"task": task, **scores(answer_text(prediction))}
