@@ -90,6 +90,11 @@ def test_grpo_logs_every_reward_curve_to_offline_wandb(make_cfg, tmp_path):
     assert [row["step"] for row in history] == [1, 2, 3]
     for name in names:
         assert f"rewards/{name}/mean" in history[0]
+    # GRPO's signal per step: TRL's share of groups with equal summed rewards, and ours per component (format applies
+    # to every task, so every step has it; a group of 2 either varies or not)
+    for row in history:
+        assert {"frac_reward_zero_std", "entropy", "rewards/format/frac_varying_groups"} <= set(row)
+        assert row["rewards/format/frac_varying_groups"] in (0.0, 1.0)
     # the offline W&B run holds the same curves (read back from its files, no account needed)
     offline = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline) == 1
@@ -99,6 +104,7 @@ def test_grpo_logs_every_reward_curve_to_offline_wandb(make_cfg, tmp_path):
     for name in names:
         assert all(f"train/rewards/{name}/mean" in row for row in curves)
     assert all("train/kl" in row and "train/completions/mean_length" in row for row in curves)
+    assert all("train/rewards/format/frac_varying_groups" in row for row in curves)
     assert any("train/completion_samples" in "".join(row) for row in run["history"])  # the samples table
     # grouped by experiment, tagged with method and reward: the ablation is one dashboard filter
     assert run["config"]["reward"]["name"] == reward, list(run["config"])[:20]

@@ -1,9 +1,18 @@
-"""(c) GRPO with LoRA through TRL's ``GRPOTrainer``; rewards and their weights come from the ``reward`` group."""
+"""(c) GRPO with LoRA through TRL's ``GRPOTrainer``; rewards and their weights come from the ``reward`` group.
+
+GRPO learns only from groups whose rewards differ: a group of ``num_generations`` completions of one prompt with
+equal rewards has zero advantage. TRL logs the share of such groups for the weighted sum (``frac_reward_zero_std``);
+:class:`SignalGRPOTrainer` adds it per reward component (``rewards/<name>/frac_varying_groups``), so a run shows
+whether a term such as v1's range bonus can move the advantage at all.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import torch
 from datasets import Dataset
 from omegaconf import DictConfig
 from transformers import PreTrainedModel, ProcessorMixin
@@ -12,6 +21,58 @@ from trl import GRPOConfig, GRPOTrainer
 from lego_arta.methods.common import callbacks, check_train_split, lora_setup, trainer_args
 from lego_arta.rewards import build_reward_funcs
 from lego_arta.tracking import Tracker
+
+# the dataset columns the rewards read (TRL passes every column but the prompt as a keyword argument)
+REWARD_COLUMNS = ["prompt", "images", "solution", "task", "id", "image_size"]
+
+
+def varying_groups(rewards: torch.Tensor, group_size: int, names: Sequence[str]) -> dict[str, float]:
+    """Per reward component, the share of its groups in which it is not constant (``rewards/<name>/frac_varying_groups``).
+
+    Only in those groups can the component move the advantage. ``rewards`` is TRL's ``(completions, functions)``
+    matrix, gathered over every process (a group may straddle processes), with NaN where a function does not apply;
+    a group counts for a function when the function applies to it. A function that applies to no group is left out.
+
+    Args:
+        rewards: rewards per completion (rows, in groups of ``group_size`` consecutive rows) and function (columns).
+        group_size: completions per prompt (``num_generations``).
+        names: the functions' names, in column order.
+
+    >>> r = torch.tensor([[1.0, 0.0], [1.0, 0.5], [0.0, float("nan")], [1.0, float("nan")]])
+    >>> varying_groups(r, 2, ["state", "iou_v2"])
+    {'rewards/state/frac_varying_groups': 0.5, 'rewards/iou_v2/frac_varying_groups': 1.0}
+    """
+    out: dict[str, float] = {}
+    grouped = rewards.detach().float().cpu().view(-1, group_size, rewards.shape[1])
+    missing = torch.isnan(grouped)
+    low = torch.where(missing, torch.inf, grouped).amin(dim=1)
+    high = torch.where(missing, -torch.inf, grouped).amax(dim=1)
+    applies = ~missing.all(dim=1)
+    varies = applies & ((high - low) > 1e-6)
+    for i, name in enumerate(names):
+        groups = int(applies[:, i].sum())
+        if groups:
+            out[f"rewards/{name}/frac_varying_groups"] = int(varies[:, i].sum()) / groups
+    return out
+
+
+class SignalGRPOTrainer(GRPOTrainer):
+    """TRL's ``GRPOTrainer`` that also logs, per reward component, the share of groups it varies in
+    (:func:`varying_groups`), on the rewards TRL has gathered over every process, beside TRL's own
+    ``frac_reward_zero_std`` (the weighted sum), ``entropy`` and ``clip_ratio/*``.
+
+    It extends ``_calculate_rewards`` (TRL 1.16: returns the gathered ``(completions, functions)`` matrix), the one
+    place where every process holds every group's rewards; the values go to TRL's own metrics, logged and averaged
+    with the others.
+    """
+
+    def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        mode = "train" if self.model.training else "eval"
+        size = self.num_generations if mode == "train" else self.num_generations_eval
+        for key, value in varying_groups(rewards, int(size), self.reward_func_names).items():
+            self._metrics[mode][key].append(value)
+        return rewards
 
 
 def build_grpo_trainer(
@@ -22,7 +83,8 @@ def build_grpo_trainer(
     run_dir: Path,
     tracker: Tracker,
 ) -> GRPOTrainer:
-    """A ``GRPOTrainer`` whose reward functions receive ``solution`` and ``task`` as keyword arguments.
+    """A ``GRPOTrainer`` whose reward functions receive ``solution``, ``task`` and ``image_size`` as keyword
+    arguments.
 
     Mixed-task batches work: a reward returns None for samples of another task, and TRL leaves them out of that
     reward's mean (``rewards/<name>/mean``).
@@ -32,11 +94,11 @@ def build_grpo_trainer(
     args = trainer_args(GRPOConfig, cfg, run_dir)
     args.reward_weights = weights
     policy, peft_config = lora_setup(model, cfg.method)
-    return GRPOTrainer(
+    return SignalGRPOTrainer(
         model=policy,
         reward_funcs=list(funcs),
         args=args,
-        train_dataset=train_dataset.select_columns(["prompt", "images", "solution", "task", "id", "image_size"]),
+        train_dataset=train_dataset.select_columns(REWARD_COLUMNS),
         processing_class=processor,
         peft_config=peft_config,
         callbacks=callbacks(cfg, run_dir, tracker),
