@@ -27,7 +27,7 @@ REWARD_COLUMNS = ["prompt", "images", "solution", "task", "id", "image_size"]
 
 
 def varying_groups(rewards: torch.Tensor, group_size: int, names: Sequence[str]) -> dict[str, float]:
-    """Per reward component, the share of its groups in which it is not constant (``rewards/<name>/frac_varying_groups``).
+    """Per reward component, the share of its groups in which it varies: ``rewards/<name>/frac_varying_groups``.
 
     Only in those groups can the component move the advantage. ``rewards`` is TRL's ``(completions, functions)``
     matrix, gathered over every process (a group may straddle processes), with NaN where a function does not apply;
