@@ -1,6 +1,7 @@
 """The study end to end on the embedded default (tiny Qwen2.5-VL, synthetic LEGO scenes): `make demo`.
 
     python experiments/demo.py [OVERRIDE ...]          # e.g. demo.seeds=[0] method.args.max_steps=20
+    python experiments/demo.py experiment=ablation     # make ablation: the reward ablation in the study's regime
 
 Stages (each a normal run dir under outputs/demo/, with config.yaml, metrics.json, W&B offline run):
   baseline  method=none, the untrained model few-shot
@@ -8,7 +9,9 @@ Stages (each a normal run dir under outputs/demo/, with config.yaml, metrics.jso
   grpo_*    method=grpo, LoRA r8 on the SFT stage's model (or adapter), reward v1 and v2, one run per seed (the
             ablation's bands)
 then the report: outputs/demo/report.md (Table 1) and outputs/demo/reward_curves.png.
-Stage sizes live in conf/experiment/demo.yaml (`demo.*`); extra overrides apply to every stage.
+Stage sizes live in conf/experiment/demo.yaml (`demo.*`); extra overrides apply to every stage. Another overlay
+with the same `demo.*` stage plan runs the same way (`experiment=ablation` builds on demo.yaml), into
+outputs/<its experiment_name>/.
 """
 
 from __future__ import annotations
@@ -44,18 +47,20 @@ def stages(demo: Any, out: Path, sft_lora: bool = True) -> list[tuple[str, list[
 
 def run(overrides: list[str]) -> dict[str, Any]:
     """Run every stage, then the report; a failed stage is reported and the others go on."""
-    probe = compose_config(["experiment=demo", *overrides], output_dir=ROOT / "outputs" / "demo")
+    experiment = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), "demo")
+    overrides = [f"experiment={experiment}", *(o for o in overrides if not o.startswith("experiment="))]
+    probe = compose_config(overrides, output_dir=ROOT / "outputs" / experiment)
     out = Path(probe.paths.log_dir) / probe.experiment_name
     if out.exists():
         shutil.rmtree(out)  # a demo is a fresh run: stale stages would mix into the report
     out.mkdir(parents=True)
     timings: dict[str, float] = {}
     failed: dict[str, str] = {}
-    sft = compose_config(["experiment=demo", "method=sft", *probe.demo.sft, *overrides], output_dir=out / "sft")
+    sft = compose_config([overrides[0], "method=sft", *probe.demo.sft, *overrides[1:]], output_dir=out / "sft")
     for name, stage_overrides in stages(probe.demo, out, sft_lora=sft.method.lora is not None):
         start = time.perf_counter()
         log.info("=== stage %s: %s", name, " ".join(stage_overrides))
-        cfg = compose_config(["experiment=demo", *stage_overrides, *overrides], output_dir=out / name)
+        cfg = compose_config([overrides[0], *stage_overrides, *overrides[1:]], output_dir=out / name)
         try:
             run_experiment(cfg, train=True)
         except Exception as err:  # one failing stage must not lose the others

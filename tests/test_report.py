@@ -30,6 +30,7 @@ from lego_arta.report import write_report
 from lego_arta.report.collect import collect_runs, latest_sweep
 from lego_arta.report.curves import PANEL_TITLES, reward_curves
 from lego_arta.report.markdown import to_markdown
+from lego_arta.report.signal import signal_table
 from lego_arta.report.stats import table1
 from lego_arta.report.study import STUDY_LABEL, STUDY_TABLE1
 
@@ -683,3 +684,45 @@ def test_grpo_from_a_fully_fine_tuned_sft_model_is_compared_with_that_run(tmp_pa
     cells = next(c for c in lines if c[3] == "IoU")
     # paired with the run its weights came from (IoU 50), not with the LoRA SFT run of its seed (IoU 100)
     assert cells[4:7] == ["100.00", "SFT (full fine-tuning)", "50.00"] and cells[8] == "beats"
+
+
+def test_the_signal_behind_the_advantage_is_plotted_and_tabled(tmp_path: Path) -> None:
+    # two v1 seeds whose histories carry GRPO's signal keys, as SignalGRPOTrainer and the IoU rewards log them
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1):
+        run_dir = sweep / f"grpo_v1_s{seed}"
+        write_run(run_dir, "grpo", "v1", seed)
+        rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+        for row in rows[:-1]:
+            step = row["step"]
+            row["frac_reward_zero_std"] = 0.5 if step % 2 else 0.0  # mean over 40 steps: 0.25
+            row["rewards/iou_v1/frac_varying_groups"] = 1.0 if step <= 10 else 0.0  # mean 10 / 40 = 0.25
+            row["rewards/state/frac_varying_groups"] = None if step % 4 else 0.0  # only every 4th step: mean 0
+            row["frame/grid_share"] = 0.0 if step <= 20 else 1.0
+            row["entropy"] = 2.0 - step / 40
+        (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runs = collect_runs(sweep)
+    fig = reward_curves(runs, tmp_path / "curves.png")
+    assert fig is not None
+    titles = [ax.get_title() for ax in fig.axes]
+    for panel in ("zero_std", "varying_iou", "varying_state", "grid_share", "entropy"):
+        assert PANEL_TITLES[panel] in titles
+    varying = next(ax for ax in fig.axes if ax.get_title() == PANEL_TITLES["varying_iou"])
+    assert [line.get_label() for line in varying.get_lines()] == ["v1: iou_v1"]
+    table = signal_table(runs)
+    assert table["seed"].tolist() == [0, 1] and table["steps"].tolist() == [STEPS, STEPS]
+    assert table["no advantage"].tolist() == pytest.approx([0.25, 0.25])
+    assert table["varies: iou_v1"].tolist() == pytest.approx([0.25, 0.25])
+    assert table["varies: state"].tolist() == [0.0, 0.0]
+    # first quarter: steps 1..10.75 (0.0 on the grid; entropy 2 - 5.5 / 40 = 1.8625); last: steps 30.25..40 (1.0;
+    # entropy 2 - 35.5 / 40 = 1.1125)
+    assert table["on grid"].tolist() == ["0.00 → 1.00"] * 2
+    assert table["entropy"].tolist() == ["1.86 → 1.11"] * 2
+    # report.md has the section with the table; an SFT run (it logs entropy too) adds no row
+    write_run(sweep / "sft", "sft", "-", 0)
+    markdown = write_report(sweep)["markdown"]
+    section = markdown.split("## What moved the advantage", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header == ["reward", "seed", "steps", "no advantage", "varies: iou_v1", "varies: state", "on grid", "entropy"]
+    assert len(lines) == 2 + 2  # header, rule, one row per GRPO run

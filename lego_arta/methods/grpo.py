@@ -68,10 +68,11 @@ class SignalGRPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        mode = "train" if self.model.training else "eval"
+        mode = "train" if self.model is not None and self.model.training else "eval"  # as TRL tells them apart
         size = self.num_generations if mode == "train" else self.num_generations_eval
-        for key, value in varying_groups(rewards, int(size), self.reward_func_names).items():
-            self._metrics[mode][key].append(value)
+        if size:
+            for key, value in varying_groups(rewards, size, self.reward_func_names).items():
+                self._metrics[mode][key].append(value)
         return rewards
 
 

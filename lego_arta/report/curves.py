@@ -1,4 +1,10 @@
-"""Reward-curve figures of a sweep's GRPO runs (the study's Figure 1 layout): a line per variant, bands over seeds."""
+"""Reward-curve figures of a sweep's GRPO runs (the study's Figure 1 layout): a line per variant, bands over seeds.
+
+Beside the rewards, the figure shows what decides whether GRPO can learn from them: the share of groups whose
+summed reward is equal (TRL's ``frac_reward_zero_std``: no advantage, no gradient), per component the share of
+groups in which it varies (``rewards/<name>/frac_varying_groups``), the share of answers on the 0-100 grid
+(``frame/grid_share``), the policy's entropy and TRL's clipped ratio.
+"""
 
 from __future__ import annotations
 
@@ -27,13 +33,35 @@ PANEL_TITLES: Final[dict[str, str]] = {
     "label_rouge": "Label ROUGE-1 (object detection)",
     "state": "State Yes/No (state detection)",
     "grounding": "BLEU-4 + ROUGE-1 (grounding)",
+    "zero_std": "Groups with equal rewards: no advantage",
+    "varying_format": "Groups where format varies",
+    "varying_iou": "Groups where IoU varies",
+    "varying_label_rouge": "Groups where label ROUGE varies",
+    "varying_state": "Groups where state varies",
+    "varying_grounding": "Groups where grounding varies",
+    "grid_share": "Box answers on the 0-100 grid",
+    "entropy": "Policy entropy (completion tokens)",
+    "clip_ratio": "Clipped ratio (TRL clip_ratio/region_mean)",
 }
 MATCHED_IOU: Final[str] = "iou/matched"
+GRID_SHARE: Final[str] = "frame/grid_share"
+ZERO_STD: Final[str] = "frac_reward_zero_std"
+VARYING: Final[str] = "/frac_varying_groups"  # rewards/<name>/frac_varying_groups
+# the signal keys (history key -> panel) plotted beside the rewards; they do not make a row a reward row (SFT logs
+# entropy too)
+SIGNAL_KEYS: Final[dict[str, str]] = {
+    ZERO_STD: "zero_std",
+    GRID_SHARE: "grid_share",
+    "entropy": "entropy",
+    "clip_ratio/region_mean": "clip_ratio",
+}
+SHARE_PANELS: Final = frozenset({"zero_std", "grid_share", "clip_ratio"})
 BANDS: Final[dict[str, str]] = {"minmax": "min–max over seeds", "std": "±1 std over seeds"}
 
 
 def load_history(run_dir: str | Path) -> pd.DataFrame:
-    """The reward rows of a run's ``history.jsonl`` as a frame indexed by ``step`` (float columns, NaN for null).
+    """The reward rows of a run's ``history.jsonl`` as a frame indexed by ``step`` (float columns, NaN for null): the
+    reward keys and the signal keys (:data:`SIGNAL_KEYS`, ``rewards/<name>/frac_varying_groups``).
 
     Rows without a ``step`` or without any reward key (a final summary row, an SFT run) are dropped; a step logged
     twice (a resumed run) keeps its last row. Empty when there is no history or no reward in it.
@@ -51,7 +79,7 @@ def load_history(run_dir: str | Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     frame["step"] = pd.to_numeric(frame["step"], errors="coerce")
     frame = frame.dropna(subset=["step"]).drop_duplicates("step", keep="last").set_index("step").sort_index()
-    keep = [c for c in frame.columns if _is_reward_key(c)]
+    keep = [c for c in frame.columns if _is_reward_key(c) or _is_signal_key(c)]
     return frame[keep].apply(pd.to_numeric, errors="coerce").astype(float)
 
 
@@ -60,14 +88,22 @@ def _is_reward_key(key: str) -> bool:
     return key in ("reward", MATCHED_IOU) or (key.startswith("rewards/") and key.endswith("/mean"))
 
 
+def _is_signal_key(key: str) -> bool:
+    return key in SIGNAL_KEYS or (key.startswith("rewards/") and key.endswith(VARYING))
+
+
 def _panel_of(key: str) -> tuple[str, str]:
-    """History key -> (panel, component name); ``iou_v1``/``iou_v2``/... share the ``iou`` panel."""
+    """History key -> (panel, component name); ``iou_v1``, ``iou_v2``, ... share the ``iou`` panels."""
     if key == "reward":
         return "total", "reward"
     if key == MATCHED_IOU:
         return "iou_matched", "iou"
-    name = key.removeprefix("rewards/").removesuffix("/mean")
-    return ("iou" if re.fullmatch(r"iou(_.+)?", name) else name), name
+    if key in SIGNAL_KEYS:
+        return SIGNAL_KEYS[key], key
+    varying = key.endswith(VARYING)
+    name = key.removeprefix("rewards/").removesuffix(VARYING if varying else "/mean")
+    panel = "iou" if re.fullmatch(r"iou(_.+)?", name) else name
+    return (f"varying_{panel}" if varying else panel), name
 
 
 def reward_curves(
@@ -124,7 +160,7 @@ def reward_curves(
             aligned = _align([_ema(s, smoothing) for _, s in series])
             mean = aligned.mean(axis=1)
             component = ", ".join(sorted({name for name, _ in series}))
-            label = f"{variant}: {component}" if panel == "iou" else variant
+            label = f"{variant}: {component}" if panel in ("iou", "varying_iou") else variant
             ax.plot(mean.index, mean.to_numpy(), color=colors[variant], lw=1.6, label=label)
             if aligned.shape[1] >= 2:
                 if band == "minmax":
@@ -135,9 +171,9 @@ def reward_curves(
                 ax.fill_between(mean.index, lo.to_numpy(), hi.to_numpy(), color=colors[variant], alpha=0.2, lw=0)
         ax.set_title(PANEL_TITLES.get(panel, panel), fontsize=11)
         ax.set_xlabel("training step")
-        ax.set_ylabel("reward (weighted sum)" if panel == "total" else "reward (batch mean)")
+        ax.set_ylabel(_ylabel(panel))
         ax.grid(True, alpha=0.3)
-        if panel == "iou":
+        if panel in ("iou", "varying_iou"):
             ax.legend(title="variant: reward", fontsize=8, title_fontsize=8, loc="best")
     handles = [
         Line2D([], [], color=colors[v], lw=2, label=f"{v} ({seeds[v]} seed{'s' * (seeds[v] != 1)})") for v in variants
@@ -146,7 +182,9 @@ def reward_curves(
         handles=handles, loc="outside lower center", ncols=min(len(handles), 6), title="reward variant", frameon=False
     )
     smooth = f"EMA smoothing {smoothing:g}" if smoothing else "raw (no smoothing)"
-    fig.suptitle(f"GRPO training rewards: line = mean over seeds, band = {BANDS[band]}; {smooth}", fontsize=12)
+    fig.suptitle(
+        f"GRPO training rewards and signal: line = mean over seeds, band = {BANDS[band]}; {smooth}", fontsize=12
+    )
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
@@ -178,6 +216,14 @@ def _collect_curves(
             curves.setdefault(panel, {}).setdefault(variant, []).append((component, series))
     return curves, counts
     return curves
+
+
+def _ylabel(panel: str) -> str:
+    if panel == "total":
+        return "reward (weighted sum)"
+    if panel in SHARE_PANELS or panel.startswith("varying_"):
+        return "share (batch)"
+    return "nats per token" if panel == "entropy" else "reward (batch mean)"
 
 
 def _variant_label(run: Mapping[str, Any], show_model: bool) -> str:

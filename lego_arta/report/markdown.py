@@ -72,6 +72,7 @@ def render(
     comparisons: Sequence[tuple[str, str, Comparison]] = (),
     trivial: pd.DataFrame | None = None,
     baseline: pd.DataFrame | None = None,
+    signal: pd.DataFrame | None = None,
 ) -> str:
     n_ok = len(runs) - len(failed)
     parts = [
@@ -133,6 +134,17 @@ def render(
             "Rewards of different variants are on different scales (v1 adds a coordinate-range bonus); compare "
             "shapes, not levels.",
             f"![reward curves]({png.name})",
+        ]
+    if signal is not None and len(signal):
+        parts += [
+            "## What moved the advantage",
+            "Per GRPO run, over its training: `no advantage` = mean share of groups whose summed rewards were equal "
+            "(TRL's `frac_reward_zero_std`: such a group gives no gradient); `varies: <component>` = mean share of "
+            "the groups a component applies to in which it was not constant (only there can it move the advantage); "
+            "`on grid` = share of box answers with every raw coordinate <= 105 (read on the 0-100 grid, not as "
+            "pixels) and `entropy` = the policy's entropy, each as the mean over the first quarter of steps → the "
+            "last quarter.",
+            to_markdown(signal),
         ]
     if comparisons:
         parts += ["## Reward ablation: v2 against v1", ablation_markdown(comparisons)]

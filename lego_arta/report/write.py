@@ -1,5 +1,5 @@
 """The report of a sweep, assembled: Table 1 beside the study's, references, the trained runs against the trivial
-answers and against SFT, reward curves, the ablation's test, failed runs."""
+answers and against SFT, reward curves, what moved GRPO's advantage, the ablation's test, failed runs."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from lego_arta.report.ablation import ablation
 from lego_arta.report.collect import OK, collect_runs
 from lego_arta.report.curves import reward_curves
 from lego_arta.report.markdown import render
+from lego_arta.report.signal import signal_table
 from lego_arta.report.stats import extra_metrics, references_table, study_table, table1
 from lego_arta.report.versus import baseline_lines, trivial_lines
 from lego_arta.runs import CONFIG_FILE, METRICS_FILE
@@ -75,7 +76,20 @@ def write_report(
     comparisons = ablation(runs)
     trivial, baseline = trivial_lines(runs), baseline_lines(runs)
     markdown = render(
-        root, runs, ours, refs, extra, study, failed, png, smoothing, band, comparisons, trivial, baseline
+        root,
+        runs,
+        ours,
+        refs,
+        extra,
+        study,
+        failed,
+        png,
+        smoothing,
+        band,
+        comparisons,
+        trivial,
+        baseline,
+        signal_table(runs),
     )
     paths["report_md"].write_text(markdown, encoding="utf-8")
     log.info("wrote %s (%d runs, %d failed)", paths["report_md"], len(runs), len(failed))

@@ -236,7 +236,7 @@ def frame_size(image_size: Sequence[float]) -> tuple[float, float]:
     return width, height
 
 
-def grid_to_pixels(box: Sequence[float], image_size: Sequence[float]) -> tuple[int, int, int, int]:
+def grid_to_pixels(box: Coords, image_size: Sequence[float]) -> tuple[int, int, int, int]:
     """A grid box in whole pixels of an ``image_size`` = ``[width, height]`` frame (``data.box_frame=pixels``).
 
     Args:
