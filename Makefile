@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell printf '%s|%s' '$(TORCH_SPEC)' '$(EXTRAS)' | cksum | cut -d' ' -f1)
 ARGS ?=
 
-.PHONY: install install-gpu test test-fast test-cookbook lint format demo sweep report paper plan bench dashboard clean
+.PHONY: install install-gpu test test-fast test-cookbook lint format demo ablation sweep report paper plan bench dashboard clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,9 @@ format: $(STAMP)
 
 demo: $(STAMP)  ## baseline -> SFT -> GRPO v1/v2 -> eval -> report on the tiny model + synthetic scenes
 	$(PY) experiments/demo.py $(ARGS)
+
+ablation: $(STAMP)  ## the reward ablation in the study's regime: SFT in pixels -> GRPO asked for the grid, v1 vs v2 x 5 seeds
+	$(PY) experiments/demo.py experiment=ablation $(ARGS)
 
 sweep: $(STAMP)  ## the reward ablation: GRPO x reward=v1,v2 x seeds (multirun)
 	$(PY) experiments/train.py -m experiment=reward_ablation $(ARGS)

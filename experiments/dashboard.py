@@ -3,9 +3,10 @@
     pip install -e ".[dashboard]"; wandb login
     python experiments/dashboard.py entity=TEAM [project=lego-arta] [group=reward_ablation]
 
-Sections: the reward curves (total and per reward, runs grouped by reward variant, mean with a min-max band), the
-training signals (KL, completion length, loss) and the evaluation metrics per method. Runs are filtered to the
-experiment's W&B group, so one sweep is one dashboard.
+Sections: the reward curves (total and per reward, runs grouped by reward variant, mean with a min-max band), what
+moved GRPO's advantage (groups with equal rewards, per reward the groups in which it varies, answers on the grid,
+entropy, clipped ratio), the training signals (KL, completion length, loss) and the evaluation metrics per method.
+Runs are filtered to the experiment's W&B group, so one sweep is one dashboard.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ from lego_arta.scores.samples import STUDY_METRICS
 # W&B keys from the registries: TRL logs rewards/<__name__>/mean per reward, evaluation eval/<metric>
 REWARD_KEYS = ["train/reward", *(f"train/rewards/{name}/mean" for name in REWARDS)]
 TRAINING_KEYS = ["train/kl", "train/completions/mean_length", "train/loss", "train/learning_rate"]  # TRL's own
+# GRPO's signal: TRL's share of groups with equal summed rewards, entropy and clipped ratio; the share of groups in
+# which each reward varies (lego_arta.methods.grpo) and of box answers on the grid (the IoU rewards)
+SIGNAL_KEYS = [
+    "train/frac_reward_zero_std",
+    *(f"train/rewards/{name}/frac_varying_groups" for name in REWARDS),
+    "train/frame/grid_share",
+    "train/iou/matched",
+    "train/entropy",
+    "train/clip_ratio/region_mean",
+]
 EVAL_KEYS = [f"eval/{key}" for key in STUDY_METRICS]
 
 
@@ -51,6 +62,9 @@ def build_workspace(entity: str, project: str, group: str) -> Any:
                 name="Reward curves (by reward variant)",
                 panels=[curve(k, "reward.name") for k in REWARD_KEYS],
                 is_open=True,
+            ),
+            ws.Section(
+                name="What moved the advantage", panels=[curve(k, "reward.name") for k in SIGNAL_KEYS], is_open=True
             ),
             ws.Section(name="Training signals", panels=[curve(k, "reward.name") for k in TRAINING_KEYS], is_open=True),
             ws.Section(

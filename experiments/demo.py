@@ -35,12 +35,12 @@ log = logging.getLogger("demo")
 def stages(demo: Any, out: Path, sft_lora: bool = True) -> list[tuple[str, list[str]]]:
     """(name, overrides) of every stage, in order; GRPO stages start from what the SFT stage saved: its LoRA adapter,
     or (``sft_lora=False``, SFT with ``method.lora=null``) its fully fine-tuned model."""
-    plan = [("baseline", ["method=none", *demo.baseline]), ("sft", ["method=sft", *demo.sft])]
+    plan = [("baseline", ["method=none", *demo.baseline]), ("sft", ["method=sft", *demo.sft, *demo.sft_extra])]
     sft = out / "sft"
     start = f"method.adapter={sft / ADAPTER_DIR}" if sft_lora else f"model.path={sft / MODEL_DIR}"
     for reward in demo.rewards:
         for seed in demo.seeds:
-            overrides = ["method=grpo", f"reward={reward}", f"seed={seed}", start, *demo.grpo]
+            overrides = ["method=grpo", f"reward={reward}", f"seed={seed}", start, *demo.grpo, *demo.grpo_extra]
             plan.append((f"grpo_{reward}_s{seed}", overrides))
     return plan
 
@@ -56,7 +56,8 @@ def run(overrides: list[str]) -> dict[str, Any]:
     out.mkdir(parents=True)
     timings: dict[str, float] = {}
     failed: dict[str, str] = {}
-    sft = compose_config([overrides[0], "method=sft", *probe.demo.sft, *overrides[1:]], output_dir=out / "sft")
+    sft_overrides = [overrides[0], "method=sft", *probe.demo.sft, *probe.demo.sft_extra, *overrides[1:]]
+    sft = compose_config(sft_overrides, output_dir=out / "sft")
     for name, stage_overrides in stages(probe.demo, out, sft_lora=sft.method.lora is not None):
         start = time.perf_counter()
         log.info("=== stage %s: %s", name, " ".join(stage_overrides))

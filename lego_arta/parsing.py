@@ -1,7 +1,7 @@
 """The one parser of model text: answer extraction, word tokens, boxes, yes/no and task inference.
 
 Rewards (``lego_arta.rewards``) and metrics (``lego_arta.metrics``) both call these functions; nothing else parses
-model output. The rules are the "Scoring contract" of ``LEGO_ARTA.md``:
+model output. The rules are the scoring contract of ``docs/scoring.md``:
 
 - Answer text: the content of the first ``<answer>...</answer>`` when present, else the whole text with every
   ``<think>...</think>`` removed; stripped. Tags are lower-case; an unclosed tag is plain text.

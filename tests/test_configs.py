@@ -131,3 +131,17 @@ def test_the_vllm_overlay_is_the_paper_grpo_with_colocated_vllm_generation(make_
     assert vllm.vllm_max_model_length >= 7744 + vllm.max_completion_length  # make plan's longest 7B prompt
     changed = {k for k, v in vars(paper).items() if getattr(vllm, k) != v and k != "distributed_state"}
     assert changed == {"use_vllm", "vllm_max_model_length"}, changed
+
+
+@pytest.mark.parametrize("generations", [2, 4, 8])
+def test_num_generations_is_a_sweep_axis_on_its_own(make_cfg, tmp_path, generations):
+    # GRPO's batch follows num_generations unless set (one group per device and step), so `-m
+    # method.args.num_generations=2,4,8` keeps TRL's divisibility rule without a second override
+    from lego_arta.methods import trainer_config
+
+    cfg = make_cfg("method=grpo", f"method.args.num_generations={generations}")
+    args = trainer_config(cfg, tmp_path)
+    assert args.num_generations == generations and args.per_device_train_batch_size == generations
+    # set explicitly, the batch is the user's (the paper overlays: 4 completions, groups of 2)
+    cfg = make_cfg("method=grpo", "method.args.num_generations=2", "method.args.per_device_train_batch_size=4")
+    assert trainer_config(cfg, tmp_path).per_device_train_batch_size == 4

@@ -69,7 +69,7 @@ def with_budget(command: str, overrides: list[str]) -> str:
     extra = [o for o in overrides if f"{o.split('=')[0]}=" not in command]
     words = shlex.split(command)
     if words[0] == "make":
-        if words[1] not in ("demo", "sweep", "paper"):
+        if words[1] not in ("demo", "ablation", "sweep", "paper"):
             return command
         args = next((w.removeprefix("ARGS=") for w in words if w.startswith("ARGS=")), "")
         rest = [w for w in words if not w.startswith("ARGS=")]

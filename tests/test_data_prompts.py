@@ -45,6 +45,7 @@ STATE = rec("state", STATE_QUERY, "Yes")
 CFG = {
     "reasoning": False,
     "box_frame": "grid",
+    "directive_frame": "grid",
     "demos": {"enabled": True, "match_box_count": True, "state_pair": "related"},
 }
 
@@ -151,7 +152,9 @@ def test_box_frame_pixels_teaches_and_asks_in_the_resized_frame(
     frame_of = image_frame(min_pixels=224 * 224, max_pixels=512 * 512)
     assert frame_of(test[0].image) == (280, 196)  # (width, height), though smart_resize returns (height, width)
     grid = build_dataset(test, train, CFG, seed=0, frame_of=frame_of)
-    pixels = build_dataset(test, train, {**CFG, "box_frame": "pixels"}, seed=0, frame_of=frame_of)
+    pixels = build_dataset(test, train, {**CFG, "box_frame": "pixels", "directive_frame": "pixels"}, 0, frame_of)
+    # pixel answers under the study's directive: what Qwen2.5-VL gives when asked for the grid
+    habit = build_dataset(test, train, {**CFG, "box_frame": "pixels"}, seed=0, frame_of=frame_of)
     assert grid["image_size"] == pixels["image_size"] == [[280, 196]] * len(test)
     assert grid["solution"] == pixels["solution"]  # the scoring references stay on the grid
     objects = [i for i, r in enumerate(test) if r.task == "object"]
@@ -167,10 +170,14 @@ def test_box_frame_pixels_teaches_and_asks_in_the_resized_frame(
         assert grid[i]["completion"][0]["content"][0]["text"] == record.solution
         if row["demo_answer"] is not None:  # the demo's answer is shown in pixels too
             assert row["demo_answer"] == row["prompt"][1]["content"][0]["text"] != grid[i]["demo_answer"]
+        assert habit[i]["completion"] == row["completion"] and habit[i]["demo_answer"] == row["demo_answer"]
+        assert habit[i]["prompt"][-1]["content"][1]["text"] == task_text(record, "grid")
     with pytest.raises(ValueError, match=r"data\.box_frame=pixels"):
         build_dataset(test, train, {**CFG, "box_frame": "pixels"}, seed=0)
     with pytest.raises(ValueError, match=r"data\.box_frame=inches"):
         build_dataset(test, train, {**CFG, "box_frame": "inches"}, seed=0)
+    with pytest.raises(ValueError, match=r"data\.directive_frame=inches"):
+        build_dataset(test, train, {**CFG, "directive_frame": "inches"}, seed=0)
 
 
 def test_pixel_directive_names_no_grid() -> None:

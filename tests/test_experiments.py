@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
 from experiments import demo
-from experiments.dashboard import EVAL_KEYS, REWARD_KEYS, build_workspace
+from experiments.dashboard import EVAL_KEYS, REWARD_KEYS, SIGNAL_KEYS, build_workspace
 from lego_arta.report.collect import collect_runs
 from lego_arta.rewards import REWARDS
+from lego_arta.runs import read_jsonl
 from lego_arta.scores.samples import STUDY_METRICS
 
 STUDY_COLUMNS = ["F1-Theme", "ROUGE", "BLEU", "F1-Object", "IoU", "F1-State", "FPR"]
@@ -56,10 +58,53 @@ def test_demo_runs_end_to_end_and_reports_every_method(tmp_path, cache_dir):
     assert sorted(runs["method"]) == ["grpo", "grpo", "none", "sft"]
 
 
+@pytest.mark.slow
+def test_ablation_teaches_pixels_then_asks_for_the_grid(tmp_path, cache_dir):
+    shrunk = [
+        f"paths.log_dir={tmp_path}",
+        f"paths.cache_dir={cache_dir}",
+        "logger=none",
+        "data.synthetic.num_manuals=4",
+        "eval.limit=2",
+        "eval.max_new_tokens=8",
+        "eval.bootstrap.samples=100",
+        "demo.seeds=[0]",
+        "method.args.max_steps=2",
+    ]
+    result = demo.run(["experiment=ablation", *shrunk])
+    assert result["failed"] == {}
+    out = tmp_path / "ablation"
+    assert set(result["timings"]) == {"baseline", "sft", "grpo_v1_s0", "grpo_v2_s0"}
+    data = {name: yaml.safe_load((out / name / "config.yaml").read_text())["data"] for name in result["timings"]}
+    frames = {name: (node["box_frame"], node["directive_frame"]) for name, node in data.items()}
+    # SFT teaches pixel answers under the study's grid directive; GRPO asks for the grid and is shown nothing else
+    assert frames == {
+        "baseline": ("grid", "grid"),
+        "sft": ("pixels", "grid"),
+        "grpo_v1_s0": ("grid", "grid"),
+        "grpo_v2_s0": ("grid", "grid"),
+    }
+    sft_rows = read_jsonl(out / "sft" / "train.jsonl")
+    assert sft_rows and {row["task"] for row in sft_rows} == {"object"}
+    # the processor sees the 112 px scenes as 224 x 224 frames: every sample carries that frame for the frame rule
+    for name in ("sft", "grpo_v2_s0"):
+        rows = read_jsonl(out / name / "predictions.jsonl")
+        assert rows and all(row["image_size"] == [224, 224] for row in rows)
+    history = [row for row in read_jsonl(out / "grpo_v1_s0" / "history.jsonl") if "reward" in row]
+    assert history and all("frac_reward_zero_std" in row for row in history)
+    assert any(key.endswith("/frac_varying_groups") for key in history[0])
+    report = (out / "report.md").read_text()
+    assert "## What moved the advantage" in report and "## Reward ablation: v2 against v1" in report
+
+
 def test_dashboard_is_defined_as_code_offline():
     workspace = build_workspace("team", "lego-arta", "reward_ablation")
     titles = [panel.title for section in workspace.sections for panel in section.panels]
-    assert len(titles) == len({*REWARD_KEYS, *EVAL_KEYS}) + 4
+    assert len(titles) == len({*REWARD_KEYS, *EVAL_KEYS, *SIGNAL_KEYS}) + 4
     # the keys come from the registries: a panel per registered reward and per study metric
     assert {f"rewards/{name}" for name in REWARDS} | set(STUDY_METRICS) <= set(titles)
+    # what moved GRPO's advantage: TRL's zero-std groups, the varying groups per reward, the grid share
+    assert {"frac_reward_zero_std", "frame/grid_share"} | {f"rewards/{n}/frac_varying_groups" for n in REWARDS} <= set(
+        titles
+    )
     assert "Group = 'reward_ablation'" in str(workspace.runset_settings.filters)

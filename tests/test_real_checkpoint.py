@@ -107,6 +107,7 @@ def test_training_and_evaluation_inputs_are_identical(tmp_path, processor, model
     data_cfg = {
         "reasoning": True,
         "box_frame": "grid",
+        "directive_frame": "grid",
         "demos": {"enabled": True, "match_box_count": True, "state_pair": "related"},
     }
     row = build_dataset([record], [demo], data_cfg, seed=0)[0]

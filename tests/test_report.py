@@ -724,5 +724,14 @@ def test_the_signal_behind_the_advantage_is_plotted_and_tabled(tmp_path: Path) -
     section = markdown.split("## What moved the advantage", 1)[1].split("\n## ", 1)[0]
     lines = [line for line in section.splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
-    assert header == ["reward", "seed", "steps", "no advantage", "varies: iou_v1", "varies: state", "on grid", "entropy"]
+    assert header == [
+        "reward",
+        "seed",
+        "steps",
+        "no advantage",
+        "varies: iou_v1",
+        "varies: state",
+        "on grid",
+        "entropy",
+    ]
     assert len(lines) == 2 + 2  # header, rule, one row per GRPO run

@@ -19,10 +19,12 @@ from lego_arta.data.demos import DemoPool
 from lego_arta.data.records import Record, boxes_to_json
 from lego_arta.scores import grid_to_pixels
 
-# The frame object answers are asked for and taught in (``data.box_frame``). grid: the study's directive and
-# references, 0-100 (its detection directive, converted to JSON); pixels: whole pixels of the query image as the
-# processor resized it, the frame Qwen2.5-VL was pretrained to answer in. Records always keep the grid; the scoring
-# references (``solution``) stay on the grid too, and the frame rule (docs/scoring.md) reads a pixel answer back.
+# The frame of the object answers a model is shown and taught (``data.box_frame``: few-shot demo answers, SFT
+# targets) and the frame its directive asks for (``data.directive_frame``, by default the same). grid: the study's
+# directive and references, 0-100 (its detection directive, converted to JSON); pixels: whole pixels of the query
+# image as the processor resized it, the frame Qwen2.5-VL was pretrained to answer in. Records always keep the grid;
+# the scoring references (``solution``) stay on the grid too, and the frame rule (docs/scoring.md) reads a pixel
+# answer back. Pixel answers under the grid directive are what Qwen2.5-VL gives when asked for the grid.
 OBJECT_DIRECTIVES = {
     "grid": (
         'Give the position of each one as JSON: [{"bbox_2d": [x1, y1, x2, y2], "label": "object name"}], with X and Y '
@@ -95,16 +97,18 @@ def build_messages(
     *,
     reasoning: bool = False,
     box_frame: str = "grid",
+    directive_frame: str | None = None,
     frame_of: FrameOf | None = None,
 ) -> tuple[list[Message], list[str]]:
-    """The prompt messages for ``record`` after its ``demos``, and the image paths in placeholder order; object
-    directives and demo answers in ``box_frame``."""
+    """The prompt messages for ``record`` after its ``demos``, and the image paths in placeholder order; demo answers
+    in ``box_frame``, object directives asking for ``directive_frame`` (default: ``box_frame``)."""
+    directive = directive_frame or box_frame
     messages: list[Message] = []
     images: list[str] = []
     for demo in demos:
-        messages += [user_turn(task_text(demo, box_frame)), assistant_turn(framed_answer(demo, box_frame, frame_of))]
+        messages += [user_turn(task_text(demo, directive)), assistant_turn(framed_answer(demo, box_frame, frame_of))]
         images.append(demo.image)
-    text = task_text(record, box_frame)
+    text = task_text(record, directive)
     messages.append(user_turn(f"{REASONING_PREFIX}\n{text}" if reasoning else text))
     images.append(record.image)
     return messages, images
@@ -147,13 +151,16 @@ def build_rows(
         )
     )
     reasoning = bool(data_cfg["reasoning"])
-    box_frame = str(data_cfg["box_frame"])
-    if box_frame not in BOX_FRAMES:
-        raise ValueError(f"data.box_frame={box_frame}: expected one of {', '.join(BOX_FRAMES)}")
+    box_frame, directive_frame = str(data_cfg["box_frame"]), str(data_cfg["directive_frame"])
+    for key, value in (("box_frame", box_frame), ("directive_frame", directive_frame)):
+        if value not in BOX_FRAMES:
+            raise ValueError(f"data.{key}={value}: expected one of {', '.join(BOX_FRAMES)}")
     rows = []
     for record in records:
         demos = pool.select(record) if use_demos else []
-        prompt, images = build_messages(record, demos, reasoning=reasoning, box_frame=box_frame, frame_of=frame_of)
+        prompt, images = build_messages(
+            record, demos, reasoning=reasoning, box_frame=box_frame, directive_frame=directive_frame, frame_of=frame_of
+        )
         rows.append(
             {
                 "id": record.id,
@@ -185,7 +192,7 @@ def build_dataset(
     Args:
         records: the records to turn into samples (a split).
         demo_pool: where demos come from: the training records (or a ``DemoPool`` of them), never the test split.
-        data_cfg: the ``data`` config node (``reasoning``, ``box_frame``, ``demos.enabled``,
+        data_cfg: the ``data`` config node (``reasoning``, ``box_frame``, ``directive_frame``, ``demos.enabled``,
             ``demos.match_box_count``, ``demos.state_pair``).
         seed: drives the demo choice (with each record's id).
         frame_of: image path -> ``(width, height)`` after the model's resize

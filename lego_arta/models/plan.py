@@ -98,7 +98,7 @@ def example_records(cfg: DictConfig, tasks: list[str]) -> tuple[list[Record], li
 
 def collect_prompts(cfg: DictConfig, processor: ProcessorMixin, trains: bool) -> tuple[list[Prompt], str]:
     """The run's prompts (the training split when it trains, else the test split), and where they came from."""
-    data_cfg: dict[str, Any] = OmegaConf.to_container(cfg.data, resolve=False)  # type: ignore[assignment]
+    data_cfg = cfg.data
     if OmegaConf.is_missing(cfg.data, "root") or (cfg.data.root is None and not cfg.data.synthetic):
         tasks = [t for t in cfg.data.tasks if not (trains and cfg.method.tasks) or t in cfg.method.tasks]
         records, pool = example_records(cfg, tasks)
