@@ -25,7 +25,7 @@ from tests.conftest import ROOT
         ),
         # TRL's own consistency rule, checked before anything loads (the README's old example)
         (
-            ["method=grpo", "method.args.num_generations=4"],
+            ["method=grpo", "method.args.per_device_train_batch_size=2", "method.args.num_generations=4"],
             r"generation_batch_size \(2\) must be divisible by "
             r"num_generations \(4\)",
         ),

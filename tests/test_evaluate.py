@@ -41,7 +41,11 @@ def test_evaluation_writes_predictions_and_metrics_and_resumes_after_a_kill(make
         "reference",
         "demo_answer",
         "mean_box_answer",
+        "image_size",
     }
+    # the query image's frame after the processor's resize (the frame rule reads it): 112 x 112 scenes at the tiny
+    # model's budget of 112 x 112 pixels
+    assert all(row["image_size"] == [112, 112] for row in rows)
     written = json.loads((run_dir / "metrics.json").read_text())
     assert written == pytest.approx(metrics)
     tasks = {r["task"] for r in rows}

@@ -8,7 +8,6 @@ import re
 import pytest
 from accelerate.utils import DeepSpeedPlugin
 from accelerate.utils.deepspeed import HfDeepSpeedConfig
-from omegaconf import OmegaConf
 from transformers.integrations import deepspeed as hf_deepspeed
 from trl import GRPOConfig, SFTConfig
 
@@ -43,7 +42,7 @@ def test_grpo_overlays_ask_for_think_and_answer(make_cfg, experiment, reasoning)
         query="Was this step completed correctly?",
         solution="Yes",
     )
-    prompt = build_rows([record], [], OmegaConf.to_container(cfg.data), int(cfg.seed))[0]["prompt"]
+    prompt = build_rows([record], [], cfg.data, int(cfg.seed))[0]["prompt"]
     assert prompt[-1]["content"][1]["text"].startswith(REASONING_PREFIX) is reasoning
 
 

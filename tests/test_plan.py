@@ -63,7 +63,7 @@ def test_counts_on_the_tiny_model_are_exact(make_cfg):
     processor = load_processor(path, cfg.model)
     prompts, source = collect_prompts(cfg, processor, trains=True)
     data = load_data(cfg)
-    rows = build_rows(data.train, data.train, OmegaConf.to_container(cfg.data), int(cfg.seed))
+    rows = build_rows(data.train, data.train, cfg.data, int(cfg.seed))
     assert "216 training prompts" in source and len(prompts) == len(rows) == 216
     images = [[Image.open(p) for p in row["images"]] for row in rows]
     expected = processor_lengths(processor, rows, images)
@@ -111,7 +111,7 @@ def test_counts_on_the_7b_fixture_are_exact(make_cfg):
     assert [p.task for p in prompts] == ["grounding", "object", "state"]
     assert [len(p.image_sizes) for p in prompts] == [2, 2, 3]  # one demo; a Yes/No pair for state
     records, pool = example_records(cfg, list(cfg.data.tasks))
-    rows = build_rows(records, pool, OmegaConf.to_container(cfg.data), int(cfg.seed))
+    rows = build_rows(records, pool, cfg.data, int(cfg.seed))
     page = Image.new("RGB", (3600, 2400), (90, 90, 90))
     expected = processor_lengths(processor, rows, [[page] * len(r["images"]) for r in rows])
     assert [p.tokens(cfg.model.min_pixels, cfg.model.max_pixels) for p in prompts] == expected
