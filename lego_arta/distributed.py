@@ -149,6 +149,18 @@ def barrier() -> None:
         PartialState().wait_for_everyone()
 
 
+def any_process(flag: bool) -> bool:
+    """True when ``flag`` is true on any process of the run (an all-reduce of one number; ``flag`` itself in a single
+    process). Every process must call it at the same point, as with a barrier."""
+    import torch
+
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return flag
+    value = torch.tensor([float(flag)], device=device() if torch.distributed.get_backend() == "nccl" else "cpu")
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return bool(value.item())
+
+
 @contextmanager
 def main_process_first() -> Iterator[None]:
     """The main process runs the block first (it builds the tiny model and the scenes into the shared cache), the

@@ -51,6 +51,11 @@ def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
     if missing := sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra.")):
         raise ConfigError(f"no value for {', '.join(missing)}: set it on the command line ({missing[0]}=...)")
     attention_implementation(cfg.model)
+    if int(cfg.model.min_pixels) > int(cfg.model.max_pixels):
+        raise ConfigError(
+            f"model.max_pixels={cfg.model.max_pixels} is below model.min_pixels={cfg.model.min_pixels}: the image "
+            "budget (pixels per image after the resize) needs min_pixels <= max_pixels"
+        )
     evaluates = not trains or cfg.eval.after_train
     if evaluates and cfg.eval.backend == "vllm" and (world := distributed.ranks().world_size) > 1:
         raise ConfigError(
@@ -112,9 +117,9 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     if main:
         save_config(cfg, run_dir)
     set_seed(int(cfg.seed))
-    with distributed.main_process_first():  # the main process builds the scenes and the tiny model into the cache
+    with distributed.main_process_first():  # the main process builds the tiny model and the scenes into the cache
+        model_path = resolve_model_path(cfg.model, cfg.paths.cache_dir)  # a bad model.path fails before the data
         data = load_data(cfg)
-        model_path = resolve_model_path(cfg.model, cfg.paths.cache_dir)  # a bad model.path fails before anything heavy
     if main:
         save_split(data, run_dir)
     metrics: dict[str, float] = {}

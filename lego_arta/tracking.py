@@ -1,17 +1,21 @@
 """Experiment tracking: W&B from the ``logger`` group (offline by default), or a no-op stand-in.
 
 The W&B run lives in the Hydra run dir (``<run dir>/wandb/offline-run-*``), is grouped by ``experiment_name`` and
-tagged with method and reward, so a sweep is one dashboard filter. It is always finished in a ``finally`` (Hydra's
-basic launcher runs multirun jobs in one process: an unfinished run would swallow the next job's logs). Trainers
-started inside :func:`tracking` reuse the active run (the HF W&B callback only starts one when none is active).
-In a multi-process launch only the main process opens a W&B run; the other ranks get the no-op stand-in (and the HF
-callback logs from the main process only).
+tagged with method and reward, so a sweep is one dashboard filter. Its id is kept in the run dir
+(``wandb_run_id.txt``): a run started again there (resumed after a kill, requeued at a time limit) continues the same
+W&B run (``resume="allow"``). Offline, each start writes its own ``offline-run-*`` folder under that one id, and W&B
+cannot rewind: steps done again after a hard kill may appear twice there (``history.jsonl`` is the exact record). It is
+always finished in a ``finally`` (Hydra's basic launcher runs multirun jobs in one process: an unfinished run would
+swallow the next job's logs). Trainers started inside :func:`tracking` reuse the active run (the HF W&B callback only
+starts one when none is active). In a multi-process launch only the main process opens a W&B run; the other ranks get
+the no-op stand-in (and the HF callback logs from the main process only).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +26,7 @@ from PIL.Image import Image as PILImage
 
 from lego_arta.distributed import is_main
 from lego_arta.errors import ConfigError, UserError
+from lego_arta.runs import WANDB_ID_FILE
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +71,14 @@ class WandbTracker(Tracker):
         # the HF callback would otherwise log model checkpoints as artifacts
         os.environ.setdefault("WANDB_LOG_MODEL", "false")
         config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        id_file = run_dir / WANDB_ID_FILE
+        run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
+        id_file.parent.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(run_id + "\n")
         try:
             self.run = wandb.init(
+                id=run_id,
+                resume="allow",
                 project=lg.project,
                 entity=lg.entity,
                 group=lg.group,

@@ -37,6 +37,8 @@ from tests.conftest import ROOT
         (["method=grpo", "+reward.weights.iuo=1"], r"unknown reward weight key 'iuo'"),
         # a value of the wrong type, which the TRL dataclass would take and the Trainer trip over after loading
         (["method=sft", "method.args.max_steps=2x"], r"method\.args\.max_steps='2x': trl\.SFTConfig wants a number"),
+        # an image budget that contradicts itself (it used to fail after the model loaded, in a 33-line traceback)
+        (["model.max_pixels=10"], r"model\.max_pixels=10 is below model\.min_pixels=3136"),
     ],
 )
 def test_config_mistakes_are_user_errors_before_anything_loads(make_cfg, tmp_path, overrides, message):
@@ -96,6 +98,12 @@ def test_user_errors_share_one_base_class():
     [
         (["method=sft", "method.tasks=[objekt]"], "error: method.tasks: ['objekt'] not in data.tasks", True),
         (["model.path=/nonexistent/model"], "error: model.path=/nonexistent/model: no such directory", True),
+        # a compute node without network (HF_HUB_OFFLINE=1) and a model not in the cache: one line, before the data
+        (
+            ["model=qwen2_5_vl_7b"],
+            "error: model.path=Qwen/Qwen2.5-VL-7B-Instruct: not in the Hugging Face cache",
+            True,
+        ),
         # Hydra's own composition error ("not in struct"), then the keys nearby; no run starts
         (
             ["reward.iou.penaltty=0.3"],
@@ -105,7 +113,7 @@ def test_user_errors_share_one_base_class():
     ],
 )
 def test_the_entry_script_prints_one_error_line_and_exits_2(tmp_path, args, last_line, started):
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LEGO_ARTA_ROOT": str(tmp_path)}
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LEGO_ARTA_ROOT": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "train.py"), *args, "logger=none"],
         capture_output=True,
@@ -120,6 +128,27 @@ def test_the_entry_script_prints_one_error_line_and_exits_2(tmp_path, args, last
     logs = list(Path(tmp_path, "outputs").rglob("train.log"))
     assert len(logs) == started
     assert all("Traceback (most recent call last)" in log.read_text() for log in logs)
+    if "model=qwen2_5_vl_7b" in args:  # the hint names the cache it looked in and the ways out
+        assert f"({tmp_path}/.cache/huggingface/hub)" in proc.stderr and "huggingface-cli download" in proc.stderr
+        assert not list(Path(tmp_path).rglob("split_summary.json"))  # no data was loaded
+
+
+def test_a_hub_id_is_found_in_a_cache_laid_out_as_huggingface_hub_lays_it_out(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from lego_arta.models.loading import ModelPathError, check_hub_model
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ModelPathError, match=r"model\.path=org/vlm: not in the Hugging Face cache .* HF_HUB_OFFLINE"):
+        check_hub_model("org/vlm")
+    # models--org--vlm/snapshots/<commit>/config.json, and refs/main naming that commit
+    repo = tmp_path / "models--org--vlm"
+    (repo / "snapshots" / "0123abc").mkdir(parents=True)
+    (repo / "snapshots" / "0123abc" / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abc")
+    check_hub_model("org/vlm")  # found: no error, no network
 
 
 def test_an_adapter_dir_without_an_adapter_fails_before_anything_loads(make_cfg, tmp_path):
@@ -129,3 +158,13 @@ def test_an_adapter_dir_without_an_adapter_fails_before_anything_loads(make_cfg,
         cfg = make_cfg(f"method={method}", f"method.adapter={tmp_path / 'nope'}")
         with pytest.raises(MissingInputError, match=r"method\.adapter=.*nope: no adapter_config\.json"):
             check_config(cfg, tmp_path / "run", trains=method != "none")
+
+
+def test_a_launcher_whose_extra_is_missing_names_the_extra():
+    # without the cluster extra, lego_arta.config stands in for the Slurm launcher's config: selecting it says what to
+    # install (the dev extra installs the launcher, so the stand-in is checked through its resolver)
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.create({"_target_": "${lego_arta.needs_extra:cluster,hydra_plugins.not_installed.SlurmLauncher}"})
+    with pytest.raises(Exception, match=r"not installed .*pip install -e '\.\[cluster\]'"):
+        OmegaConf.to_container(node, resolve=True)

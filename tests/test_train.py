@@ -173,18 +173,18 @@ def test_full_fine_tuning_saves_the_model_and_grpo_adds_lora_to_it(make_cfg, tmp
     assert labels == ["SFT (full fine-tuning)", "GRPO v2 (LoRA r8, from fine-tuned model)"]
 
 
-def _train_cmd(run_dir: Path, cache_dir: Path, *extra: str) -> list[str]:
+def _train_cmd(run_dir: Path, cache_dir: Path) -> list[str]:
+    # the same command for the first start and the next one: nothing says "resume"
     return [
         sys.executable,
         str(ROOT / "experiments" / "train.py"),
         "method=sft",
         *FAST,
-        "method.args.max_steps=30",  # long enough that the kill lands mid-training
+        "method.args.max_steps=30",  # long enough that the signal lands mid-training
         "method.args.save_steps=5",
-        "logger=none",
+        "logger=wandb",
         f"paths.cache_dir={cache_dir}",
         f"hydra.run.dir={run_dir}",
-        *extra,
     ]
 
 
@@ -193,21 +193,43 @@ def _final_step(run_dir: Path) -> int:
     return json.loads(states[-1].read_text())["global_step"]
 
 
-def test_killed_then_resumed_run_ends_at_its_last_step(tmp_path, cache_dir):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(killed, cache_dir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _logged_steps(run_dir: Path) -> list[int]:
+    return [row["step"] for row in read_jsonl(run_dir / "history.jsonl") if "loss" in row]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_stopped_run_started_again_ends_as_one_run(tmp_path, cache_dir, sig):
+    # WANDB_SERVICE: this pytest process's own W&B service (set by the in-process W&B tests); a user's shell has none,
+    # and a child connected to it would find the killed run's id still registered there
+    env = {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, "PYTHONPATH": str(ROOT)}
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(_train_cmd(run_dir, cache_dir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
-    while not (killed / "checkpoint-5" / "trainer_state.json").exists():
-        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+    # SIGTERM: as soon as training runs (the run saves at the next step boundary); SIGKILL: after a checkpoint
+    ready = (
+        (lambda: len(_logged_steps(run_dir)) >= 3)
+        if sig == signal.SIGTERM
+        else (lambda: (run_dir / "checkpoint-5" / "trainer_state.json").exists())
+    )
+    while not ((run_dir / "history.jsonl").exists() and ready()):
+        assert proc.poll() is None and time.time() < deadline, "the run ended before the signal"
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "adapter").exists()  # it really died mid-training
-    subprocess.run(_train_cmd(killed, cache_dir, "resume=true"), check=True, env=env, capture_output=True)
-    assert _final_step(killed) == 30  # method.args.max_steps, as a run that was never killed ends
-    steps = [row["step"] for row in read_jsonl(killed / "history.jsonl") if "loss" in row]
-    assert steps == sorted(set(steps))  # one history row per step, no duplicates from the killed part
+    proc.send_signal(sig)
+    code = proc.wait()
+    assert not (run_dir / "adapter").exists()  # it really stopped mid-training
+    if sig == signal.SIGTERM:
+        # exited as the signal meant, after saving a checkpoint at the step it was on: no step is lost
+        assert code == 128 + signal.SIGTERM, proc.stderr.read().decode()[-2000:] if proc.stderr else code
+        assert _final_step(run_dir) == _logged_steps(run_dir)[-1] < 30
+    run_id = (run_dir / "wandb_run_id.txt").read_text().strip()
+    again = subprocess.run(_train_cmd(run_dir, cache_dir), env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:] + (run_dir / "train.log").read_text()[-3000:]
+    assert _final_step(run_dir) == 30  # method.args.max_steps, as a run that was never stopped ends
+    assert _logged_steps(run_dir) == list(range(1, 31))  # one history row per step: none missing, none twice
+    # one W&B run: both starts logged under the id kept in the run dir (offline: one folder per start)
+    assert (run_dir / "wandb_run_id.txt").read_text().strip() == run_id
+    offline = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2 and {p.name.rsplit("-", 1)[1] for p in offline} == {run_id}
 
 
 def test_method_tasks_restricts_training_not_evaluation(make_cfg):

@@ -1,13 +1,20 @@
-"""Trainer callbacks: the logged history as JSONL, and a W&B table of sample GRPO completions."""
+"""Trainer callbacks: the logged history as JSONL, a W&B table of sample GRPO completions, and a checkpoint saved
+when the job is told to stop."""
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import signal
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from lego_arta.distributed import any_process
 from lego_arta.parsing import completion_text
 from lego_arta.runs import append_jsonl, read_jsonl
 from lego_arta.tracking import Tracker
@@ -62,6 +69,85 @@ class CompletionsTableCallback(TrainerCallback):
             scores = [_finite_or_none(buffer["rewards"][n][i]) for n in names]
             rows.append([state.global_step, completion_text(prompt), completion_text(completion), *scores])
         self.tracker.log_table("train/completion_samples", ["step", "prompt", "completion", *names], rows)
+
+
+log = logging.getLogger(__name__)
+# submitit (hydra/launcher=slurm) asks Slurm for this signal signal_delay_s before the time limit, and on preemption;
+# SUBMITIT_PREEMPT_SIGNAL changes it (submitit/core/job_environment.py: USR2 by default, as NCCL may catch USR1)
+PREEMPT_SIGNAL_ENV = "SUBMITIT_PREEMPT_SIGNAL"
+EXIT_SIGNALLED = 128  # + the signal's number: the shell's exit status of a process a signal ended
+
+
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """The signals after which a run saves a checkpoint at the next step boundary before it stops: SIGTERM (scancel,
+    a scheduler's preemption, a time limit without --signal) and submitit's preemption signal."""
+    name = os.environ.get(PREEMPT_SIGNAL_ENV, "USR2").upper().removeprefix("SIG")
+    return (signal.SIGTERM, signal.Signals[f"SIG{name}"])
+
+
+class SaveOnSignalCallback(TrainerCallback):
+    """On a stop signal, save a checkpoint at the next step boundary, then stop the way the signal meant.
+
+    The signal only sets a flag (the step in progress finishes); at the end of the step every process learns whether
+    any of them was signalled (:func:`lego_arta.distributed.any_process`), and they save ``checkpoint-<step>``
+    together. Then the handler that was there before runs: submitit's requeues the job (``hydra/launcher=slurm``
+    with ``max_num_timeout``) and exits; without one, the process exits with status 128 + the signal's number
+    (through ``SystemExit``, so the W&B run is closed), as a signal would have ended it. The next start of the same
+    run dir resumes from that checkpoint. Without this, a job killed at its time limit loses everything since its
+    last ``save_steps`` checkpoint.
+
+    Handlers are installed for the training only (from ``on_train_begin``, in the main thread) and restored after.
+    """
+
+    def __init__(self, signals: Sequence[signal.Signals] | None = None) -> None:
+        self.signals = tuple(signals) if signals is not None else stop_signals()
+        self.caught: signal.Signals | None = None
+        self.stopping = False
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self.signals:
+            previous = signal.getsignal(sig)
+            if previous is not signal.SIG_IGN:
+                self._previous[sig] = previous
+                signal.signal(sig, self._catch)
+
+    def _catch(self, signum: int, frame: Any) -> None:
+        self.caught = signal.Signals(signum)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
+        if any_process(self.caught is not None):
+            self.stopping = True
+            log.warning(
+                "%s: saving checkpoint-%d, then stopping (the next start in this run dir resumes from it)",
+                self.caught.name if self.caught else "another process was signalled",
+                state.global_step,
+            )
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
+        if self.stopping:
+            self._stop()
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
+
+    def _stop(self) -> None:
+        sig = self.caught or self.signals[0]
+        previous = self._previous.get(sig, signal.SIG_DFL)
+        self._restore()
+        if callable(previous):  # submitit's handler requeues and exits (on its main task; it returns on the others)
+            previous(int(sig), None)
+        raise SystemExit(EXIT_SIGNALLED + int(sig))
 
 
 def _finite_or_none(value: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from peft import PeftModel
 from transformers import PreTrainedModel, ProcessorMixin, Trainer
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from lego_arta.distributed import barrier, ranks
 from lego_arta.errors import ConfigError
-from lego_arta.methods.callbacks import CompletionsTableCallback, HistoryCallback
+from lego_arta.methods.callbacks import CompletionsTableCallback, HistoryCallback, SaveOnSignalCallback
 from lego_arta.runs import ADAPTER_DIR, HISTORY_FILE, MODEL_DIR
 from lego_arta.tracking import Tracker, report_to
 
@@ -88,21 +90,44 @@ def lora_setup(model: PreTrainedModel, method_cfg: DictConfig) -> tuple[PreTrain
 def callbacks(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> list[Any]:
     history = HistoryCallback(run_dir / HISTORY_FILE)
     table = CompletionsTableCallback(tracker, int(cfg.logger.completions_every))
-    return [history, table]
+    return [history, table, SaveOnSignalCallback()]
+
+
+def last_complete_checkpoint(run_dir: Path) -> Path | None:
+    """The newest ``checkpoint-<step>`` of ``run_dir`` that was written to the end, or None.
+
+    The Trainer writes a checkpoint's ``trainer_state.json`` after its weights, optimizer, scheduler and RNG states
+    (``Trainer._save_checkpoint``, transformers 5.24), so a checkpoint is complete when that file parses and names its
+    own step. A newer one that a killed process left half-written is skipped, with a warning.
+    """
+    if not run_dir.is_dir():
+        return None
+    found = []
+    for path in run_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        suffix = path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
+        if path.is_dir() and suffix.isdigit():
+            found.append((int(suffix), path))
+    for step, path in sorted(found, reverse=True):
+        try:
+            if json.loads((path / TRAINER_STATE_NAME).read_text())["global_step"] == step:
+                return path
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        log.warning("%s is incomplete (no readable %s for step %d): skipped", path, TRAINER_STATE_NAME, step)
+    return None
 
 
 def fit(trainer: Trainer, cfg: DictConfig, run_dir: Path, processor: ProcessorMixin) -> Path:
-    """Train (from the newest checkpoint when ``resume=true``); save the final LoRA adapter (``adapter/``) or, after
+    """Train, from the run dir's newest complete checkpoint when there is one (``resume=true``, the default: a run
+    that was stopped, requeued or killed goes on where it was); save the final LoRA adapter (``adapter/``) or, after
     full fine-tuning, the whole model (``model/``), with the processor; return that dir."""
     for cb in trainer.callback_handler.callbacks:
         if isinstance(cb, CompletionsTableCallback):
             cb.trainer = trainer
-    checkpoint = get_last_checkpoint(str(run_dir)) if cfg.resume else None
-    if cfg.resume and checkpoint is None:
-        log.warning("resume=true but no checkpoint-* in %s: training from the start", run_dir)
-    elif checkpoint is not None:
+    checkpoint = last_complete_checkpoint(run_dir) if cfg.resume else None
+    if checkpoint is not None:
         log.info("resuming from %s", checkpoint)
-    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     out = run_dir / (ADAPTER_DIR if isinstance(trainer.model, PeftModel) else MODEL_DIR)
     trainer.save_model(str(out))  # safetensors, written by the main process only
     if trainer.is_world_process_zero():

@@ -31,7 +31,8 @@ def resolve_model_path(model_cfg: DictConfig, cache_dir: str | Path) -> str:
     """Return the dir or hub id to load: builds the tiny model when ``model.path`` is null.
 
     A local path is checked before anything is loaded: a missing dir or one without ``config.json`` raises
-    :class:`ModelPathError` naming the path and the config key.
+    :class:`ModelPathError` naming the path and the config key; so is a hub id that neither the local cache nor the
+    hub can give (:func:`check_hub_model`).
     """
     if model_cfg.path is None:
         if model_cfg.tiny is None:
@@ -48,7 +49,40 @@ def resolve_model_path(model_cfg: DictConfig, cache_dir: str | Path) -> str:
         if not (local / "config.json").exists():
             raise ModelPathError(f"model.path={path}: no config.json in this directory (not a saved model)")
         return str(local)
+    check_hub_model(path)
     return path  # a hub id: transformers resolves it (from the local HF cache when offline)
+
+
+def check_hub_model(repo_id: str, key: str = "model.path") -> None:
+    """Fail in seconds when a hub id can be loaded neither from the local Hugging Face cache nor from the hub.
+
+    On a compute node without network (``HF_HUB_OFFLINE=1``, or the hub unreachable) a model that is not in the
+    cache would otherwise fail at ``from_pretrained``, after the data, in a long traceback. A cached ``config.json``
+    is enough here (transformers reads the rest from the same snapshot).
+
+    Raises:
+        ModelPathError: one line naming the id, the cache dir and the two ways out.
+    """
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            get_hf_file_metadata(hf_hub_url(repo_id, "config.json"), timeout=10)
+            return
+        except (RepositoryNotFoundError, EntryNotFoundError) as err:
+            raise ModelPathError(
+                f"{key}={repo_id}: not on the Hugging Face hub, or no access ({type(err).__name__})"
+            ) from err
+        except Exception as err:  # no network: a connection or transport error (httpx, OSError)
+            log.debug("the hub cannot be reached: %s", err)
+    offline = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the hub cannot be reached"
+    raise ModelPathError(
+        f"{key}={repo_id}: not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {offline}: download it where "
+        f"there is network (huggingface-cli download {repo_id}, with the same HF_HOME), or set {key}=<local dir>"
+    )
 
 
 class AttentionError(ConfigError):
