@@ -14,7 +14,7 @@ from peft import PeftModel
 from transformers import set_seed
 
 from lego_arta import distributed
-from lego_arta.data import build_dataset, flat_counts, load_data, save_split
+from lego_arta.data import build_dataset, flat_counts, load_data, save_records, save_split, split_records
 from lego_arta.errors import ConfigError, MissingInputError
 from lego_arta.evaluation.evaluate import evaluate, make_backend
 from lego_arta.evaluation.generate import generator_id
@@ -22,7 +22,7 @@ from lego_arta.evaluation.trivial import mean_box_answers
 from lego_arta.models import load_model, load_processor, resolve_model_path
 from lego_arta.models.images import image_frame
 from lego_arta.models.loading import attention_implementation
-from lego_arta.runs import METRICS_FILE, save_config, write_metrics
+from lego_arta.runs import METRICS_FILE, VAL_FILE, save_config, write_metrics
 from lego_arta.tracking import tracking
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,17 @@ def training_records(cfg: DictConfig, records: list[Any]) -> list[Any]:
     """The training split, restricted to ``method.tasks`` when set (evaluation still covers every task)."""
     tasks = cfg.method.tasks
     return [r for r in records if r.task in set(tasks)] if tasks else records
+
+
+def validation_split(cfg: DictConfig, records: list[Any]) -> tuple[list[Any], list[Any]]:
+    """``(records to train on, records held out for validation)``: ``eval.val.size`` of each task's training records,
+    carved like the split itself (a state group stays together; whole manuals with ``split=manual``); nothing is held
+    out unless ``eval.val.every_steps`` > 0."""
+    val = cfg.eval.val
+    if int(val.every_steps) <= 0:
+        return records, []
+    by = "manual" if cfg.split.by == "manual" else "record"
+    return split_records(records, test_size=float(val.size), seed=int(cfg.seed), by=by)
 
 
 def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
@@ -51,6 +62,8 @@ def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
     if missing := sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra.")):
         raise ConfigError(f"no value for {', '.join(missing)}: set it on the command line ({missing[0]}=...)")
     attention_implementation(cfg.model)
+    if int(cfg.eval.val.every_steps) > 0 and not 0.0 < float(cfg.eval.val.size) < 1.0:
+        raise ConfigError(f"eval.val.size={cfg.eval.val.size}: the share of training records held out, in (0, 1)")
     if int(cfg.model.min_pixels) > int(cfg.model.max_pixels):
         raise ConfigError(
             f"model.max_pixels={cfg.model.max_pixels} is below model.min_pixels={cfg.model.min_pixels}: the image "
@@ -138,8 +151,15 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
         if trains:
             from lego_arta.methods import train as train_method
 
-            train_ds = build_dataset(training_records(cfg, data.train), data.train, cfg.data, int(cfg.seed), frame_of)
-            trained, model = train_method(cfg, model, processor, train_ds, run_dir, tracker)
+            records, held_out = validation_split(cfg, training_records(cfg, data.train))
+            train_ds = build_dataset(records, data.train, cfg.data, int(cfg.seed), frame_of)
+            val_ds = None
+            if held_out:
+                if main:
+                    save_records(held_out, run_dir / VAL_FILE)
+                val_ds = build_dataset(held_out, records, cfg.data, int(cfg.seed), frame_of)
+            trained, model, best = train_method(cfg, model, processor, train_ds, run_dir, tracker, val_ds)
+            metrics |= best
             memory |= peak_gpu_memory("train")
             if (trained / "adapter_config.json").is_file():
                 adapter = str(trained)

@@ -5,6 +5,7 @@ Run dir contract (read by reports and tests, no W&B account needed):
     metrics.json     flat {key: float}, e.g. {"eval/iou": 61.2, "eval/iou_lo": 55.0, "eval/iou_hi": 66.9}
     history.jsonl    one JSON object per logged training step, TRL's keys ("step", "loss", "rewards/iou_v1/mean", ...)
     predictions.jsonl one JSON object per evaluated sample
+    val.jsonl        the training records held out for validation (eval.val.every_steps > 0); val/ its answers
     wandb_run_id.txt the W&B run id: a run started again in its dir (resumed, requeued) logs into the same W&B run
 """
 
@@ -30,6 +31,7 @@ PREDICTIONS_FILE = "predictions.jsonl"
 ADAPTER_DIR = "adapter"  # a LoRA run saves its adapter here
 MODEL_DIR = "model"  # a full fine-tuning run (method.lora=null) saves the whole model here
 WANDB_ID_FILE = "wandb_run_id.txt"
+VAL_FILE = "val.jsonl"  # the training records held out for validation during training (eval.val)
 
 
 def save_config(cfg: DictConfig, run_dir: str | Path) -> Path:

@@ -94,6 +94,7 @@ class WandbTracker(Tracker):
             raise UserError(f"W&B {lg.mode}: {err} (or drop logger=wandb_online: offline is the default)") from err
         # our own logs (eval/*, tables) use the trainer's step axis when there is one
         self.run.define_metric("eval/*", step_metric="train/global_step", step_sync=False)
+        self.run.define_metric("val/*", step_metric="train/global_step", step_sync=False)
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         self.run.log(dict(metrics), step=step)

@@ -28,7 +28,7 @@ from scipy import stats
 from lego_arta.errors import MissingInputError
 from lego_arta.report import write_report
 from lego_arta.report.collect import collect_runs, latest_sweep
-from lego_arta.report.curves import PANEL_TITLES, reward_curves
+from lego_arta.report.curves import PANEL_TITLES, reward_curves, validation_curves
 from lego_arta.report.markdown import to_markdown
 from lego_arta.report.signal import signal_table
 from lego_arta.report.stats import table1
@@ -735,3 +735,29 @@ def test_the_signal_behind_the_advantage_is_plotted_and_tabled(tmp_path: Path) -
         "entropy",
     ]
     assert len(lines) == 2 + 2  # header, rule, one row per GRPO run
+
+
+def test_validation_during_training_gets_its_figure_and_section(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    for method, reward, seed in (("sft", "-", 0), ("grpo", "v2", 0), ("grpo", "v2", 1)):
+        run_dir = sweep / f"{method}_{seed}"
+        write_run(run_dir, method, reward, seed)
+        with (run_dir / "history.jsonl").open("a") as f:
+            for step in (50, 100):  # val rows of their own, as ValidationCallback writes them
+                f.write(json.dumps({"step": step, "val/iou": step / 10 + seed, "val/f1_theme": 30.0}) + "\n")
+    result = write_report(sweep)
+    png = Path(result["validation_curves_png"])
+    assert png.name == "validation_curves.png" and png.stat().st_size > 10_000
+    assert (
+        "## Validation during training" in result["markdown"]
+        and "![validation curves](validation_curves.png)" in (result["markdown"])
+    )
+    fig = validation_curves(collect_runs(sweep), tmp_path / "v.png", metrics=["f1_theme", "iou", "f1_state"])
+    assert fig is not None
+    assert [ax.get_title() for ax in fig.axes] == ["val/f1_theme", "val/iou"]  # f1_state was not validated
+    iou = {line.get_label(): line for line in fig.axes[1].get_lines()}
+    assert set(iou) == {"sft (1)", "v2 (2)"}
+    np.testing.assert_allclose(iou["v2 (2)"].get_ydata(), [5.5, 10.5])  # mean over seeds 0 and 1
+    # a sweep without validation has neither
+    plain = write_report(make_sweep(tmp_path / "plain"))
+    assert plain["validation_curves_png"] is None and "## Validation during training" not in plain["markdown"]

@@ -113,6 +113,40 @@ def test_grpo_logs_every_reward_curve_to_offline_wandb(make_cfg, tmp_path):
     assert (run_dir / "adapter" / "adapter_model.safetensors").exists()
 
 
+def test_grpo_validates_while_training_and_keeps_the_best_checkpoint(make_cfg, tmp_path):
+    validation = ["eval.val.every_steps=2", "eval.val.limit=2", "eval.max_new_tokens=8", "eval.val.best=f1_theme"]
+    steps = ["method.args.max_steps=4", "method.args.save_steps=1", "method.args.save_total_limit=2"]
+    cfg = make_cfg(*GRPO, *FAST, *steps, *validation, "logger=wandb")
+    metrics = train_script.run(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    # val/* at steps 2 and 4, in rows of their own beside the training rows
+    rows = [row for row in read_jsonl(run_dir / "history.jsonl") if "val/f1_theme" in row]
+    assert [row["step"] for row in rows] == [2, 4]
+    assert {"val/iou", "val/f1_state"} <= set(rows[0])
+    # the held-out records are training records that were not trained on; state groups stay whole
+    train_ids = {row["id"] for row in read_jsonl(run_dir / "train.jsonl")}
+    held_out = list(read_jsonl(run_dir / "val.jsonl"))
+    assert held_out and {row["id"] for row in held_out} <= train_ids
+    groups = {row["group_id"] for row in held_out if row["task"] == "state"}
+    assert all(
+        row["id"] in {r["id"] for r in held_out}
+        for row in read_jsonl(run_dir / "train.jsonl")
+        if row["group_id"] in groups
+    )
+    assert sorted(p.name for p in (run_dir / "val").iterdir()) == ["predictions-2.jsonl", "predictions-4.jsonl"]
+    # the best step's checkpoint is kept through save_total_limit=2 (else 3 and 4 would be) and named in metrics.json
+    best = int(metrics["val/best_step"])
+    assert best in (2, 4) and (run_dir / f"checkpoint-{best}" / "trainer_state.json").is_file()
+    assert (run_dir / "checkpoint-4").is_dir() and not (run_dir / "checkpoint-3").exists()  # the others rotate
+    values = {row["step"]: row["val/f1_theme"] for row in rows}
+    assert metrics["val/best_f1_theme"] == pytest.approx(max(values.values()))
+    assert json.loads((run_dir / "metrics.json").read_text())["val/best_step"] == best
+    # and the offline W&B run has the curve against the trainer's step
+    run = read_offline_run(next((run_dir / "wandb").glob("offline-run-*")))
+    logged = [row for row in run["history"] if "val/f1_theme" in row]
+    assert [row["train/global_step"] for row in logged] == [2, 4]
+
+
 def test_only_lora_parameters_change(make_cfg, tmp_path):
     # SFT: every step has a gradient (a GRPO group whose samples all score the same has none)
     cfg = make_cfg("method=sft", *FAST, "method.args.max_steps=3")
@@ -261,9 +295,9 @@ def test_vllm_evaluation_after_training_finds_the_trained_model_gone(make_cfg, m
     real_train = methods.train
 
     def train(*args, **kwargs):
-        adapter, model = real_train(*args, **kwargs)
+        adapter, model, best = real_train(*args, **kwargs)
         refs.extend([weakref.ref(model), weakref.ref(model.get_base_model())])
-        return adapter, model
+        return adapter, model, best
 
     alive: list[bool] = []
 

@@ -10,6 +10,7 @@ from transformers import PreTrainedModel, ProcessorMixin, Trainer, TrainingArgum
 
 from lego_arta.errors import ConfigError
 from lego_arta.methods.common import fit, trainer_args
+from lego_arta.methods.validation import ValidationCallback, best_checkpoint
 from lego_arta.tracking import Tracker
 
 
@@ -36,8 +37,11 @@ def train(
     train_dataset: Dataset,
     run_dir: Path,
     tracker: Tracker,
-) -> tuple[Path, PreTrainedModel]:
-    """Train with ``cfg.method``; return the saved adapter (or full model) dir and the trained model."""
+    val_dataset: Dataset | None = None,
+) -> tuple[Path, PreTrainedModel, dict[str, float]]:
+    """Train with ``cfg.method``, validating on ``val_dataset`` every ``eval.val.every_steps`` steps when given;
+    return the saved adapter (or full model) dir, the trained model and the best validation step's metrics
+    (:func:`lego_arta.methods.validation.best_checkpoint`; empty without validation)."""
     name = cfg.method.name
     trainer: Trainer
     if name == "sft":
@@ -50,4 +54,8 @@ def train(
         trainer = build_grpo_trainer(cfg, model, processor, train_dataset, run_dir, tracker)
     else:
         raise ConfigError(f"method={name} does not train (valid: sft, grpo)")
-    return fit(trainer, cfg, run_dir, processor), trainer.model  # type: ignore[return-value]
+    if val_dataset is not None:
+        trainer.add_callback(ValidationCallback(cfg, processor, val_dataset, run_dir, tracker))
+    saved = fit(trainer, cfg, run_dir, processor)
+    best = best_checkpoint(trainer.state, str(cfg.eval.val.best)) if val_dataset is not None else {}
+    return saved, trainer.model, best  # type: ignore[return-value]

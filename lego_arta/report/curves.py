@@ -218,6 +218,65 @@ def _collect_curves(
     return curves
 
 
+VAL_PREFIX: Final[str] = "val/"
+
+
+def load_validation(run_dir: str | Path) -> pd.DataFrame:
+    """The validation rows of a run's ``history.jsonl`` (``val/<metric>`` by ``step``, x100); empty without them."""
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.is_file():
+        return pd.DataFrame()
+    rows = [r for r in read_jsonl(path) if "step" in r and any(k.startswith(VAL_PREFIX) for k in r)]
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows).drop_duplicates("step", keep="last").set_index("step").sort_index()
+    return frame[[c for c in frame.columns if c.startswith(VAL_PREFIX)]].apply(pd.to_numeric, errors="coerce")
+
+
+def validation_curves(runs: pd.DataFrame, out_png: str | Path, *, metrics: Sequence[str]) -> Figure | None:
+    """Plot each trained run's validation metrics over its training steps to ``out_png``: a panel per metric of
+    ``metrics`` that some run logged as ``val/<metric>``, a line per Table 1 row (mean over seeds, min-max band).
+    None (nothing written) when no run validated."""
+    series: dict[str, dict[str, list[pd.Series]]] = {}
+    show_model = not runs.empty and runs["model"].astype(str).nunique() > 1
+    for _, run in runs.iterrows():
+        if run["method"] == "none" or run["status"] != OK:
+            continue
+        history = load_validation(run["run_dir"])
+        label = _variant_label(run, show_model) if run["method"] == "grpo" else f"{run['method']}"
+        for metric in metrics:
+            key = f"{VAL_PREFIX}{metric}"
+            if key in history and not history[key].dropna().empty:
+                series.setdefault(metric, {}).setdefault(label, []).append(history[key].dropna())
+    if not series:
+        return None
+    panels = [m for m in metrics if m in series]
+    labels = sorted({label for by_label in series.values() for label in by_label}, key=natural_key)
+    colors = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    fig = Figure(figsize=(5.2 * len(panels), 4.0), dpi=150, layout="constrained")
+    for ax, metric in zip(fig.subplots(1, len(panels), squeeze=False).ravel(), panels, strict=True):
+        for label, runs_series in series[metric].items():
+            aligned = _align(runs_series)
+            mean = aligned.mean(axis=1)
+            ax.plot(
+                mean.index, mean.to_numpy(), marker="o", color=colors[label], label=f"{label} ({len(runs_series)})"
+            )
+            if aligned.shape[1] >= 2:
+                low, high = aligned.min(axis=1).to_numpy(), aligned.max(axis=1).to_numpy()
+                ax.fill_between(mean.index, low, high, color=colors[label], alpha=0.2, lw=0)
+        ax.set_title(f"val/{metric}", fontsize=11)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("x100, held-out training records")
+        ax.grid(True, alpha=0.3)
+        ax.legend(title="run (seeds)", fontsize=8, title_fontsize=8, loc="best")
+    fig.suptitle("Validation during training: line = mean over seeds, band = min–max over seeds", fontsize=12)
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    log.info("wrote %s (%d panels)", out, len(panels))
+    return fig
+
+
 def _ylabel(panel: str) -> str:
     if panel == "total":
         return "reward (weighted sum)"

@@ -73,6 +73,7 @@ def render(
     trivial: pd.DataFrame | None = None,
     baseline: pd.DataFrame | None = None,
     signal: pd.DataFrame | None = None,
+    val_png: Path | None = None,
 ) -> str:
     n_ok = len(runs) - len(failed)
     parts = [
@@ -134,6 +135,14 @@ def render(
             "Rewards of different variants are on different scales (v1 adds a coordinate-range bonus); compare "
             "shapes, not levels.",
             f"![reward curves]({png.name})",
+        ]
+    if val_png is not None:
+        parts += [
+            "## Validation during training",
+            "Each trained run's headline metrics (x100) on training records held out for validation "
+            "(`eval.val`), at every `eval.val.every_steps` steps: line = mean over seeds, band = min–max. "
+            "`val/best_step` in a run's metrics.json names its kept best checkpoint.",
+            f"![validation curves]({val_png.name})",
         ]
     if signal is not None and len(signal):
         parts += [

@@ -12,12 +12,15 @@ import pandas as pd
 from lego_arta.errors import MissingInputError
 from lego_arta.report.ablation import ablation
 from lego_arta.report.collect import OK, collect_runs
-from lego_arta.report.curves import reward_curves
+from lego_arta.report.curves import reward_curves, validation_curves
 from lego_arta.report.markdown import render
 from lego_arta.report.signal import signal_table
 from lego_arta.report.stats import extra_metrics, references_table, study_table, table1
 from lego_arta.report.versus import baseline_lines, trivial_lines
 from lego_arta.runs import CONFIG_FILE, METRICS_FILE
+from lego_arta.scores.samples import HEADLINE
+
+VAL_CURVES = "validation_curves.png"
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,8 @@ def write_report(
     show_study: bool = True,
     band: str = "minmax",
 ) -> dict[str, Any]:
-    """Write ``report.md``, ``report.csv``, ``runs.csv`` and (when a run logged rewards) ``reward_curves.png``.
+    """Write ``report.md``, ``report.csv``, ``runs.csv`` and (when a run logged rewards) ``reward_curves.png``, (when
+    a run validated during training) ``validation_curves.png``.
 
     Args:
         sweep_dir: folder holding the run dirs (see :func:`collect_runs`).
@@ -40,7 +44,8 @@ def write_report(
         band: spread shown around the curves: ``minmax`` or ``std``.
 
     Returns:
-        ``report_md``, ``report_csv``, ``runs_csv``, ``reward_curves_png`` (None when not drawn): paths as strings;
+        ``report_md``, ``report_csv``, ``runs_csv``, ``reward_curves_png``, ``validation_curves_png`` (None when
+        not drawn): paths as strings;
         ``n_runs``, ``n_ok``, ``n_failed``, ``failed`` (run dirs), ``markdown`` (the text of report.md).
 
     Raises:
@@ -62,6 +67,9 @@ def write_report(
     png: Path | None = out / "reward_curves.png"
     if reward_curves(runs, out / "reward_curves.png", smoothing=smoothing, band=band) is None:
         png = None
+    val_png: Path | None = out / VAL_CURVES
+    if validation_curves(runs, out / VAL_CURVES, metrics=list(HEADLINE.values())) is None:
+        val_png = None
 
     frames = [ours.assign(kind="ours"), refs.assign(kind="reference")]
     if study is not None:
@@ -90,12 +98,14 @@ def write_report(
         trivial,
         baseline,
         signal_table(runs),
+        val_png,
     )
     paths["report_md"].write_text(markdown, encoding="utf-8")
     log.info("wrote %s (%d runs, %d failed)", paths["report_md"], len(runs), len(failed))
     return {
         **{k: str(v) for k, v in paths.items()},
         "reward_curves_png": str(png) if png is not None else None,
+        "validation_curves_png": str(val_png) if val_png is not None else None,
         "n_runs": len(runs),
         "n_ok": len(runs) - len(failed),
         "n_failed": len(failed),
