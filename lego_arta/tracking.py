@@ -18,6 +18,7 @@ import os
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,40 @@ from lego_arta.runs import WANDB_ID_FILE
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class BoxedImage:
+    """A table cell: an image with box layers that W&B draws as separate overlays one can toggle
+    (``wandb.Image(boxes=)``), not burned into the pixels. ``layers`` maps a layer name (``prediction``,
+    ``reference``) to its boxes as ``(x1, y1, x2, y2, label)`` on the 0-100 grid of the image."""
+
+    image: PILImage
+    layers: Mapping[str, Sequence[tuple[float, float, float, float, str]]]
+
+    def wandb_boxes(self) -> dict[str, Any]:
+        """The ``boxes=`` argument of ``wandb.Image``: fractions of the image, clamped to it, one class per layer."""
+
+        def fraction(v: float) -> float:
+            return min(max(v / 100.0, 0.0), 1.0)
+
+        out = {}
+        for class_id, (name, boxes) in enumerate(self.layers.items()):
+            data = [
+                {
+                    "position": {
+                        "minX": fraction(x1),
+                        "minY": fraction(y1),
+                        "maxX": fraction(x2),
+                        "maxY": fraction(y2),
+                    },
+                    "class_id": class_id,
+                    "box_caption": label,
+                }
+                for x1, y1, x2, y2, label in boxes
+            ]
+            out[name] = {"box_data": data, "class_labels": {class_id: name}}
+        return out
+
+
 class Tracker:
     """No-op stand-in (``logger=none``) and the interface :class:`WandbTracker` implements."""
 
@@ -41,7 +76,8 @@ class Tracker:
         """Log scalar metrics (nothing to do here)."""
 
     def log_table(self, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """Log a table; PIL images in cells become images (nothing to do here)."""
+        """Log a table; PIL images in cells become images, :class:`BoxedImage` cells images with box layers
+        (nothing to do here)."""
 
     def summary(self, metrics: Mapping[str, Any]) -> None:
         """Set run summary values (nothing to do here)."""
@@ -100,8 +136,13 @@ class WandbTracker(Tracker):
         self.run.log(dict(metrics), step=step)
 
     def log_table(self, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        data = [[self._wandb.Image(v) if isinstance(v, PILImage) else v for v in row] for row in rows]
+        data = [[self._cell(v) for v in row] for row in rows]
         self.run.log({key: self._wandb.Table(columns=list(columns), data=data)})
+
+    def _cell(self, value: Any) -> Any:
+        if isinstance(value, BoxedImage):
+            return self._wandb.Image(value.image, boxes=value.wandb_boxes())
+        return self._wandb.Image(value) if isinstance(value, PILImage) else value
 
     def summary(self, metrics: Mapping[str, Any]) -> None:
         self.run.summary.update(dict(metrics))

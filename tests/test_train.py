@@ -81,7 +81,10 @@ def test_sft_lowers_the_loss_on_a_fixed_batch(make_cfg, tmp_path):
 
 def test_grpo_logs_every_reward_curve_to_offline_wandb(make_cfg, tmp_path):
     reward = "v1"  # v2 differs only in the reward's constants (tests/test_configs.py builds both)
-    cfg = make_cfg(*GRPO, *FAST, f"reward={reward}", "logger=wandb", "logger.completions_every=1")
+    # the object task only: every rollout row then has reference boxes to draw
+    cfg = make_cfg(
+        *GRPO, *FAST, f"reward={reward}", "logger=wandb", "logger.rollouts_every=1", "method.tasks=[object]"
+    )
     train_script.run(cfg)
     run_dir = Path(cfg.paths.output_dir)
     iou = f"iou_{reward}"
@@ -105,7 +108,17 @@ def test_grpo_logs_every_reward_curve_to_offline_wandb(make_cfg, tmp_path):
         assert all(f"train/rewards/{name}/mean" in row for row in curves)
     assert all("train/kl" in row and "train/completions/mean_length" in row for row in curves)
     assert all("train/rewards/format/frac_varying_groups" in row for row in curves)
-    assert any("train/completion_samples" in "".join(row) for row in run["history"])  # the samples table
+    # the rollouts of every step: a W&B table with the image and its box layers, each reward and the advantage
+    tables = [row["train/rollouts/path"] for row in run["history"] if "train/rollouts/path" in row]
+    assert len(tables) == 3  # (the reader flattens the table reference into its fields)
+    table = json.loads((offline[0] / "files" / tables[-1]).read_text())
+    assert table["columns"] == ["step", "id", "task", "image", "completion", *names, "advantage"]
+    # (offline, W&B keeps the image cells in the table's artifact; the box layers are checked in test_tables.py)
+    # and the same rows in the run dir, one file per step
+    for step in (1, 2, 3):
+        rows = list(read_jsonl(run_dir / "rollouts" / f"step-{step}.jsonl"))
+        assert len(rows) == 2 and all(row["step"] == step and row["task"] == "object" for row in rows)
+        assert all(row["boxes"]["reference"] and "advantage" in row and iou in row for row in rows)
     # grouped by experiment, tagged with method and reward: the ablation is one dashboard filter
     assert run["config"]["reward"]["name"] == reward, list(run["config"])[:20]
     assert {"method:grpo", f"reward:{reward}"} <= set(run["tags"]) and run["group"] == "default"

@@ -1,14 +1,15 @@
-"""Trainer callbacks: the logged history as JSONL, a W&B table of sample GRPO completions, and a checkpoint saved
-when the job is told to stop."""
+"""Trainer callbacks: the logged history as JSONL, the GRPO rollouts as a W&B table with images and box layers, and
+a checkpoint saved when the job is told to stop."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,32 +44,76 @@ class HistoryCallback(TrainerCallback):
             append_jsonl(self.path, row)
 
 
-class CompletionsTableCallback(TrainerCallback):
-    """Every ``every`` steps, log the latest GRPO prompts, completions and per-reward scores as a W&B table.
+class RolloutsCallback(TrainerCallback):
+    """Every ``every`` steps, the GRPO rollouts of the step: a W&B table ``train/rollouts`` and
+    ``<run dir>/rollouts/step-<step>.jsonl``, one row per sampled completion.
+
+    A row holds the step, the sample's id and task, the query image (for object samples with the predicted and
+    reference boxes as box layers, after the frame rule: :func:`lego_arta.evaluation.tables.table_image`), the raw
+    completion, each reward component and the advantage. Every step's table is logged under the same key with a
+    ``step`` column, so W&B's history keeps them all; the JSONL file has the same rows (the boxes as lists, no image).
 
     Works around: TRL 1.16's own ``log_completions=True`` raises a TypeError inside ``wandb.Table`` for
-    conversational (mixed content) prompts. This reads the same buffer TRL fills (``trainer._logs``, sized to one
-    generation batch) and logs plain strings. It can go when ``GRPOConfig(log_completions=True)`` works with W&B for
-    image prompts.
+    conversational (mixed content) prompts. This reads the buffer TRL fills (``trainer._logs``, one generation batch:
+    prompts, completions, rewards, advantages, images, and the ``extra`` columns :class:`SignalGRPOTrainer` adds).
+    It can go when ``GRPOConfig(log_completions=True)`` logs image prompts with box layers.
     """
 
-    def __init__(self, tracker: Tracker, every: int) -> None:
+    def __init__(self, tracker: Tracker, every: int, run_dir: Path) -> None:
         self.tracker = tracker
         self.every = every
+        self.run_dir = run_dir
         self.trainer: Any = None  # set after the trainer exists
+        self.logged_step = -1
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kw: Any):
         if self.trainer is None or self.every <= 0 or state.global_step % self.every != 0:
             return
+        if not state.is_world_process_zero or state.global_step == self.logged_step:  # the final summary's on_log
+            return
+        self.logged_step = state.global_step
         buffer = getattr(self.trainer, "_logs", None)
         if not buffer or not buffer.get("completion"):
             return
-        names = list(buffer["rewards"].keys())
-        rows = []
-        for i, (prompt, completion) in enumerate(zip(buffer["prompt"], buffer["completion"], strict=False)):
-            scores = [_finite_or_none(buffer["rewards"][n][i]) for n in names]
-            rows.append([state.global_step, completion_text(prompt), completion_text(completion), *scores])
-        self.tracker.log_table("train/completion_samples", ["step", "prompt", "completion", *names], rows)
+        columns, rows, records = rollout_rows(buffer, state.global_step)
+        self.tracker.log_table("train/rollouts", columns, rows)
+        out = self.run_dir / ROLLOUTS_DIR / f"step-{state.global_step}.jsonl"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("".join(json.dumps(record, default=str) + "\n" for record in records))
+
+
+ROLLOUTS_DIR = "rollouts"
+
+
+def rollout_rows(buffer: Mapping[str, Any], step: int) -> tuple[list[str], list[list[Any]], list[dict[str, Any]]]:
+    """The columns, W&B rows and JSON records of the rollouts in TRL's completions ``buffer`` at ``step``."""
+    from lego_arta.evaluation.tables import table_image
+    from lego_arta.tracking import BoxedImage
+
+    names = list(buffer["rewards"].keys())
+    extra = buffer.get("extra", {})
+
+    def column(name: str, i: int) -> Any:
+        values = extra.get(name)
+        return values[i] if values is not None and i < len(values) else None
+
+    images = list(buffer.get("images") or [])
+    advantages = list(buffer.get("advantages") or [])
+    rows, records = [], []
+    for i, completion in enumerate(buffer["completion"]):
+        text = completion_text(completion)
+        task, solution = column("task", i), column("solution", i)
+        image = images[i][-1] if i < len(images) and images[i] else None
+        cell = table_image(task, image, text, solution, column("image_size", i)) if solution is not None else None
+        scores = [_finite_or_none(buffer["rewards"][n][i]) for n in names]
+        advantage = _finite_or_none(advantages[i]) if i < len(advantages) else None
+        rows.append([step, column("id", i), task, cell, text, *scores, advantage])
+        record = {"step": step, "id": column("id", i), "task": task, "completion": text, "solution": solution}
+        record |= dict(zip(names, scores, strict=True)) | {"advantage": advantage}
+        if isinstance(cell, BoxedImage):
+            record["boxes"] = {name: [list(b) for b in boxes] for name, boxes in cell.layers.items()}
+        records.append(record)
+    return ["step", "id", "task", "image", "completion", *names, "advantage"], rows, records
 
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from lego_arta.distributed import barrier, ranks
 from lego_arta.errors import ConfigError
-from lego_arta.methods.callbacks import CompletionsTableCallback, HistoryCallback, SaveOnSignalCallback
+from lego_arta.methods.callbacks import HistoryCallback, RolloutsCallback, SaveOnSignalCallback
 from lego_arta.runs import ADAPTER_DIR, HISTORY_FILE, MODEL_DIR
 from lego_arta.tracking import Tracker, report_to
 
@@ -89,7 +89,7 @@ def lora_setup(model: PreTrainedModel, method_cfg: DictConfig) -> tuple[PreTrain
 
 def callbacks(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> list[Any]:
     history = HistoryCallback(run_dir / HISTORY_FILE)
-    table = CompletionsTableCallback(tracker, int(cfg.logger.completions_every))
+    table = RolloutsCallback(tracker, int(cfg.logger.rollouts_every), run_dir)
     return [history, table, SaveOnSignalCallback()]
 
 
@@ -122,7 +122,7 @@ def fit(trainer: Trainer, cfg: DictConfig, run_dir: Path, processor: ProcessorMi
     that was stopped, requeued or killed goes on where it was); save the final LoRA adapter (``adapter/``) or, after
     full fine-tuning, the whole model (``model/``), with the processor; return that dir."""
     for cb in trainer.callback_handler.callbacks:
-        if isinstance(cb, CompletionsTableCallback):
+        if isinstance(cb, RolloutsCallback):
             cb.trainer = trainer
     checkpoint = last_complete_checkpoint(run_dir) if cfg.resume else None
     if checkpoint is not None:

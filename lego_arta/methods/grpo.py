@@ -24,6 +24,8 @@ from lego_arta.tracking import Tracker
 
 # the dataset columns the rewards read (TRL passes every column but the prompt as a keyword argument)
 REWARD_COLUMNS = ["prompt", "images", "solution", "task", "id", "image_size"]
+# the columns each rollout row carries into TRL's completions buffer (lego_arta.methods.callbacks.RolloutsCallback)
+ROLLOUT_COLUMNS = ("id", "task", "solution", "image_size")
 
 
 def varying_groups(rewards: torch.Tensor, group_size: int, names: Sequence[str]) -> dict[str, float]:
@@ -67,6 +69,10 @@ class SignalGRPOTrainer(GRPOTrainer):
     """
 
     def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
+        # what the rollouts table needs beside TRL's own buffer (prompt, completion, rewards, advantage, images):
+        # TRL gathers these columns over the processes into _logs["extra"], in the order of its other columns
+        for column in ROLLOUT_COLUMNS:
+            self._pending_extra_logs[column].extend(row.get(column) for row in inputs)
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         mode = "train" if self.model is not None and self.model.training else "eval"  # as TRL tells them apart
         size = self.num_generations if mode == "train" else self.num_generations_eval
