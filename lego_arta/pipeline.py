@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationResolutionError
 from peft import PeftModel
 from transformers import set_seed
@@ -133,6 +133,11 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     with distributed.main_process_first():  # the main process builds the tiny model and the scenes into the cache
         model_path = resolve_model_path(cfg.model, cfg.paths.cache_dir)  # a bad model.path fails before the data
         data = load_data(cfg)
+    if data.revision is not None:  # the commit of data.hub that was read: config.yaml and the W&B config say it
+        with open_dict(cfg):
+            cfg.data.revision = data.revision
+        if main:
+            save_config(cfg, run_dir)
     if main:
         save_split(data, run_dir)
     metrics: dict[str, float] = {}

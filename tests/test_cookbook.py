@@ -34,7 +34,14 @@ NEEDS: dict[str, tuple[str, str]] = {
     "wandb sync": ("a W&B account and the network", r"No API key configured"),
     "make dashboard": ("a W&B account and the network", r"error: W&B: No API key configured"),
     "evaluate.py experiment=paper_baseline": ("the real model and data", r"error: .*/data/"),
-    "prepare_data.py data=lego_arta": ("the real LEGO-ARTA download", r"error: data\.root: /data/arta is not a dir"),
+    "prepare_data.py data=lego_arta data.root": (
+        "the real LEGO-ARTA download",
+        r"error: data\.root: /data/arta is not a dir",
+    ),
+    "data.hub=": (
+        "the dataset in the Hugging Face cache",
+        r"error: data\.hub=PPPPPeter/arta: not in the Hugging Face cache",
+    ),
     "accelerate launch": ("a GPU and the gpu extra (DeepSpeed)", r"DeepSpeed is not installed"),
     "make paper": ("the real model and data", r"4 failed job\(s\) in this sweep"),
     "hydra/launcher=slurm": ("a Slurm cluster (the dev extra has the launcher)", r'Could not detect "srun"'),
@@ -187,7 +194,7 @@ def test_every_cookbook_command_works_as_typed(clone: Clone) -> None:
     for typed in commands:
         need = next((v for k, v in NEEDS.items() if k in typed), None)
         command = fill(with_budget(typed, overrides), clone.root)
-        generators = _generators(clone.root, command) if "resume=true" in command else None
+        generators = _generators(clone.root, command) if "hydra.run.dir=" in command else None
         rc, out, wall = clone.run(command)
         if need is None:
             if rc != 0:

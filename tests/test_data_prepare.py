@@ -7,15 +7,19 @@ based and does not resolve under ``hydra.compose`` otherwise.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from experiments.prepare_data import run
-from lego_arta.data import DataError, load_data
+from lego_arta.data import DataError, SyntheticSettings, generate, load_data
+from tests.conftest import ROOT
 from tests.data_fixtures import MANUAL, real_tree, write_image
 
 MakeCfg = Callable[..., DictConfig]
@@ -92,8 +96,54 @@ def test_prepare_data_prints_counts_beside_the_published_ones(
 
 
 def test_real_data_without_root_fails_before_anything_loads(make_cfg: MakeCfg) -> None:
-    with pytest.raises(DataError, match=r"data\.root: missing value"):
+    with pytest.raises(DataError, match=r"data\.root is not set: pass data\.root=DIR .* or data\.hub=PPPPPeter/arta"):
         load_data(make_cfg("data=lego_arta"))
+    with pytest.raises(DataError, match=r"data\.root=/x and data\.hub=PPPPPeter/arta are both set"):
+        load_data(make_cfg("data=lego_arta", "data.root=/x", "data.hub=PPPPPeter/arta"))
+
+
+def _hub_cache(home: Path, commit: str = "5f3a9c1d2e") -> Path:
+    """A Hugging Face cache holding the dataset repo PPPPPeter/arta as huggingface_hub lays it out: the files under
+    snapshots/<commit>/, refs/main naming that commit (here: synthetic scenes in the download's layout)."""
+    repo = home / "hub" / "datasets--PPPPPeter--arta"
+    node = OmegaConf.load(ROOT / "conf" / "data" / "synthetic.yaml").synthetic
+    settings = SyntheticSettings.from_config({**OmegaConf.to_container(node), "seed": 0, "num_manuals": 2})
+    generate(settings, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    return repo / "snapshots" / commit
+
+
+@pytest.mark.slow  # a Python + torch start-up per command
+def test_the_dataset_is_read_from_the_hub_cache_offline_with_its_revision(tmp_path: Path) -> None:
+    # a compute node without network: HF_HUB_OFFLINE=1, the dataset downloaded before into HF_HOME's cache
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LEGO_ARTA_ROOT": str(tmp_path)}
+    env |= {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    command = [
+        sys.executable,
+        str(ROOT / "experiments" / "prepare_data.py"),
+        "data=lego_arta",
+        "data.hub=PPPPPeter/arta",
+    ]
+    # not in the cache: one line that says how to get it
+    missing = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    last = missing.stderr.strip().splitlines()[-1]
+    assert (
+        last.startswith("error: data.hub=PPPPPeter/arta: not in the Hugging Face cache") and "HF_HUB_OFFLINE" in last
+    )
+    assert "huggingface-cli download PPPPPeter/arta --repo-type dataset" in last
+    # in the cache: read from the snapshot, the commit recorded
+    _hub_cache(tmp_path / "hf")
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (summary,) = Path(tmp_path, "outputs").rglob("split_summary.json")
+    data = json.loads(summary.read_text())
+    assert data["hub"] == {"id": "PPPPPeter/arta", "revision": "5f3a9c1d2e"}
+    assert data["counts"]["train"]["total"] + data["counts"]["test"]["total"] == 2 * 6 * 6
+    # a pinned revision that the cache does not hold fails the same way
+    pinned = subprocess.run([*command, "data.revision=0000000"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert pinned.returncode == 2 and "data.hub=PPPPPeter/arta@0000000" in pinned.stderr
 
 
 def test_prepare_data_writes_the_split_files_and_a_contact_sheet(make_cfg: MakeCfg, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from lego_arta.data.hub import hub_snapshot
 from lego_arta.data.reader import ReadOptions, read_dataset
 from lego_arta.data.records import DataError, Record
 from lego_arta.data.split import SUMMARY_FILE, TEST_FILE, TRAIN_FILE, save_records, split_records, split_summary
@@ -31,10 +32,12 @@ class DataSplit:
     root: Path
     dropped: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
+    revision: str | None = None  # the commit of data.hub that was read (None: data.root or synthetic)
 
 
 def load_data(cfg: DictConfig | Mapping[str, Any]) -> DataSplit:
-    """Read (generating the synthetic scenes first when ``data.root`` is null) and split the data of a run.
+    """Read (from ``data.root``, the ``data.hub`` snapshot, or the synthetic scenes, generated first when both are
+    null) and split the data of a run.
 
     Args:
         cfg: the full composed config; uses ``data``, ``split`` and ``paths.cache_dir`` (the latter only
@@ -47,11 +50,19 @@ def load_data(cfg: DictConfig | Mapping[str, Any]) -> DataSplit:
     data = _node(cfg, "data")
     split = _node(cfg, "split")
     options = ReadOptions.from_config(data)
-    root = _key(data, "root", "data")
-    if root is None:
+    root, hub = _key(data, "root", "data"), _key(data, "hub", "data")
+    revision = None
+    if hub is not None:
+        if root is not None:
+            raise DataError(f"data.root={root} and data.hub={hub} are both set: read one of them")
+        root, revision = hub_snapshot(str(hub), _key(data, "revision", "data"))
+    elif root is None:
         synthetic = _key(data, "synthetic", "data")
         if not synthetic:
-            raise DataError("data.root is not set: pass data.root=DIR (the download folder, or its ARTA_LEGO/)")
+            raise DataError(
+                "data.root is not set: pass data.root=DIR (the download folder, or its ARTA_LEGO/), or "
+                "data.hub=PPPPPeter/arta (downloaded into the Hugging Face cache)"
+            )
         settings = SyntheticSettings.from_config(synthetic)
         root = ensure_synthetic(settings, _cache_dir(cfg))
     result = read_dataset(root, options)
@@ -71,10 +82,17 @@ def load_data(cfg: DictConfig | Mapping[str, Any]) -> DataSplit:
         dropped=dict(sorted(result.dropped.items())),
         skipped=dict(sorted(result.skipped.items())),
         drop_examples=dict(sorted(result.examples.items())),
+        **({"hub": {"id": hub, "revision": revision}} if hub is not None else {}),
     )
     log.info("split %s: %s", by, summary["counts"])
     return DataSplit(
-        train=train, test=test, summary=summary, root=result.root, dropped=result.dropped, skipped=result.skipped
+        train=train,
+        test=test,
+        summary=summary,
+        root=result.root,
+        dropped=result.dropped,
+        skipped=result.skipped,
+        revision=revision,
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from PIL import Image
 from transformers import ProcessorMixin
 from trl.data_utils import apply_chat_template
@@ -99,7 +99,7 @@ def example_records(cfg: DictConfig, tasks: list[str]) -> tuple[list[Record], li
 def collect_prompts(cfg: DictConfig, processor: ProcessorMixin, trains: bool) -> tuple[list[Prompt], str]:
     """The run's prompts (the training split when it trains, else the test split), and where they came from."""
     data_cfg = cfg.data
-    if OmegaConf.is_missing(cfg.data, "root") or (cfg.data.root is None and not cfg.data.synthetic):
+    if cfg.data.root is None and cfg.data.hub is None and not cfg.data.synthetic:
         tasks = [t for t in cfg.data.tasks if not (trains and cfg.method.tasks) or t in cfg.method.tasks]
         records, pool = example_records(cfg, tasks)
         width, height = (int(v) for v in cfg.plan.image_size)
