@@ -27,6 +27,7 @@ from lego_arta.models.plan import (
     run_shape,
     workload,
 )
+from tests.conftest import ROOT
 
 PAPER = ["paper_baseline", "paper_sft", "paper_grpo_v1", "paper_grpo_v2"]
 
@@ -99,7 +100,7 @@ def test_full_fine_tuning_of_the_7b_fixture_trains_all_but_its_vision_tower(make
 @pytest.mark.slow
 def test_counts_on_the_7b_fixture_are_exact(make_cfg):
     cfg = make_cfg("experiment=paper_grpo_v1", config_name="plan")
-    assert OmegaConf.is_missing(cfg.data, "root")  # no real data here: the stated example prompts
+    assert cfg.data.root is None and cfg.data.hub is None  # no real data here: the stated example prompts
     plan = make_plan(cfg)
     assert (plan["params_total"], plan["params_trainable"]) == (8_292_166_656, 20_185_088)
     assert plan["params_trainable"] == r8(empty_model(model_files(cfg)[0]).config.text_config)
@@ -204,3 +205,30 @@ def test_plan_runs_for_every_paper_overlay(make_cfg, capsys, experiment):
     assert Path(plan["model_files"]).name == "qwen2_5_vl_7b"
     assert plan["params_total"] == 8_292_166_656
     assert plan["params_trainable"] == (0 if experiment == "paper_baseline" else 20_185_088)
+    if experiment != "paper_baseline":  # the trained overlays have a measured H200 step time
+        assert "wall time on h200, ESTIMATE" in out
+
+
+def test_wall_time_from_the_measured_step_times_warns_past_the_slurm_limit(make_cfg):
+    from lego_arta.models.plan import _wall_time_lines, wall_time
+
+    cfg = make_cfg("experiment=paper_grpo_v1", config_name="plan")
+    t = wall_time(cfg, ["grounding", "object", "state"], None)
+    # 500 steps x 99.3 s (the H200's measured paper_grpo step) = 49,650 s = 13.8 h > 12 h
+    assert (t["steps"], t["seconds_per_step"], t["train_s"]) == (500, 99.3, 500 * 99.3)
+    # validation every 50 steps, 32 answers per task: 10 x 96; the test split: 25% of the published counts
+    assert (t["validations"], t["validation_answers"]) == (10, 960)
+    assert t["test_answers"] == round(0.25 * 5612) + round(0.25 * 19136) + round(0.25 * 10864)
+    assert t["eval_s"] == pytest.approx((960 + t["test_answers"]) * 12.4)
+    lines = _wall_time_lines(t)
+    assert any("training 500 steps x 99.3 s = 13.8 h" in line for line in lines)
+    assert any(line.startswith("  warning: past the Slurm time limit of 12 h") for line in lines)
+    # a GPU or an experiment without a measured figure says so instead of guessing
+    other = wall_time(make_cfg("experiment=paper_grpo_v1", "plan.gpu=a100", config_name="plan"), ["object"], None)
+    assert other["train_s"] is None and other["total_s"] is None
+
+
+def test_the_plans_time_limit_is_the_slurm_launchers():
+    plan = OmegaConf.load(ROOT / "conf" / "plan.yaml").plan
+    slurm = OmegaConf.load(ROOT / "conf" / "hydra" / "launcher" / "slurm.yaml")
+    assert plan.time_limit_min == slurm.timeout_min

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from PIL import Image
 from transformers import ProcessorMixin
 from trl.data_utils import apply_chat_template
 
-from lego_arta.data import GROUNDING_QUERY, STATE_QUERY, Record, build_rows, load_data
+from lego_arta.data import GROUNDING_QUERY, PUBLISHED_COUNTS, STATE_QUERY, Record, build_rows, load_data
 from lego_arta.models.images import image_frame, resized_size, visual_tokens
 from lego_arta.models.loading import ModelPathError, load_processor, resolve_model_path
 from lego_arta.models.memory import Dims, Workload, estimate, first_fit
@@ -270,6 +271,48 @@ def judge(dims: Dims, shape: Shape, prompts: list[Prompt], gpus: int, overhead_g
     )
 
 
+def wall_time(cfg: DictConfig, tasks: list[str], test_records: int | None) -> dict[str, Any]:
+    """The run's wall time: ``max_steps`` x the measured seconds per step of ``plan.gpu`` for this experiment, plus
+    each validation's and the final evaluation's answers x ``plan.answer_seconds`` (an upper bound); the knobs to turn
+    when it passes ``plan.time_limit_min``. Unknown parts are None (no measured figure for this GPU or experiment).
+
+    ``test_records``: the test split's size when the data were read, else the published counts' ``split.test_size``
+    share.
+    """
+    gpu, plan = str(cfg.plan.gpu), cfg.plan
+    per_step = plan.step_seconds.get(gpu, {}).get(str(cfg.experiment_name))  # measured figures: absent = unknown
+    per_answer = plan.answer_seconds.get(gpu)
+    trains = cfg.method.name != "none"
+    steps = int(cfg.method.args.max_steps) if trains else 0
+    val = cfg.eval.val
+    validations = steps // int(val.every_steps) if trains and int(val.every_steps) > 0 else 0
+    val_answers = validations * int(val.limit) * len(tasks) if val.limit else None
+    if test_records is None:
+        test_records = sum(round(float(cfg.split.test_size) * PUBLISHED_COUNTS[t]) for t in tasks)
+    if cfg.eval.limit:
+        test_records = min(test_records, int(cfg.eval.limit) * len(tasks))
+    test_answers = test_records if (not trains or cfg.eval.after_train) else 0
+    train_s = steps * float(per_step) if per_step is not None else None if trains else 0.0
+    answers = (val_answers or 0) + test_answers
+    eval_s = answers * float(per_answer) if per_answer is not None else None
+    total = train_s + eval_s if train_s is not None and eval_s is not None else None
+    limit_s = float(plan.time_limit_min) * 60
+    return {
+        "gpu": gpu,
+        "train_s": train_s,
+        "seconds_per_step": per_step,
+        "steps": steps,
+        "validations": validations,
+        "validation_answers": val_answers,
+        "test_answers": test_answers,
+        "answer_s": per_answer,
+        "eval_s": eval_s,
+        "total_s": total,
+        "time_limit_s": limit_s,
+        "requeues": max(0, math.ceil(total / limit_s) - 1) if total is not None else None,
+    }
+
+
 def make_plan(cfg: DictConfig) -> dict[str, Any]:
     """Everything ``experiments/plan.py`` prints: counts, token statistics, the memory estimate and the verdict."""
     files, files_from = model_files(cfg)
@@ -283,6 +326,7 @@ def make_plan(cfg: DictConfig) -> dict[str, Any]:
         _, trainable = parameter_counts(with_lora(model, cfg.method.lora, freeze_vision=bool(cfg.model.freeze_vision)))
     dims = Dims.from_config(config, params=total, trainable=trainable)
     prompts, source = collect_prompts(cfg, processor, trains)
+    stated = source.startswith("data.root is not set")  # the stated example prompts, not a split that was read
     shape = run_shape(cfg)
     w = workload(shape, prompts)
     gpus, limit = int(cfg.plan.gpus), float(cfg.plan.gpu_memory_gb) * float(cfg.plan.headroom)
@@ -323,6 +367,7 @@ def make_plan(cfg: DictConfig) -> dict[str, Any]:
         "memory_gb": memory,
         "activations_without_checkpointing_gb": no_checkpointing,
         "verdict": verdict,
+        "wall_time": wall_time(cfg, sorted({p.task for p in prompts}), None if trains or stated else len(prompts)),
     }
     if shape.method == "grpo":
         completions = shape.per_device * shape.accumulation * gpus
@@ -394,8 +439,37 @@ def format_plan(r: dict[str, Any]) -> str:
         _row(f"peak = weights + {trained} + max(training, generation) + overhead", m["peak"])
         + f"  of {r['usable_gb']:.1f} usable ({r['gpu_memory_gb']:.0f} GB x plan.headroom)",
         f"  verdict: {r['verdict']}",
+        *_wall_time_lines(r["wall_time"]),
     ]
     return "\n".join(lines)
+
+
+def _wall_time_lines(t: dict[str, Any]) -> list[str]:
+    hours = t["time_limit_s"] / 3600
+    if t["train_s"] is None:
+        return [f"  wall time: no measured step time for this experiment on {t['gpu']} (plan.step_seconds)"]
+    lines = [
+        f"  wall time on {t['gpu']}, ESTIMATE (conf/plan.yaml: measured figures): training {t['steps']} steps x "
+        f"{t['seconds_per_step'] or 0:g} s = {t['train_s'] / 3600:.1f} h"
+    ]
+    if t["eval_s"] is not None:
+        val = (
+            f"{t['validation_answers']} validation answers ({t['validations']} validations) + "
+            if t["validations"]
+            else ""
+        )
+        lines.append(
+            f"    + {val}{t['test_answers']:,} test answers x <= {t['answer_s']:g} s = <= {t['eval_s'] / 3600:.1f} h; "
+            f"total <= {t['total_s'] / 3600:.1f} h"
+        )
+    total = t["total_s"] if t["total_s"] is not None else t["train_s"]
+    if total > t["time_limit_s"]:
+        lines.append(
+            f"  warning: past the Slurm time limit of {hours:.0f} h (plan.time_limit_min): it needs "
+            f"{math.ceil(total / t['time_limit_s']) - 1} requeue(s) (hydra.launcher.max_num_timeout, 3 by default); "
+            "or raise hydra.launcher.timeout_min, or generate with vLLM (experiment=grpo_vllm)"
+        )
+    return lines
 
 
 def _stats(values: dict[str, int]) -> str:
