@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell printf '%s|%s' '$(TORCH_SPEC)' '$(EXTRAS)' | cksum | cut -d' ' -f1)
 ARGS ?=
 
-.PHONY: install install-gpu test test-fast test-cookbook lint format demo ablation sweep report paper plan bench dashboard clean
+.PHONY: install install-gpu test test-fast test-cookbook lint format demo ablation sweep report paper plan bench gpu-check dashboard clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,9 @@ plan: $(STAMP)  ## will a run fit: parameters, tokens, peak GPU memory estimate;
 bench: $(STAMP)  ## speed benchmarks: each experiments/bench_*.py writes bench/<name>.json
 	mkdir -p bench
 	for script in experiments/bench_*.py; do $(PY) $$script $(ARGS) || exit 1; done
+
+gpu-check: $(STAMP)  ## on a GPU machine only (never in make test): tiny bf16, 7B paper_sft under ZeRO-2, GRPO, vLLM -> bench/gpu.json, <= 10 min
+	$(PY) experiments/gpu_check.py $(ARGS)
 
 dashboard: $(STAMP)  ## create the W&B ablation dashboard (online, needs WANDB_API_KEY and [dashboard])
 	$(PY) experiments/dashboard.py $(ARGS)

@@ -30,7 +30,7 @@ import scipy  # noqa: E402
 from lego_arta.bench import BENCH_DIR, write_bench  # noqa: E402
 from lego_arta.rewards import REWARDS  # noqa: E402
 
-# the issue-15 goals: iou_v2 keeps >= 20k applicable samples/s; 32 completions of 30 KB score in < 0.2 s
+# the speed goals: iou_v2 keeps >= 20k applicable samples/s; 32 completions of 30 KB score in < 0.2 s
 IOU_V2_GOAL = 20_000
 LONG_COMPLETIONS, LONG_BYTES, LONG_GOAL_S = 32, 30_000, 0.2
 WORDS = "attach the red blue yellow 1x2 2x4 brick plate beam axle pin gear on top of left right side".split()

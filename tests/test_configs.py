@@ -24,7 +24,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
 def test_groups_have_the_study_options():
-    # the required options exist (a missing file would silently shrink the grid below)
+    # the study's options exist (a missing file would silently shrink the grid below)
     assert {"none", "sft", "grpo"} <= set(METHODS)
     assert {"v1", "v2"} <= set(REWARDS)
     assert {"tiny_qwen2_5_vl", "qwen2_5_vl_7b", "qwen2_5_vl_3b"} <= set(MODELS)

@@ -43,6 +43,7 @@ NEEDS: dict[str, tuple[str, str]] = {
         r"error: data\.hub=PPPPPeter/arta: not in the Hugging Face cache",
     ),
     "accelerate launch": ("a GPU and the gpu extra (DeepSpeed)", r"DeepSpeed is not installed"),
+    "make gpu-check": ("a CUDA GPU", r"error: make gpu-check needs a CUDA GPU"),
     "make paper": ("the real model and data", r"4 failed job\(s\) in this sweep"),
     "hydra/launcher=slurm": ("a Slurm cluster (the dev extra has the launcher)", r'Could not detect "srun"'),
 }

@@ -17,9 +17,9 @@ from lego_arta.scores.samples import STUDY_METRICS
 STUDY_COLUMNS = ["F1-Theme", "ROUGE", "BLEU", "F1-Object", "IoU", "F1-State", "FPR"]
 
 
-@pytest.mark.slow
-def test_demo_runs_end_to_end_and_reports_every_method(tmp_path, cache_dir):
-    shrunk = [
+def shrunk(tmp_path, cache_dir) -> list[str]:
+    """The stage plan of experiments/demo.py at a size for a test: outputs under tmp_path, one seed, two steps."""
+    return [
         f"paths.log_dir={tmp_path}",
         f"paths.cache_dir={cache_dir}",
         "logger=none",
@@ -30,7 +30,11 @@ def test_demo_runs_end_to_end_and_reports_every_method(tmp_path, cache_dir):
         "demo.seeds=[0]",
         "method.args.max_steps=2",  # after each stage's own overrides (conf/experiment/demo.yaml): it wins
     ]
-    result = demo.run(shrunk)
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_and_reports_every_method(tmp_path, cache_dir):
+    result = demo.run(shrunk(tmp_path, cache_dir))
     assert result["failed"] == {}
     out = tmp_path / "demo"
     assert set(result["timings"]) == {"baseline", "sft", "grpo_v1_s0", "grpo_v2_s0"}
@@ -60,18 +64,7 @@ def test_demo_runs_end_to_end_and_reports_every_method(tmp_path, cache_dir):
 
 @pytest.mark.slow
 def test_ablation_teaches_pixels_then_asks_for_the_grid(tmp_path, cache_dir):
-    shrunk = [
-        f"paths.log_dir={tmp_path}",
-        f"paths.cache_dir={cache_dir}",
-        "logger=none",
-        "data.synthetic.num_manuals=4",
-        "eval.limit=2",
-        "eval.max_new_tokens=8",
-        "eval.bootstrap.samples=100",
-        "demo.seeds=[0]",
-        "method.args.max_steps=2",
-    ]
-    result = demo.run(["experiment=ablation", *shrunk])
+    result = demo.run(["experiment=ablation", *shrunk(tmp_path, cache_dir)])
     assert result["failed"] == {}
     out = tmp_path / "ablation"
     assert set(result["timings"]) == {"baseline", "sft", "grpo_v1_s0", "grpo_v2_s0"}
