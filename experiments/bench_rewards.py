@@ -7,7 +7,9 @@ grounding samples (seeded). Rewards are called the TRL way, one batch at a time,
 ``--repeats`` passes is reported as applicable samples per second: the samples a reward scores (not None), so the
 samples of other tasks in a mixed batch do not count. Then the grounding reward scores one batch of 32 completions of
 30 KB each (what ``score.py`` and evaluation may read). Goals: iou_v2 >= 20k applicable samples/s, the long batch in
-under 0.2 s; each is reported with whether it is met.
+under 0.2 s; each is reported with whether it is met. Last, ``grounding_semantic`` with the tiny offline sentence
+encoder: seconds per GRPO-sized batch of grounding completions (the encoder loaded once, before the timing; a real
+encoder is larger and slower, measure it with ``--encoder <hub id or dir>``).
 """
 
 from __future__ import annotations
@@ -156,17 +158,42 @@ def bench_long(completions: int, n_bytes: int, repeats: int, seed: int = 0) -> d
     return {"completions": completions, "bytes_each": n_bytes, "seconds": round(best, 4)}
 
 
+def bench_semantic(encoder: str | None, batch: int, repeats: int) -> dict[str, Any]:
+    """Seconds per batch of ``batch`` grounding completions for ``grounding_semantic`` (best of ``repeats``)."""
+    from lego_arta.models.tiny_encoder import build_tiny_sentence_encoder
+    from lego_arta.rewards import GroundingSemanticReward
+    from lego_arta.scores.semantic import load_encoder
+
+    model = encoder or str(build_tiny_sentence_encoder(Path(BENCH_DIR).parent / ".cache"))
+    load_encoder(model)  # loaded once per process, as in training
+    rng = random.Random(0)
+    texts = [" ".join(rng.choices(WORDS, k=rng.randint(5, 25))) for _ in range(2 * batch)]
+    reward = GroundingSemanticReward(model)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        reward(texts[:batch], solution=texts[batch:], task=["grounding"] * batch)
+        best = min(best, time.perf_counter() - start)
+    return {
+        "encoder": "tiny (offline, random weights)" if encoder is None else encoder,
+        "batch": batch,
+        "seconds_per_batch": round(best, 4),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="number of synthetic samples")
     parser.add_argument("--batch", type=int, default=64, help="samples per reward call (TRL calls per batch)")
     parser.add_argument("--repeats", type=int, default=3, help="passes per reward; the best is reported")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "rewards.json")
+    parser.add_argument("--encoder", default=None, help="grounding_semantic's encoder (default: the tiny offline one)")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     results = bench(args.n, args.batch, args.repeats)
     long = bench_long(LONG_COMPLETIONS, LONG_BYTES, args.repeats)
+    semantic = bench_semantic(args.encoder, args.batch, args.repeats)
     iou_v2 = results["iou_v2"]["applicable_per_s"]
     goals = {
         "iou_v2_applicable_per_s": {"value": iou_v2, "goal": IOU_V2_GOAL, "met": iou_v2 >= IOU_V2_GOAL},
@@ -182,6 +209,7 @@ def main() -> None:
         "repeats": args.repeats,
         "rewards": results,
         "grounding_long_batch": long,
+        "grounding_semantic": semantic,
         "goals": goals,
         "cores_used": 1,
         "numpy": np.__version__,
@@ -192,6 +220,9 @@ def main() -> None:
     for name, r in results.items():
         print(f"{name:<{width}}  {r['applicable_per_s']:>10,.0f} applicable samples/s ({r['applicable']} of {args.n})")
     print(f"grounding, {long['completions']} x {long['bytes_each'] // 1000} KB in one batch: {long['seconds']:.3f} s")
+    print(
+        f"grounding_semantic ({semantic['encoder']}): {semantic['seconds_per_batch']:.3f} s per batch of {args.batch}"
+    )
     for key, goal in goals.items():
         print(f"goal {key}: {goal['value']} (goal {goal['goal']}): {'met' if goal['met'] else 'NOT met'}")
     print(f"-> {args.out}")

@@ -22,13 +22,14 @@ from lego_arta.rewards import REWARDS
 from lego_arta.scores.samples import STUDY_METRICS
 
 # W&B keys from the registries: TRL logs rewards/<__name__>/mean per reward, evaluation eval/<metric>
-REWARD_KEYS = ["train/reward", *(f"train/rewards/{name}/mean" for name in REWARDS)]
+REWARD_NAMES = [*REWARDS, "grounding_semantic"]  # the registry and the semantic reward (configured with its encoder)
+REWARD_KEYS = ["train/reward", *(f"train/rewards/{name}/mean" for name in REWARD_NAMES)]
 TRAINING_KEYS = ["train/kl", "train/completions/mean_length", "train/loss", "train/learning_rate"]  # TRL's own
 # GRPO's signal: TRL's share of groups with equal summed rewards, entropy and clipped ratio; the share of groups in
 # which each reward varies (lego_arta.methods.grpo) and of box answers on the grid (the IoU rewards)
 SIGNAL_KEYS = [
     "train/frac_reward_zero_std",
-    *(f"train/rewards/{name}/frac_varying_groups" for name in REWARDS),
+    *(f"train/rewards/{name}/frac_varying_groups" for name in REWARD_NAMES),
     "train/frame/grid_share",
     "train/iou/matched",
     "train/entropy",

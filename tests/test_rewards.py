@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from nltk.translate.bleu_score import SmoothingFunction, modified_precision, sentence_bleu
 from omegaconf import OmegaConf
 
+from lego_arta.errors import ConfigError
 from lego_arta.rewards import REWARDS, IoUReward, build_reward_funcs
 from lego_arta.scores import bleu4, clipped_matches
 
@@ -466,3 +467,34 @@ def test_frame_rule_reports_the_grid_share_and_rejects_a_bad_image_size():
     # a dataset error names the reward, the sample and the column
     with pytest.raises(ValueError, match=r"reward 'iou_v2': image_size\[1\]"):
         REWARDS["iou_v2"](completions[:2], solution=[FRAME_REF] * 2, image_size=[FRAME, [0, 840]])
+
+
+def test_the_semantic_grounding_reward_replaces_bleu_rouge_in_v2_semantic():
+    cfg = _compose_reward("v2_semantic")
+    funcs, weights = build_reward_funcs(cfg, default_encoder=lambda: "unused")
+    assert [f.__name__ for f in funcs] == ["format", "iou_v2", "label_rouge", "state", "grounding_semantic"]
+    assert weights == [1.0, 0.5, 0.5, 1.0, 1.0]
+    # without an encoder configured or a default to build, the reward says what to set, on first use only
+    funcs, _ = build_reward_funcs(cfg)
+    with pytest.raises(ConfigError, match=r"reward\.semantic\.model is not set"):
+        funcs[-1](["Attach it."], solution=["Attach it."])
+
+
+def test_grounding_semantic_batches_one_encoding_and_never_raises(cache_dir, monkeypatch):
+    from lego_arta.models.tiny_encoder import build_tiny_sentence_encoder
+    from lego_arta.rewards import GroundingSemanticReward
+    from lego_arta.scores import semantic
+
+    encoder = semantic.load_encoder(str(build_tiny_sentence_encoder(cache_dir)))
+    calls: list[int] = []
+    real = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda texts, **kw: calls.append(len(texts)) or real(texts, **kw))
+    reward = GroundingSemanticReward(lambda: str(build_tiny_sentence_encoder(cache_dir)))
+    completions = ["Attach the red brick.", "", "word " * 3000, T("Yes"), [{"role": "assistant", "content": "Attach"}]]
+    solutions = ["Attach the red brick.", "Attach the red brick.", "Attach it.", "Yes", "Attach the red brick."]
+    tasks = ["grounding", "grounding", "grounding", "state", "grounding"]
+    values = reward(completions, solution=solutions, task=tasks)
+    # identical texts: cosine 1; an empty answer: 0 without encoding it; off-task: None; a long text is truncated
+    assert values[0] == pytest.approx(1.0, abs=1e-5) and values[1] == 0.0 and values[3] is None
+    assert all(0.0 <= v <= 1.0 for v in (values[2], values[4]))
+    assert calls == [6]  # one encode call for the batch: 3 answers + 3 references (the empty pair is left out)

@@ -160,6 +160,18 @@ def test_grpo_validates_while_training_and_keeps_the_best_checkpoint(make_cfg, t
     assert [row["train/global_step"] for row in logged] == [2, 4]
 
 
+def test_grpo_with_the_semantic_grounding_reward_has_its_own_curve(make_cfg):
+    # reward=v2_semantic with the tiny offline sentence encoder (reward.semantic.model unset: built into the cache)
+    cfg = make_cfg(*GRPO, *FAST, "reward=v2_semantic", "method.tasks=[grounding]", "method.args.max_steps=2")
+    train_script.run(cfg)
+    rows = [row for row in read_jsonl(Path(cfg.paths.output_dir) / "history.jsonl") if "reward" in row]
+    assert [row["step"] for row in rows] == [1, 2]
+    for row in rows:
+        assert 0.0 <= row["rewards/grounding_semantic/mean"] <= 1.0
+        assert "rewards/grounding_semantic/frac_varying_groups" in row
+        assert "rewards/grounding/mean" not in row  # BLEU + ROUGE is off (weight 0)
+
+
 def test_only_lora_parameters_change(make_cfg, tmp_path):
     # SFT: every step has a gradient (a GRPO group whose samples all score the same has none)
     cfg = make_cfg("method=sft", *FAST, "method.args.max_steps=3")

@@ -18,7 +18,9 @@ from omegaconf import DictConfig
 from transformers import PreTrainedModel, ProcessorMixin
 from trl import GRPOConfig, GRPOTrainer
 
+from lego_arta.distributed import main_process_first
 from lego_arta.methods.common import callbacks, check_train_split, lora_setup, trainer_args
+from lego_arta.models.tiny_encoder import build_tiny_sentence_encoder
 from lego_arta.rewards import build_reward_funcs
 from lego_arta.tracking import Tracker
 
@@ -82,6 +84,13 @@ class SignalGRPOTrainer(GRPOTrainer):
         return rewards
 
 
+def tiny_encoder(cfg: DictConfig) -> str:
+    """The tiny offline sentence encoder of ``grounding_semantic`` (``reward.semantic.model=null``), built into the
+    cache by the main process first."""
+    with main_process_first():
+        return str(build_tiny_sentence_encoder(cfg.paths.cache_dir))
+
+
 def build_grpo_trainer(
     cfg: DictConfig,
     model: PreTrainedModel,
@@ -97,7 +106,7 @@ def build_grpo_trainer(
     reward's mean (``rewards/<name>/mean``).
     """
     check_train_split(train_dataset)
-    funcs, weights = build_reward_funcs(cfg.reward)
+    funcs, weights = build_reward_funcs(cfg.reward, default_encoder=lambda: tiny_encoder(cfg))
     args = trainer_args(GRPOConfig, cfg, run_dir)
     args.reward_weights = weights
     policy, peft_config = lora_setup(model, cfg.method)

@@ -23,12 +23,13 @@ from lego_arta.errors import ConfigError
 from lego_arta.rewards.detection import IoUReward, LabelRougeReward, label_rouge
 from lego_arta.rewards.format import FormatReward
 from lego_arta.rewards.format import format as format_reward
-from lego_arta.rewards.text import GroundingReward, StateReward, grounding, state
+from lego_arta.rewards.text import GroundingReward, GroundingSemanticReward, StateReward, grounding, state
 
 __all__ = [
     "REWARDS",
     "FormatReward",
     "GroundingReward",
+    "GroundingSemanticReward",
     "IoUReward",
     "LabelRougeReward",
     "StateReward",
@@ -68,16 +69,36 @@ REWARDS: dict[str, RewardFunc] = {
     "grounding": grounding,
 }
 
-# Weight keys of the reward group: ``iou`` is the configured IoU reward (``reward.iou``), the others are REWARDS.
-WEIGHT_KEYS: tuple[str, ...] = ("format", "iou", "label_rouge", "state", "grounding")
+# Weight keys of the reward group: ``iou`` is the configured IoU reward (``reward.iou``), ``grounding_semantic`` the
+# semantic grounding reward with the encoder of ``reward.semantic.model``, the others are REWARDS.
+WEIGHT_KEYS: tuple[str, ...] = ("format", "iou", "label_rouge", "state", "grounding", "grounding_semantic")
 
 
-def build_reward_funcs(reward_cfg: Mapping[str, Any] | Any) -> tuple[list[RewardFunc], list[float]]:
+def semantic_encoder(
+    reward_cfg: Mapping[str, Any] | Any, default: Callable[[], str] | None
+) -> str | Callable[[], str]:
+    """``reward.semantic.model`` when set, else ``default`` (which builds the tiny offline encoder)."""
+    model = reward_cfg["semantic"]["model"] if "semantic" in reward_cfg else None
+    if model is not None:
+        return str(model)
+    if default is None:
+
+        def missing() -> str:
+            raise ConfigError("reward.semantic.model is not set: a sentence-transformers model (hub id or local dir)")
+
+        return missing
+    return default
+
+
+def build_reward_funcs(
+    reward_cfg: Mapping[str, Any] | Any, default_encoder: Callable[[], str] | None = None
+) -> tuple[list[RewardFunc], list[float]]:
     """The GRPO reward functions and TRL ``reward_weights`` of a ``reward`` config group.
 
     ``reward_cfg.weights`` maps a weight key to its weight, in order; ``iou`` builds ``IoUReward(**reward_cfg.iou)``
-    (``name``, ``penalty``, ``range_bonus``, ``count_bonus``), the other keys take ``REWARDS[key]``. A weight of 0
-    drops the function.
+    (``name``, ``penalty``, ``range_bonus``, ``count_bonus``), ``grounding_semantic`` builds
+    :class:`GroundingSemanticReward` with ``reward_cfg.semantic.model`` (null: ``default_encoder``, called on the
+    reward's first use), the other keys take ``REWARDS[key]``. A weight of 0 drops the function.
 
     Args:
         reward_cfg: the ``reward`` node (DictConfig or dict) with ``weights`` and, when ``iou`` is weighted, ``iou``.
@@ -104,6 +125,8 @@ def build_reward_funcs(reward_cfg: Mapping[str, Any] | Any) -> tuple[list[Reward
             if "iou" not in reward_cfg:
                 raise ConfigError("reward.weights.iou is set but reward.iou (name, penalty, ...) is missing")
             funcs.append(iou_reward(reward_cfg["iou"]))
+        elif key == "grounding_semantic":
+            funcs.append(GroundingSemanticReward(semantic_encoder(reward_cfg, default_encoder)))
         else:
             funcs.append(REWARDS[key])
         weights.append(float(weight))

@@ -1,10 +1,15 @@
-"""Text rewards: ``state`` (Yes/No match) and ``grounding`` (BLEU-4 + ROUGE-1 of the step text)."""
+"""Text rewards: ``state`` (Yes/No match), ``grounding`` (BLEU-4 + ROUGE-1 of the step text) and
+``grounding_semantic`` (the cosine of sentence embeddings of the step text and the answer)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 from lego_arta.parsing import answer_text, find_yes_no, parse_yes_no, word_tokens
-from lego_arta.rewards.base import Sample, TaskReward
+from lego_arta.rewards.base import Sample, TaskReward, samples
 from lego_arta.scores import bleu4, rouge_n
+from lego_arta.scores.semantic import semantic_similarity
 
 
 class StateReward(TaskReward):
@@ -52,6 +57,51 @@ class GroundingReward(TaskReward):
         prediction = word_tokens(answer_text(sample.text))
         reference = word_tokens(answer_text(sample.reference or ""))
         return bleu4(prediction, reference) + rouge_n(reference, prediction, 1)
+
+
+class GroundingSemanticReward(TaskReward):
+    """The semantic similarity of the answer text and the reference step text: the cosine of their sentence
+    embeddings, clipped to [0, 1] (:func:`lego_arta.scores.semantic.semantic_similarity`); 0.0 when either is empty;
+    ``None`` for non-grounding samples. A batch is encoded in one call, the encoder loaded once per process.
+
+    Args:
+        encoder: the sentence encoder (a hub id or a local dir), or a function that gives it on first use (the tiny
+            offline encoder is built then, not when the reward is configured).
+    """
+
+    __name__ = "grounding_semantic"
+    task = "grounding"
+
+    def __init__(self, encoder: str | Callable[[], str]) -> None:
+        self._encoder = encoder
+
+    def __repr__(self) -> str:
+        return f"GroundingSemanticReward({self._encoder if isinstance(self._encoder, str) else 'built on first use'})"
+
+    @property
+    def encoder(self) -> str:
+        if not isinstance(self._encoder, str):
+            self._encoder = self._encoder()
+        return self._encoder
+
+    def __call__(
+        self,
+        completions: Sequence[Any],
+        solution: Sequence[str] | None = None,
+        task: Sequence[str | None] | None = None,
+        image_size: Any = None,
+        **kwargs: Any,
+    ) -> list[float | None]:
+        batch = samples(self.__name__, completions, solution, task, image_size=image_size)
+        on_task = [i for i, sample in enumerate(batch) if sample.task == self.task]
+        out: list[float | None] = [None] * len(batch)
+        if not on_task:
+            return out
+        answers = [answer_text(batch[i].text) for i in on_task]
+        references = [answer_text(batch[i].reference or "") for i in on_task]
+        for i, value in zip(on_task, semantic_similarity(answers, references, self.encoder), strict=True):
+            out[i] = value
+        return out
 
 
 state = StateReward()

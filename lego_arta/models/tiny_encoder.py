@@ -1,0 +1,57 @@
+"""Build a tiny, randomly initialised sentence encoder fully offline: the embedded default of ``grounding_semantic``.
+
+A 2-layer BERT over the tiny VLM's locally trained BPE tokenizer, mean-pooled, saved as a sentence-transformers
+model dir (``modules.json``, the transformer and the pooling config), so it loads through the same
+``SentenceTransformer(path)`` call as any real encoder (``reward.semantic.model=<hub id or local dir>``). Its
+weights are random: the similarities it gives mean nothing semantically; it exists so that the reward's code path
+runs anywhere. Built once into ``<cache>/models/tiny_sentence_encoder-<hash>`` and reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertModel
+
+from lego_arta.models.tiny import _train_tokenizer
+
+SETTINGS = {"vocab_size": 2048, "hidden_size": 32, "layers": 2, "heads": 2, "max_length": 256, "seed": 0}
+
+
+def build_tiny_sentence_encoder(cache_dir: str | Path) -> Path:
+    """Build the tiny sentence encoder once into the cache and return its dir."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    digest = hashlib.sha256(json.dumps(SETTINGS, sort_keys=True).encode()).hexdigest()[:10]
+    out = Path(cache_dir) / "models" / f"tiny_sentence_encoder-{digest}"
+    if (out / "modules.json").is_file():
+        return out
+    s = SETTINGS
+    tokenizer = _train_tokenizer(int(s["vocab_size"]), int(s["seed"]))
+    torch.manual_seed(int(s["seed"]))
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=int(s["hidden_size"]),
+        num_hidden_layers=int(s["layers"]),
+        num_attention_heads=int(s["heads"]),
+        intermediate_size=2 * int(s["hidden_size"]),
+        max_position_embeddings=int(s["max_length"]),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=Path(cache_dir)) as tmp:
+        BertModel(config).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        transformer = Transformer(tmp, max_seq_length=int(s["max_length"]))
+        pooling = Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
+        staging = Path(tmp) / "encoder"
+        SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(staging))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staging), out)
+    return out
