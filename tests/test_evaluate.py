@@ -216,3 +216,24 @@ def test_peak_gpu_memory_is_recorded_per_stage_and_restarts(monkeypatch):
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: resets.append("reset"))
     assert pipeline.peak_gpu_memory("train") == {"memory/train_peak_gib": 1.5}
     assert resets == ["reset"]
+
+
+def test_the_semantic_metric_scores_grounding_answers_with_a_ci(cache_dir):
+    from lego_arta.evaluation.evaluate import semantic_metric
+    from lego_arta.models.tiny_encoder import build_tiny_sentence_encoder
+
+    encoder = str(build_tiny_sentence_encoder(cache_dir))
+    records = [
+        {
+            "task": "grounding",
+            "prediction": "<answer>Attach the red brick.</answer>",
+            "reference": "Attach the red brick.",
+        },
+        {"task": "grounding", "prediction": "", "reference": "Attach the red brick."},  # empty: 0
+        {"task": "state", "prediction": "Yes", "reference": "No"},  # not grounding: left out
+    ]
+    out = semantic_metric(records, encoder, bootstrap_samples=200, seed=0)
+    # (100 for the identical answer + 0 for the empty one) / 2, and a bootstrap interval around it within [0, 100]
+    assert out["eval/semantic"] == pytest.approx(50.0, abs=1e-3)
+    assert 0.0 <= out["eval/semantic_lo"] <= 50.0 <= out["eval/semantic_hi"] <= 100.0
+    assert semantic_metric(records[2:], encoder, bootstrap_samples=200, seed=0) == {}

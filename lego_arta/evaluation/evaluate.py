@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from datasets import Dataset
 from omegaconf import DictConfig
 from transformers import PreTrainedModel, ProcessorMixin
@@ -24,7 +25,9 @@ from lego_arta.evaluation.generate import (
     shard_files,
 )
 from lego_arta.evaluation.tables import predictions_table
+from lego_arta.parsing import answer_text, completion_text
 from lego_arta.runs import PREDICTIONS_FILE
+from lego_arta.scores.semantic import semantic_similarity
 from lego_arta.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -121,6 +124,34 @@ def make_backend(
     raise ValueError(f"eval.backend={backend}: expected 'transformers' or 'vllm'")
 
 
+def semantic_metric(
+    records: Sequence[Mapping[str, Any]], model: str, bootstrap_samples: int, seed: int
+) -> dict[str, float]:
+    """``eval/semantic``: the mean semantic similarity (x100) of the grounding answers and their references
+    (:func:`lego_arta.scores.semantic.semantic_similarity`, the ``grounding_semantic`` reward's score, clipped to
+    [0, 1]), with its percentile bootstrap 95% CI over the samples (``_lo`` / ``_hi``); {} without grounding samples.
+    Computed only where ``eval.semantic_model`` names an encoder: the light scoring path stays free of torch."""
+    grounding = [r for r in records if r["task"] == "grounding"]
+    if not grounding:
+        return {}
+    values = 100 * np.array(
+        semantic_similarity(
+            [answer_text(completion_text(r["prediction"])) for r in grounding],
+            [answer_text(r["reference"]) for r in grounding],
+            model,
+        )
+    )
+    out = {"eval/semantic": float(values.mean())}
+    if bootstrap_samples > 0:
+        rng = np.random.default_rng(seed)
+        means = values[rng.integers(0, len(values), size=(bootstrap_samples, len(values)))].mean(axis=1)
+        out |= {
+            "eval/semantic_lo": float(np.percentile(means, 2.5)),
+            "eval/semantic_hi": float(np.percentile(means, 97.5)),
+        }
+    return out
+
+
 def evaluate(
     cfg: DictConfig,
     backend: Callable[[Sequence[list[dict[str, Any]]], Sequence[list[Any]]], list[str]],
@@ -158,6 +189,8 @@ def evaluate(
         return {}
     scored = M.score_predictions(records, int(ev.bootstrap.samples), int(ev.bootstrap.seed))
     results = scored.metrics
+    if ev.semantic_model:
+        results |= semantic_metric(records, str(ev.semantic_model), int(ev.bootstrap.samples), int(ev.bootstrap.seed))
     log.info("evaluation on %d samples:\n%s", len(records), M.format_table(scored.values, scored.cis or None))
     tracker.log(results)
     tracker.summary(results)

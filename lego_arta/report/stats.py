@@ -51,6 +51,7 @@ EXTRA_HEADERS: Final[dict[str, str]] = {
     "rouge2": "ROUGE-2",
     "iou_strict": "IoU-strict",
     "iou50": "IoU≥0.5",
+    "semantic": "Semantic (grounding)",
     "format_valid": "format valid",
 }
 # trivial references written by the evaluation (metrics.json `ref/<name>/<metric>`, `vs/<name>/<metric>`) -> name
