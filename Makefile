@@ -15,7 +15,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell printf '%s|%s' '$(TORCH_SPEC)' '$(EXTRAS)' | cksum | cut -d' ' -f1)
 ARGS ?=
 
-.PHONY: install install-gpu test test-fast test-cookbook lint format demo ablation sweep report paper plan bench gpu-check dashboard clean
+help:  ## list the targets and what each does
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+.PHONY: help install install-gpu test test-fast test-cookbook lint format demo ablation sweep report paper plan bench gpu-check dashboard clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,7 +61,7 @@ demo: $(STAMP)  ## baseline -> SFT -> GRPO v1/v2 -> eval -> report on the tiny m
 ablation: $(STAMP)  ## the reward ablation in the study's regime: SFT in pixels -> GRPO asked for the grid, v1 vs v2 x 5 seeds
 	$(PY) experiments/demo.py experiment=ablation $(ARGS)
 
-sweep: $(STAMP)  ## the reward ablation: GRPO x reward=v1,v2 x seeds (multirun)
+sweep: $(STAMP)  ## the ablation multirun on the configured model: GRPO x reward=v1,v2 x seeds (experiment=reward_ablation)
 	$(PY) experiments/train.py -m experiment=reward_ablation $(ARGS)
 
 report: $(STAMP)  ## Table 1 + reward curves of the newest multirun under outputs/ (or SWEEP_DIR=...)
