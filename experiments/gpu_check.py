@@ -95,7 +95,7 @@ def figures(run_dir: Path) -> dict[str, Any]:
 
 def planned_peak_gb(experiment: str, model_dir: Path, data_root: Path) -> float:
     """``make plan``'s peak-memory estimate for the stage's run, on the same prompts."""
-    from lego_arta.models.plan import make_plan
+    from lego_arta.planning.plan import make_plan
 
     cfg = compose_config(
         [f"experiment={experiment}", f"model.path={model_dir}", f"data.root={data_root}", "plan.max_records=8"],

@@ -5,7 +5,7 @@
 
 No weights and no GPU: the model is built on the meta device from the checkpoint's config.json (``model.files``
 while ``model.path`` is a hub id), the processor and prompts from its real files. The memory figure is an estimate;
-its formula is in lego_arta/models/memory.py.
+its formula is in lego_arta/planning/memory.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from lego_arta.models.plan import format_plan, make_plan
+from lego_arta.planning.plan import format_plan, make_plan
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

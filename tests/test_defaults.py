@@ -34,7 +34,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("lego_arta/scores/samples.py", "record"): "a scored record: task is an optional field",
     ("lego_arta/models/compat.py", "tokenizer"): "a tokenizer object (transformers), not our config",
     ("lego_arta/models/images.py", "image_processor"): "a processor object (transformers), not our config",
-    ("lego_arta/models/memory.py", "text"): "a checkpoint's config.json (transformers), not our config",
+    ("lego_arta/planning/memory.py", "text"): "a checkpoint's config.json (transformers), not our config",
     ("lego_arta/parsing.py", "item"): "a JSON box parsed from model output",
     ("lego_arta/parsing.py", "completion[-1]"): "a chat message of TRL's conversational completions",
     ("lego_arta/parsing.py", "p"): "a content part of a chat message",

@@ -15,9 +15,9 @@ from transformers import AutoModelForImageTextToText
 from experiments import plan as plan_script
 from lego_arta.data import build_rows, load_data
 from lego_arta.models.loading import load_processor
-from lego_arta.models.memory import GB, Dims, Workload, estimate
-from lego_arta.models.meta import empty_model, parameter_counts, with_lora
-from lego_arta.models.plan import (
+from lego_arta.planning.memory import GB, Dims, Workload, estimate
+from lego_arta.planning.meta import empty_model, parameter_counts, with_lora
+from lego_arta.planning.plan import (
     collect_prompts,
     example_records,
     format_plan,
@@ -210,7 +210,7 @@ def test_plan_runs_for_every_paper_overlay(make_cfg, capsys, experiment):
 
 
 def test_wall_time_from_the_measured_step_times_warns_past_the_slurm_limit(make_cfg):
-    from lego_arta.models.plan import _wall_time_lines, wall_time
+    from lego_arta.planning.plan import _wall_time_lines, wall_time
 
     cfg = make_cfg("experiment=paper_grpo_v1", config_name="plan")
     t = wall_time(cfg, ["grounding", "object", "state"], None)

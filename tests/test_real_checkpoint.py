@@ -19,7 +19,7 @@ from lego_arta.data import Record, build_dataset
 from lego_arta.evaluation.generate import model_inputs, vllm_requests
 from lego_arta.models import load_processor
 from lego_arta.models.images import ImageBudgetError, check_image_budget, fit_image, visual_tokens
-from lego_arta.models.meta import empty_model, parameter_counts, with_lora
+from lego_arta.planning.meta import empty_model, parameter_counts, with_lora
 from tests.conftest import FIXTURE_7B
 
 STUDY_MAX_TOKENS = 2600  # thesis §4.4: max pixels 2600 (x 28 x 28)

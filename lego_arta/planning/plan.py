@@ -3,7 +3,7 @@
 The model is built on the meta device from the checkpoint's ``config.json`` with the run's LoRA; the processor and
 tokenizer come from the checkpoint's files; the prompts are the data layer's, few-shot demos and reasoning prefix
 included, over the split the run reads (or, without ``data.root``, one stated example per task with every image at
-``plan.image_size``). The memory figure is :mod:`lego_arta.models.memory`'s estimate (its docstring has the formula).
+``plan.image_size``). The memory figure is :mod:`lego_arta.planning.memory`'s estimate (its docstring has the formula).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from trl.data_utils import apply_chat_template
 from lego_arta.data import GROUNDING_QUERY, PUBLISHED_COUNTS, STATE_QUERY, Record, build_rows, load_data
 from lego_arta.models.images import image_frame, resized_size, visual_tokens
 from lego_arta.models.loading import ModelPathError, load_processor, resolve_model_path
-from lego_arta.models.memory import Dims, Workload, estimate, first_fit
-from lego_arta.models.meta import empty_model, parameter_counts, with_lora
+from lego_arta.planning.memory import Dims, Workload, estimate, first_fit
+from lego_arta.planning.meta import empty_model, parameter_counts, with_lora
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +413,7 @@ def format_plan(r: dict[str, Any]) -> str:
             f"{s['num_generations']} generations), completion tokens <= {g['completion_tokens_max']:,}, tokens "
             f"~{g['tokens_mean_prompt']:,} (mean prompt) to {g['tokens_longest_prompt']:,} (longest prompt)"
         )
-    lines.append(f"  peak GPU memory per device on {r['gpus']} GPU(s), GB, ESTIMATE (lego_arta/models/memory.py):")
+    lines.append(f"  peak GPU memory per device on {r['gpus']} GPU(s), GB, ESTIMATE (lego_arta/planning/memory.py):")
     lines.append(_row(f"weights, bf16 ({r['params_total']:,} parameters)", m["weights"]))
     if trainable:
         lines.append(_row(f"{trained} fp32 + gradient, master, Adam (ZeRO-2 over {r['gpus']})", m["lora"]))
