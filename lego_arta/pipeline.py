@@ -157,7 +157,9 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
             from lego_arta.methods import train as train_method
 
             records, held_out = validation_split(cfg, training_records(cfg, data.train))
-            train_ds = build_dataset(records, data.train, cfg.data, int(cfg.seed), frame_of)
+            held_ids = {r.id for r in held_out}  # their answers must not reach training prompts as few-shot demos
+            pool = [r for r in data.train if r.id not in held_ids]
+            train_ds = build_dataset(records, pool, cfg.data, int(cfg.seed), frame_of)
             val_ds = None
             if held_out:
                 if main:

@@ -196,7 +196,7 @@ def build_dataset(
             ``demos.match_box_count``, ``demos.state_pair``).
         seed: drives the demo choice (with each record's id).
         frame_of: image path -> ``(width, height)`` after the model's resize
-            (:func:`lego_arta.models.images.frame_of`); needed by ``data.box_frame=pixels``.
+            (:func:`lego_arta.models.images.image_frame`); needed by ``data.box_frame=pixels``.
 
     ``images`` is a ``List(Image())`` column built from the paths: nothing is decoded when the dataset is built;
     indexing a row opens its images as PIL images. In the message lists an image part reads

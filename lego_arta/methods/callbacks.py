@@ -16,9 +16,10 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from lego_arta.distributed import any_process
+from lego_arta.evaluation.tables import table_image
 from lego_arta.parsing import completion_text
 from lego_arta.runs import append_jsonl, read_jsonl
-from lego_arta.tracking import Tracker
+from lego_arta.tracking import BoxedImage, Tracker
 
 
 class HistoryCallback(TrainerCallback):
@@ -87,9 +88,6 @@ ROLLOUTS_DIR = "rollouts"
 
 def rollout_rows(buffer: Mapping[str, Any], step: int) -> tuple[list[str], list[list[Any]], list[dict[str, Any]]]:
     """The columns, W&B rows and JSON records of the rollouts in TRL's completions ``buffer`` at ``step``."""
-    from lego_arta.evaluation.tables import table_image
-    from lego_arta.tracking import BoxedImage
-
     names = list(buffer["rewards"].keys())
     extra = buffer.get("extra", {})
 

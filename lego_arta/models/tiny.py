@@ -81,7 +81,8 @@ def _corpus(seed: int, lines: int = 4000) -> Iterator[str]:
         yield f"<think>The {size} {colour} {part} is at the {where}.</think><answer>{answer}</answer>"
 
 
-def _train_tokenizer(vocab_size: int, seed: int) -> Qwen2Tokenizer:
+def train_tokenizer(vocab_size: int, seed: int) -> Qwen2Tokenizer:
+    """The byte-level BPE of the tiny models, trained on :func:`_corpus`, with Qwen's special tokens after it."""
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.Sequence(
         [
@@ -139,7 +140,7 @@ def build_tiny_qwen2_5_vl(
         return out
     log.info("building the tiny Qwen2.5-VL into %s", out)
     seed = int(tiny["seed"])
-    tokenizer = _train_tokenizer(int(tiny["vocab_size"]), seed)
+    tokenizer = train_tokenizer(int(tiny["vocab_size"]), seed)
     text, vision = dict(tiny["text"]), dict(tiny["vision"])
     mrope_section = list(text.pop("mrope_section"))
     # Qwen2.5-VL's own unless set (+model.tiny.text.rope_theta=10: the README's position experiment)

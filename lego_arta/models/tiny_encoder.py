@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertModel
 
-from lego_arta.models.tiny import _train_tokenizer
+from lego_arta.models.tiny import train_tokenizer
 
 SETTINGS = {"vocab_size": 2048, "hidden_size": 32, "layers": 2, "heads": 2, "max_length": 256, "seed": 0}
 
@@ -33,7 +33,7 @@ def build_tiny_sentence_encoder(cache_dir: str | Path) -> Path:
     if (out / "modules.json").is_file():
         return out
     s = SETTINGS
-    tokenizer = _train_tokenizer(int(s["vocab_size"]), int(s["seed"]))
+    tokenizer = train_tokenizer(int(s["vocab_size"]), int(s["seed"]))
     torch.manual_seed(int(s["seed"]))
     config = BertConfig(
         vocab_size=len(tokenizer),

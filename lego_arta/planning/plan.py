@@ -292,11 +292,16 @@ def wall_time(cfg: DictConfig, tasks: list[str], test_records: int | None) -> di
     if cfg.eval.limit:
         test_records = min(test_records, int(cfg.eval.limit) * len(tasks))
     test_answers = test_records if (not trains or cfg.eval.after_train) else 0
-    train_s = steps * float(per_step) if per_step is not None else None if trains else 0.0
+    train_s: float | None = 0.0  # a run that does not train
+    if trains:
+        train_s = steps * float(per_step) if per_step is not None else None
     answers = (val_answers or 0) + test_answers
     eval_s = answers * float(per_answer) if per_answer is not None else None
     total = train_s + eval_s if train_s is not None and eval_s is not None else None
     limit_s = float(plan.time_limit_min) * 60
+    # past the limit by the whole estimate, or by the training alone when the answers have no measured rate
+    known = total if total is not None else train_s
+    requeues = max(0, math.ceil(known / limit_s) - 1) if known is not None else 0
     return {
         "gpu": gpu,
         "train_s": train_s,
@@ -309,7 +314,7 @@ def wall_time(cfg: DictConfig, tasks: list[str], test_records: int | None) -> di
         "eval_s": eval_s,
         "total_s": total,
         "time_limit_s": limit_s,
-        "requeues": max(0, math.ceil(total / limit_s) - 1) if total is not None else None,
+        "requeues": requeues,
     }
 
 
@@ -462,11 +467,10 @@ def _wall_time_lines(t: dict[str, Any]) -> list[str]:
             f"    + {val}{t['test_answers']:,} test answers x <= {t['answer_s']:g} s = <= {t['eval_s'] / 3600:.1f} h; "
             f"total <= {t['total_s'] / 3600:.1f} h"
         )
-    total = t["total_s"] if t["total_s"] is not None else t["train_s"]
-    if total > t["time_limit_s"]:
+    if t["requeues"]:
         lines.append(
             f"  warning: past the Slurm time limit of {hours:.0f} h (plan.time_limit_min): it needs "
-            f"{math.ceil(total / t['time_limit_s']) - 1} requeue(s) (hydra.launcher.max_num_timeout, 3 by default); "
+            f"{t['requeues']} requeue(s) (hydra.launcher.max_num_timeout, 3 by default); "
             "or raise hydra.launcher.timeout_min, or generate with vLLM (experiment=grpo_vllm)"
         )
     return lines
