@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from lego_arta import metrics as M
 from lego_arta.cli import hydra_task, launch
 from lego_arta.errors import InputError, MissingInputError
+from lego_arta.markdown_table import markdown_table
 from lego_arta.runs import iter_jsonl, write_metrics
 from lego_arta.scores.samples import ANSWER_REFERENCES
 
@@ -90,14 +91,14 @@ def versus_table(metrics: dict[str, float]) -> str:
     keys = [k for k in metrics if k.startswith("vs/") and not k.endswith(("_lo", "_hi", "_beats"))]
     if not keys:
         return ""
-    lines = ["| model - reference | difference | 95% CI | verdict |", "|---|---:|---|---|"]
+    rows = []
     for key in keys:
         ci, verdict = "", "does not beat (no CI)"
         if f"{key}_lo" in metrics:
             ci = f"[{metrics[f'{key}_lo']:.2f}, {metrics[f'{key}_hi']:.2f}]"
             verdict = "beats" if metrics[f"{key}_beats"] else "does not beat"
-        lines.append(f"| {key.removeprefix('vs/')} | {metrics[key]:+.2f} | {ci} | {verdict} |")
-    return "\n".join(lines)
+        rows.append([key.removeprefix("vs/"), f"{metrics[key]:+.2f}", ci, verdict])
+    return markdown_table(["model - reference", "difference", "95% CI", "verdict"], rows, align="lrll")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="score")

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from lego_arta.markdown_table import markdown_table
 from lego_arta.paired import Paired, mean_metric, paired_bootstrap
 from lego_arta.parsing import (
     TASKS,
@@ -373,18 +374,13 @@ def format_table(metrics: Mapping[str, float], cis: Mapping[str, tuple[float, fl
         cis: optional metric name -> (low, high).
 
     >>> print(format_table({"iou": 61.234, "f1_object": 80.0}, {"iou": (55.0, 66.9)}))
-    | metric | value | 95% CI |
-    |---|---:|---|
-    | f1_object | 80.00 |  |
-    | iou | 61.23 | [55.00, 66.90] |
+    | metric    | value | 95% CI         |
+    |:----------|------:|:---------------|
+    | f1_object | 80.00 |                |
+    | iou       | 61.23 | [55.00, 66.90] |
     """
     keys = [k for k in METRIC_KEYS if k in metrics] + sorted(k for k in metrics if k not in METRIC_KEYS)
     if cis is None:
-        lines = ["| metric | value |", "|---|---:|"]
-        lines += [f"| {k} | {metrics[k]:.2f} |" for k in keys]
-    else:
-        lines = ["| metric | value | 95% CI |", "|---|---:|---|"]
-        for k in keys:
-            ci = f"[{cis[k][0]:.2f}, {cis[k][1]:.2f}]" if k in cis else ""
-            lines.append(f"| {k} | {metrics[k]:.2f} | {ci} |")
-    return "\n".join(lines)
+        return markdown_table(["metric", "value"], [[k, float(metrics[k])] for k in keys], align="lr")
+    rows = [[k, float(metrics[k]), f"[{cis[k][0]:.2f}, {cis[k][1]:.2f}]" if k in cis else ""] for k in keys]
+    return markdown_table(["metric", "value", "95% CI"], rows, align="lrl")

@@ -14,7 +14,7 @@ import yaml
 from scipy import stats
 
 from lego_arta.report import write_report
-from lego_arta.report.ablation import compare, per_seed_values, verdict
+from lego_arta.report.ablation import SCALES, ablation, ablation_table, compare, per_seed_values, verdict
 from lego_arta.report.collect import collect_runs
 
 
@@ -91,11 +91,19 @@ def test_report_compares_v2_with_v1_on_the_last_quarter_of_matched_iou(tmp_path)
     for seed in range(3):
         write_grpo_run(tmp_path / f"v1_{seed}", "v1", seed, [0.0] * 6 + [0.01 * seed] * 3, 1.0 + seed)
         write_grpo_run(tmp_path / f"v2_{seed}", "v2", seed, [0.9] * 6 + [0.1 + 0.01 * seed] * 3, 10.0 + seed)
-    values = per_seed_values(collect_runs(tmp_path)).sort_values(["reward", "seed"])
+    runs = collect_runs(tmp_path)
+    values = per_seed_values(runs).sort_values(["reward", "seed"])
     assert values["train"].tolist() == pytest.approx([0.0, 0.01, 0.02, 0.1, 0.11, 0.12])
     assert values["eval"].tolist() == [1.0, 2.0, 3.0, 10.0, 11.0, 12.0]
+    table = ablation_table(ablation(runs))
+    assert table[["arm", "scale"]].values.tolist() == [["GRPO", SCALES["train"]], ["GRPO", SCALES["eval"]]]
+    train = table.iloc[0]
+    assert [train["v1: mean (n)"], train["v2: mean (n)"]] == ["0.01 (3)", "0.11 (3)"]
+    assert train["v2 − v1 [95% CI, Welch]"].startswith("+0.1 [")
+    # the exact permutation p of two fully separated 3-seed arms, on both scales
+    assert table["p exact permutation"].tolist() == ["0.100", "0.100"]
     markdown = write_report(tmp_path)["markdown"]
     section = markdown.split("## Reward ablation: v2 against v1", 1)[1].split("\n## ", 1)[0]
-    assert "| GRPO | matched IoU, last quarter of training | 0.01 (3) | 0.11 (3) | +0.1 [" in section
-    assert "| 0.100 | " in section  # the exact permutation p of two fully separated 3-seed arms
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + len(table) and rows[0].startswith("| arm ")  # header, rule, a row per comparison
     assert "- GRPO, test IoU (eval/iou): not significant at 0.05 by the exact permutation test" in section

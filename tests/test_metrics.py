@@ -368,16 +368,16 @@ def test_format_table():
     # contract order first, other keys after; two decimals
     assert format_table(metrics).splitlines() == [
         "| metric | value |",
-        "|---|---:|",
-        "| iou | 61.20 |",
-        "| fpr | 12.35 |",
-        "| extra | 1.00 |",
+        "|:-------|------:|",
+        "| iou    | 61.20 |",
+        "| fpr    | 12.35 |",
+        "| extra  |  1.00 |",
     ]
     # with CIs: a third column, empty where a key has no interval
     lines = format_table(metrics, {"iou": (55.0, 66.94)}).splitlines()
-    assert lines[0] == "| metric | value | 95% CI |"
-    assert lines[2] == "| iou | 61.20 | [55.00, 66.94] |"
-    assert lines[4] == "| extra | 1.00 |  |"
+    assert lines[0] == "| metric | value | 95% CI         |"
+    assert lines[2] == "| iou    | 61.20 | [55.00, 66.94] |"
+    assert lines[4] == "| extra  |  1.00 |                |"
 
 
 def test_token_f1():

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lego_arta.markdown_table import MISSING
 from lego_arta.report.collect import OK, STARTS
 from lego_arta.report.curves import MATCHED_IOU, load_history
 
@@ -156,6 +157,46 @@ def ablation(runs: pd.DataFrame) -> list[tuple[str, str, Comparison]]:
             if arms[BASELINE] or arms[VARIANT]:
                 out.append((label, scale, compare(arms[BASELINE], arms[VARIANT])))
     return out
+
+
+ABLATION_COLUMNS: Final = (
+    "arm",
+    "scale",
+    "v1: mean (n)",
+    "v2: mean (n)",
+    "v2 − v1 [95% CI, Welch]",
+    "p Welch",
+    "p exact permutation",
+    "Cohen's d",
+)
+
+
+def ablation_table(comparisons: Sequence[tuple[str, str, Comparison]]) -> pd.DataFrame:
+    """The comparisons of :func:`ablation` as display cells (:data:`ABLATION_COLUMNS`), a row per arm and scale.
+
+    >>> ablation_table([("GRPO", "eval", compare([1.0, 2.0], [3.0, 4.0]))]).iloc[0].tolist()
+    ['GRPO', 'test IoU (eval/iou)', '1.5 (2)', '3.5 (2)', '+2 [-1.042, 5.042]', '0.106', '0.333', '2.83']
+    """
+    rows = []
+    for label, scale, c in comparisons:
+        ci = f"[{c.ci_low:.4g}, {c.ci_high:.4g}]" if math.isfinite(c.ci_low) else MISSING
+        rows.append(
+            [
+                label,
+                SCALES[scale],
+                f"{c.mean_baseline:.4g} ({c.n_baseline})",
+                f"{c.mean_variant:.4g} ({c.n_variant})",
+                f"{c.diff:+.4g} {ci}",
+                _p(c.p_welch),
+                _p(c.p_permutation),
+                f"{c.cohens_d:.2f}",
+            ]
+        )
+    return pd.DataFrame(rows, columns=list(ABLATION_COLUMNS))
+
+
+def _p(p: float) -> str:
+    return MISSING if math.isnan(p) else f"{p:.3f}"
 
 
 def _mean(x: np.ndarray) -> float:

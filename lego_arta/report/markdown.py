@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import pandas as pd
 
-from lego_arta.report.ablation import SCALES, Comparison, verdict
+from lego_arta.markdown_table import markdown_table
+from lego_arta.report.ablation import SCALES, Comparison, ablation_table, verdict
 from lego_arta.report.collect import NO_REWARD
 from lego_arta.report.curves import BANDS
 from lego_arta.report.stats import METRIC_RANGE, METRICS, MISSING, TOO_WIDE
@@ -18,44 +17,21 @@ from lego_arta.report.study import STUDY_LABEL
 from lego_arta.report.versus import COLUMNS, row_verdicts
 from lego_arta.runs import METRICS_FILE
 
+ABLATION_ALIGN: Final = "llrrrrrr"  # the arm and scale left, the numbers right
 
-def to_markdown(table: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
-    """A GitHub-flavoured markdown table of the display columns (the names without ``/``), padded to line up.
 
-    The first column and text columns are left-aligned, numeric ones (cells starting with a number, or ``–``)
-    right-aligned; ``|`` in a cell is escaped.
+def to_markdown(table: pd.DataFrame, columns: Sequence[str] | None = None, align: str | None = None) -> str:
+    """A data frame's display columns (the names without ``/``, or ``columns``) as a markdown table, written by
+    :func:`lego_arta.markdown_table.markdown_table` (``align`` as there).
 
-    >>> print(to_markdown(pd.DataFrame({"model": ["base, few-shot"], "n": [3], "IoU": ["60.82 ± 1.00"]})))
+    >>> table = pd.DataFrame({"model": ["base, few-shot"], "n": [3], "IoU": ["60.82 ± 1.00"], "iou/n": [3]})
+    >>> print(to_markdown(table))
     | model          |   n |          IoU |
     |:---------------|----:|-------------:|
     | base, few-shot |   3 | 60.82 ± 1.00 |
     """
     columns = list(columns) if columns is not None else [c for c in table.columns if "/" not in str(c)]
-    cells = [[_md_cell(v) for v in table[c].tolist()] for c in columns]
-    widths = [max([len(str(c)), 3, *(len(v) for v in col)]) for c, col in zip(columns, cells, strict=True)]
-    right = [i > 0 and all(v == MISSING or _NUMBER.match(v) for v in col) for i, col in enumerate(cells)]
-
-    def line(values: Iterable[str]) -> str:
-        padded = [v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right, strict=True)]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = "|" + "|".join(
-        "-" * (w + 1) + ":" if r else ":" + "-" * (w + 1) for w, r in zip(widths, right, strict=True)
-    )
-    lines = [line(str(c) for c in columns), rule + "|"]
-    lines += [line(col[i] for col in cells) for i in range(len(table))]
-    return "\n".join(lines)
-
-
-_NUMBER: Final = re.compile(r"-?\d")
-
-
-def _md_cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return MISSING
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return markdown_table(columns, zip(*(table[c].tolist() for c in columns), strict=True), align)
 
 
 def render(
@@ -183,29 +159,15 @@ def versus_markdown(lines: pd.DataFrame) -> str:
 
 
 def ablation_markdown(comparisons: Sequence[tuple[str, str, Comparison]]) -> str:
-    """The ablation's comparisons (:func:`lego_arta.report.ablation.ablation`) as a table and a verdict per line."""
-    header = (
-        "| arm | scale | v1: mean (n) | v2: mean (n) | v2 − v1 [95% CI, Welch] | p Welch | p exact permutation "
-        "| Cohen's d |\n|:--|:--|--:|--:|--:|--:|--:|--:|"
-    )
-    rows, verdicts = [], []
-    for label, scale, c in comparisons:
-        ci = f"[{c.ci_low:.4g}, {c.ci_high:.4g}]" if math.isfinite(c.ci_low) else "–"
-        rows.append(
-            f"| {label} | {SCALES[scale]} | {c.mean_baseline:.4g} ({c.n_baseline}) | {c.mean_variant:.4g} "
-            f"({c.n_variant}) | {c.diff:+.4g} {ci} | {_p(c.p_welch)} | {_p(c.p_permutation)} | {c.cohens_d:.2f} |"
-        )
-        verdicts.append(f"- {label}, {SCALES[scale]}: {verdict(c)}.")
+    """The ablation's comparisons (:func:`lego_arta.report.ablation.ablation`) as a table
+    (:func:`lego_arta.report.ablation.ablation_table`) and a verdict per line."""
+    verdicts = [f"- {label}, {SCALES[scale]}: {verdict(c)}." for label, scale, c in comparisons]
     note = (
         "One value per seed: the matched IoU (no bonus, the scale both rewards share) averaged over the last quarter "
         "of training steps, and the test IoU. Two-sided tests; the exact permutation test relabels the seeds in "
         "every possible way."
     )
-    return "\n\n".join([note, "\n".join([header, *rows]), "\n".join(verdicts)])
-
-
-def _p(p: float) -> str:
-    return "–" if math.isnan(p) else f"{p:.3f}"
+    return "\n\n".join([note, to_markdown(ablation_table(comparisons), align=ABLATION_ALIGN), "\n".join(verdicts)])
 
 
 def _describe(run: Mapping[str, Any]) -> str:

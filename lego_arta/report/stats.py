@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lego_arta.markdown_table import MISSING  # the cell of a value not there
 from lego_arta.report.collect import FULL, NO_REWARD, OK, STARTS, as_float, group_sort_key
 from lego_arta.report.study import STUDY_TABLE1
 from lego_arta.scores.samples import STUDY_METRICS
@@ -62,7 +63,6 @@ REFERENCE_NAMES: Final[dict[str, str]] = {
 }
 # their Table 1 row labels
 REFERENCES: Final[dict[str, str]] = {key: f"{name} (trivial)" for key, name in REFERENCE_NAMES.items()}
-MISSING: Final = "–"
 CONFIDENCE: Final = 0.95
 # the range of every Table 1 metric: x100 values on [0, 100]; a CI half-width above it is printed as "too wide"
 METRIC_RANGE: Final = 100.0
