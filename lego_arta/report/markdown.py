@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,28 +35,42 @@ def to_markdown(table: pd.DataFrame, columns: Sequence[str] | None = None, align
     return markdown_table(columns, zip(*(table[c].tolist() for c in columns), strict=True), align)
 
 
-def render(
-    root: Path,
-    runs: pd.DataFrame,
-    ours: pd.DataFrame,
-    refs: pd.DataFrame,
-    extra: pd.DataFrame | None,
-    study: pd.DataFrame | None,
-    failed: pd.DataFrame,
-    png: Path | None,
-    smoothing: float,
-    band: str,
-    comparisons: Sequence[tuple[str, str, Comparison]] = (),
-    trivial: pd.DataFrame | None = None,
-    baseline: pd.DataFrame | None = None,
-    signal: pd.DataFrame | None = None,
-    val_png: Path | None = None,
-) -> str:
-    n_ok = len(runs) - len(failed)
-    parts = [
-        f"# Report: {root}",
-        f"{len(runs)} runs: {n_ok} finished, {len(failed)} failed"
-        + (" (listed below, left out of the tables)." if len(failed) else "."),
+@dataclass(frozen=True)
+class ReportParts:
+    """What report.md is made of: the sweep's runs and the tables and figures :func:`lego_arta.report.write_report`
+    builds from them. A part left ``None`` (or empty) leaves its section out."""
+
+    root: Path  # the sweep dir: the report's title; run dirs are shown relative to it
+    runs: pd.DataFrame  # every run dir, finished or failed (collect_runs)
+    failed: pd.DataFrame  # the failed ones among them
+    ours: pd.DataFrame  # Table 1 (stats.table1)
+    refs: pd.DataFrame  # the trivial references' rows (stats.references_table)
+    extra: pd.DataFrame | None = None  # the other evaluation metrics, aggregated as Table 1
+    study: pd.DataFrame | None = None  # the study's own Table 1
+    trivial: pd.DataFrame | None = None  # trained runs against the trivial answers (versus.trivial_lines)
+    baseline: pd.DataFrame | None = None  # trained runs against their SFT run (versus.baseline_lines)
+    reward_png: Path | None = None  # the reward curves figure
+    smoothing: float = 0.0  # its EMA weight (0: raw values)
+    band: str = "minmax"  # its band around the mean over seeds: a key of curves.BANDS
+    val_png: Path | None = None  # the validation curves figure
+    signal: pd.DataFrame | None = None  # what moved GRPO's advantage (signal.signal_table)
+    comparisons: Sequence[tuple[str, str, Comparison]] = ()  # the reward ablation (ablation.ablation)
+
+
+def title_section(parts: ReportParts) -> list[str]:
+    """The title (the sweep dir) and how many runs finished and failed."""
+    n_failed = len(parts.failed)
+    return [
+        f"# Report: {parts.root}",
+        f"{len(parts.runs)} runs: {len(parts.runs) - n_failed} finished, {n_failed} failed"
+        + (" (listed below, left out of the tables)." if n_failed else "."),
+    ]
+
+
+def table1_section(parts: ReportParts) -> list[str]:
+    """Table 1 with how its cells read, and the rows whose repeated runs counted once per seed."""
+    ours = parts.ours
+    out = [
         "## Table 1 (ours)",
         "Values x100. Cells: mean ± std over seeds (n = seeds with a value) and [lo, hi] = the 95% t-interval over "
         f'seeds when n ≥ 2 ("{TOO_WIDE}" when its half-width exceeds the metric\'s range, {METRIC_RANGE:g}); '
@@ -65,90 +80,164 @@ def render(
     ]
     repeats = ours[ours["runs/finished"] > ours["n"]] if "runs/finished" in ours else ours.iloc[:0]
     if len(repeats):
-        parts.append(
+        out.append(
             "Counted once per seed: "
             + "; ".join(f"{r['model']}: {r['runs/finished']} runs, {r['n']} seeds" for _, r in repeats.iterrows())
             + ". Runs of one row and one seed differ only in settings the method ignores (e.g. `reward` for SFT and "
             "the few-shot baseline), so they are the same run, not more seeds."
         )
-    if study is not None:
-        parts += [
-            f"### Table 1 of the {STUDY_LABEL}",
-            "The study's published numbers (single runs, no CI), not produced by this project.",
-            to_markdown(study),
-        ]
-    if not refs.empty:
-        shown = ["model", "n", *(h for _, h in METRICS if (refs[h] != MISSING).any())]
-        parts += [
-            "### Trivial references",
-            "Scores of answers that need no model, on the same test splits (one value per seed).",
-            to_markdown(refs, shown),
-        ]
-    if extra is not None:
-        parts += ["### Other evaluation metrics", "Same aggregation as Table 1.", to_markdown(extra)]
-    if trivial is not None and len(trivial):
-        parts += [
-            "## Against the trivial answers",
-            "Each trained run against the answers that need no model, on the same test samples: model − reference "
-            "(x100) with its 95% paired bootstrap CI over test samples (`vs/<reference>/<metric>` in metrics.json). "
-            "A run beats a reference when the CI's lower bound is above 0; a row beats it when every seed does.",
-            versus_markdown(trivial),
-        ]
-    if baseline is not None and len(baseline):
-        parts += [
-            "## Against SFT",
-            "Each trained run other than SFT (GRPO) against its SFT run (the one whose adapter or fine-tuned model it "
-            "started from, else the SFT run of its seed), on the test samples both answered, paired by sample id: "
-            "GRPO − SFT (x100) with its 95% paired bootstrap CI over test samples (the run's `eval.bootstrap`). A run "
-            "beats SFT when the CI's lower bound is above 0; a row beats it when every seed does.",
-            versus_markdown(baseline),
-        ]
-    if png is not None:
-        smooth = f"EMA smoothing {smoothing:g}" if smoothing else "raw values"
-        parts += [
-            "## Reward curves",
-            f"GRPO training rewards per step ({smooth}): line = mean over seeds, band = {BANDS[band]}. "
-            "Rewards of different variants are on different scales (v1 adds a coordinate-range bonus); compare "
-            "shapes, not levels.",
-            f"![reward curves]({png.name})",
-        ]
-    if val_png is not None:
-        parts += [
-            "## Validation during training",
-            "Each trained run's headline metrics (x100) on training records held out for validation "
-            "(`eval.val`), at every `eval.val.every_steps` steps: line = mean over seeds, band = min–max. "
-            "`val/best_step` in a run's metrics.json names its kept best checkpoint.",
-            f"![validation curves]({val_png.name})",
-        ]
-    if signal is not None and len(signal):
-        parts += [
-            "## What moved the advantage",
-            "Per GRPO run, over its training: `no advantage` = mean share of groups whose summed rewards were equal "
-            "(TRL's `frac_reward_zero_std`: such a group gives no gradient); `varies: <component>` = mean share of "
-            "the groups a component applies to in which it was not constant (only there can it move the advantage); "
-            "`on grid` = share of box answers with every raw coordinate <= 105 (read on the 0-100 grid, not as "
-            "pixels) and `entropy` = the policy's entropy, each as the mean over the first quarter of steps → the "
-            "last quarter.",
-            to_markdown(signal),
-        ]
-    if comparisons:
-        parts += ["## Reward ablation: v2 against v1", ablation_markdown(comparisons)]
-    parts.append(f"## Failed runs ({len(failed)})")
-    if len(failed):
-        lines = [
-            f"- `{_relative(Path(r['run_dir']), root)}`: {_describe(r)}: {r['error']}" for _, r in failed.iterrows()
-        ]
-        parts.append("\n".join(lines))
-    else:
-        parts.append(f"None: every run has its {METRICS_FILE}.")
-    listing = runs.assign(run=[_relative(Path(d), root) for d in runs["run_dir"]])
+    return out
+
+
+def study_section(parts: ReportParts) -> list[str]:
+    """The study's published Table 1, labelled as the study's."""
+    if parts.study is None:
+        return []
+    return [
+        f"### Table 1 of the {STUDY_LABEL}",
+        "The study's published numbers (single runs, no CI), not produced by this project.",
+        to_markdown(parts.study),
+    ]
+
+
+def references_section(parts: ReportParts) -> list[str]:
+    """The trivial references' scores, in the metrics they have a value for."""
+    refs = parts.refs
+    if refs.empty:
+        return []
+    shown = ["model", "n", *(h for _, h in METRICS if (refs[h] != MISSING).any())]
+    return [
+        "### Trivial references",
+        "Scores of answers that need no model, on the same test splits (one value per seed).",
+        to_markdown(refs, shown),
+    ]
+
+
+def extra_section(parts: ReportParts) -> list[str]:
+    """The evaluation metrics outside Table 1, aggregated as Table 1."""
+    if parts.extra is None:
+        return []
+    return ["### Other evaluation metrics", "Same aggregation as Table 1.", to_markdown(parts.extra)]
+
+
+def trivial_section(parts: ReportParts) -> list[str]:
+    """Each trained run against the answers that need no model, with the verdicts."""
+    if parts.trivial is None or not len(parts.trivial):
+        return []
+    return [
+        "## Against the trivial answers",
+        "Each trained run against the answers that need no model, on the same test samples: model − reference "
+        "(x100) with its 95% paired bootstrap CI over test samples (`vs/<reference>/<metric>` in metrics.json). "
+        "A run beats a reference when the CI's lower bound is above 0; a row beats it when every seed does.",
+        versus_markdown(parts.trivial),
+    ]
+
+
+def baseline_section(parts: ReportParts) -> list[str]:
+    """Each GRPO run against the SFT run it started from, with the verdicts."""
+    if parts.baseline is None or not len(parts.baseline):
+        return []
+    return [
+        "## Against SFT",
+        "Each trained run other than SFT (GRPO) against its SFT run (the one whose adapter or fine-tuned model it "
+        "started from, else the SFT run of its seed), on the test samples both answered, paired by sample id: "
+        "GRPO − SFT (x100) with its 95% paired bootstrap CI over test samples (the run's `eval.bootstrap`). A run "
+        "beats SFT when the CI's lower bound is above 0; a row beats it when every seed does.",
+        versus_markdown(parts.baseline),
+    ]
+
+
+def reward_curves_section(parts: ReportParts) -> list[str]:
+    """The reward curves figure and how to read it."""
+    if parts.reward_png is None:
+        return []
+    smooth = f"EMA smoothing {parts.smoothing:g}" if parts.smoothing else "raw values"
+    return [
+        "## Reward curves",
+        f"GRPO training rewards per step ({smooth}): line = mean over seeds, band = {BANDS[parts.band]}. "
+        "Rewards of different variants are on different scales (v1 adds a coordinate-range bonus); compare "
+        "shapes, not levels.",
+        f"![reward curves]({parts.reward_png.name})",
+    ]
+
+
+def validation_section(parts: ReportParts) -> list[str]:
+    """The validation curves figure and how to read it."""
+    if parts.val_png is None:
+        return []
+    return [
+        "## Validation during training",
+        "Each trained run's headline metrics (x100) on training records held out for validation "
+        "(`eval.val`), at every `eval.val.every_steps` steps: line = mean over seeds, band = min–max. "
+        "`val/best_step` in a run's metrics.json names its kept best checkpoint.",
+        f"![validation curves]({parts.val_png.name})",
+    ]
+
+
+def signal_section(parts: ReportParts) -> list[str]:
+    """What moved GRPO's advantage, per run."""
+    if parts.signal is None or not len(parts.signal):
+        return []
+    return [
+        "## What moved the advantage",
+        "Per GRPO run, over its training: `no advantage` = mean share of groups whose summed rewards were equal "
+        "(TRL's `frac_reward_zero_std`: such a group gives no gradient); `varies: <component>` = mean share of "
+        "the groups a component applies to in which it was not constant (only there can it move the advantage); "
+        "`on grid` = share of box answers with every raw coordinate <= 105 (read on the 0-100 grid, not as "
+        "pixels) and `entropy` = the policy's entropy, each as the mean over the first quarter of steps → the "
+        "last quarter.",
+        to_markdown(parts.signal),
+    ]
+
+
+def ablation_section(parts: ReportParts) -> list[str]:
+    """The reward ablation's tests, v2 against v1."""
+    if not parts.comparisons:
+        return []
+    return ["## Reward ablation: v2 against v1", ablation_markdown(parts.comparisons)]
+
+
+def failed_section(parts: ReportParts) -> list[str]:
+    """The failed runs, each with its run dir, method and last error line."""
+    failed = parts.failed
+    if not len(failed):
+        return [f"## Failed runs ({len(failed)})", f"None: every run has its {METRICS_FILE}."]
+    lines = [
+        f"- `{_relative(Path(r['run_dir']), parts.root)}`: {_describe(r)}: {r['error']}" for _, r in failed.iterrows()
+    ]
+    return [f"## Failed runs ({len(failed)})", "\n".join(lines)]
+
+
+def runs_section(parts: ReportParts) -> list[str]:
+    """Every run: its dir, method, reward, seed, status and the study's metrics."""
+    runs = parts.runs
+    listing = runs.assign(run=[_relative(Path(d), parts.root) for d in runs["run_dir"]])
     metric_cols = {f"eval/{key}": header for key, header in METRICS if f"eval/{key}" in runs.columns}
     listing = listing.rename(columns=metric_cols)
-    parts += [
-        "## Runs",
-        to_markdown(listing, ["run", "method", "reward", "seed", "status", *metric_cols.values()]),
-    ]
-    return "\n\n".join(parts) + "\n"
+    return ["## Runs", to_markdown(listing, ["run", "method", "reward", "seed", "status", *metric_cols.values()])]
+
+
+# report.md's sections, in order
+SECTIONS: Final[tuple[Callable[[ReportParts], list[str]], ...]] = (
+    title_section,
+    table1_section,
+    study_section,
+    references_section,
+    extra_section,
+    trivial_section,
+    baseline_section,
+    reward_curves_section,
+    validation_section,
+    signal_section,
+    ablation_section,
+    failed_section,
+    runs_section,
+)
+
+
+def render(parts: ReportParts) -> str:
+    """The text of report.md: its :data:`SECTIONS` (the ones with something to show), paragraphs apart."""
+    return "\n\n".join(paragraph for section in SECTIONS for paragraph in section(parts)) + "\n"
 
 
 def versus_markdown(lines: pd.DataFrame) -> str:

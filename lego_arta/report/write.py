@@ -13,7 +13,7 @@ from lego_arta.errors import MissingInputError
 from lego_arta.report.ablation import ablation
 from lego_arta.report.collect import OK, collect_runs
 from lego_arta.report.curves import reward_curves, validation_curves
-from lego_arta.report.markdown import render
+from lego_arta.report.markdown import ReportParts, render
 from lego_arta.report.signal import signal_table
 from lego_arta.report.stats import extra_metrics, references_table, study_table, table1
 from lego_arta.report.versus import baseline_lines, trivial_lines
@@ -83,23 +83,24 @@ def write_report(
     failed = runs[runs["status"] != OK]
     comparisons = ablation(runs)
     trivial, baseline = trivial_lines(runs), baseline_lines(runs)
-    markdown = render(
-        root,
-        runs,
-        ours,
-        refs,
-        extra,
-        study,
-        failed,
-        png,
-        smoothing,
-        band,
-        comparisons,
-        trivial,
-        baseline,
-        signal_table(runs),
-        val_png,
+    parts = ReportParts(
+        root=root,
+        runs=runs,
+        failed=failed,
+        ours=ours,
+        refs=refs,
+        extra=extra,
+        study=study,
+        trivial=trivial,
+        baseline=baseline,
+        reward_png=png,
+        smoothing=smoothing,
+        band=band,
+        val_png=val_png,
+        signal=signal_table(runs),
+        comparisons=comparisons,
     )
+    markdown = render(parts)
     paths["report_md"].write_text(markdown, encoding="utf-8")
     log.info("wrote %s (%d runs, %d failed)", paths["report_md"], len(runs), len(failed))
     return {
