@@ -29,10 +29,11 @@ from lego_arta.errors import MissingInputError
 from lego_arta.report import write_report
 from lego_arta.report.collect import collect_runs, latest_sweep
 from lego_arta.report.curves import PANEL_TITLES, reward_curves, validation_curves
-from lego_arta.report.markdown import to_markdown
+from lego_arta.report.markdown import to_markdown, versus_markdown
 from lego_arta.report.signal import signal_table
-from lego_arta.report.stats import table1
+from lego_arta.report.stats import references_table, study_table, table1
 from lego_arta.report.study import STUDY_LABEL, STUDY_TABLE1
+from lego_arta.report.versus import baseline_lines, row_verdicts, trivial_lines
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = ("f1_theme", "rouge", "bleu", "f1_object", "iou", "f1_state", "fpr")
@@ -271,20 +272,23 @@ def test_report_writes_files_and_lists_the_failed_job(sweep: Path, tmp_path: Pat
         "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (train.log)" in md
     )
     assert "![reward curves](reward_curves.png)" in md
-    # the study's table, labelled as the study's, with its numbers
-    assert f"### Table 1 of the {STUDY_LABEL}" in md
-    study_lines = md.split(f"### Table 1 of the {STUDY_LABEL}")[1].split("###")[0].strip().splitlines()[-3:]
-    for line, (label, values) in zip(study_lines, STUDY_TABLE1.items(), strict=True):
-        assert line.split("|")[1].strip() == label
-        assert [float(c) for c in line.split("|")[2:-1]] == [values[k] for k in KEYS]
+    # the sections are there, each table rendered from its frame: Table 1, the study's table labelled as the study's
+    for heading in ("## Table 1 (ours)", f"### Table 1 of the {STUDY_LABEL}", "### Trivial references", "## Runs"):
+        assert f"\n{heading}\n" in md
+    runs = collect_runs(sweep)
+    assert f"n = seeds with a finished run.\n\n{to_markdown(table1(runs))}\n\n" in md
+    study = study_table()
+    assert f"### Table 1 of the {STUDY_LABEL}\n\n" in md and to_markdown(study) in md
+    # the study's table holds its numbers
+    assert study["model"].tolist() == list(STUDY_TABLE1)
+    for _, row in study.iterrows():
+        assert [float(row[header]) for header in HEADERS] == [STUDY_TABLE1[row["model"]][k] for k in KEYS]
     # the trivial reference: one value per seed (3 seeds), same in every run
-    refs = next(x for x in md.splitlines() if x.startswith("| always Yes (trivial)"))
-    assert [c.strip() for c in refs.split("|")[1:-1]] == [
-        "always Yes (trivial)",
-        "3",
-        "40.00 ± 0.00 (n=3) [40.00, 40.00]",
-        "100.00 ± 0.00 (n=3) [100.00, 100.00]",
+    refs = references_table(runs)
+    assert refs[["model", "n", "F1-State", "FPR"]].values.tolist() == [
+        ["always Yes (trivial)", 3, "40.00 ± 0.00 (n=3) [40.00, 40.00]", "100.00 ± 0.00 (n=3) [100.00, 100.00]"]
     ]
+    assert (refs[[h for h in HEADERS if h not in ("F1-State", "FPR")]] == "–").all().all()
     # report.csv: our rows, the reference, the study's rows, with the numbers; runs.csv: one row per run
     csv = pd.read_csv(out / "report.csv")
     assert csv["kind"].tolist() == ["ours"] * 5 + ["reference"] + ["study"] * 3
@@ -370,7 +374,8 @@ def test_no_reward_history_no_png(tmp_path: Path) -> None:
     assert "## Reward curves" not in summary["markdown"]
     assert "None: every run has its metrics.json." in summary["markdown"]
     # one seed: the cell is the run's bootstrap CI
-    assert "| SFT (LoRA r8) |   1 | 57.00 [55.00, 60.00] |" in summary["markdown"]
+    table = table1(collect_runs(tmp_path / "sweep"))
+    assert table[["model", "n", "F1-Theme"]].values.tolist() == [["SFT (LoRA r8)", 1, "57.00 [55.00, 60.00]"]]
 
 
 def test_a_group_whose_runs_all_failed_keeps_its_row(tmp_path: Path) -> None:
@@ -515,8 +520,6 @@ def test_table1_mean_std_with_n_and_an_interval_wider_than_the_range(tmp_path: P
     # the numbers stay in the CSV columns
     assert (row["iou/mean"], row["iou/std"], row["iou/n"]) == (50.0, 50.0, 3)
     assert row["iou/hi"] - row["iou/lo"] == pytest.approx(2 * stats.t.ppf(0.975, 2) * 50.0 / math.sqrt(3))
-    markdown = write_report(tmp_path)["markdown"]
-    assert "CI too wide: more seeds needed" in markdown and "[-74.21, 174.21]" not in markdown
 
 
 def _versus_run(
@@ -580,14 +583,11 @@ def test_report_says_which_trained_row_beats_the_trivial_answers_and_sft(tmp_pat
     _versus_run(sweep, "grpo_v2_s0", "grpo", "v2", 0, rows(12), adapter)  # exact everywhere: +37.5 on IoU over SFT
     _versus_run(sweep, "grpo_v2_s1", "grpo", "v2", 1, rows(6), adapter)  # SFT's own answers: +0
     _versus_run(sweep, "grpo_v1_s0", "grpo", "v1", 0, rows(6))  # from scratch, paired with the SFT run of seed 0
-    md = write_report(sweep)["markdown"]
-
-    trivial = md.split("## Against the trivial answers")[1].split("## Against SFT")[0]
-    table = [line for line in trivial.splitlines() if line.startswith("| ")][1:]
-    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table]
+    runs = collect_runs(sweep)
+    trivial = trivial_lines(runs)
     # one line per trained run (the baseline is not trained), task and reference: 4 runs x 4 comparisons
-    assert len(cells) == 16 and not any(c[0] == "base, few-shot" for c in cells)
-    sft = {(c[3], c[5]): c for c in cells if c[0] == "SFT (LoRA r8)"}
+    assert len(trivial) == 16 and "base, few-shot" not in set(trivial["row"])
+    sft = {(r["metric"], r["reference"]): r for _, r in trivial[trivial["row"] == "SFT (LoRA r8)"].iterrows()}
     assert sft.keys() == {
         ("IoU", "copy the demo's answer"),
         ("IoU", "mean training box"),
@@ -596,68 +596,68 @@ def test_report_says_which_trained_row_beats_the_trivial_answers_and_sft(tmp_pat
     }
     # IoU 62.5 against the demo's 25 (+0.75 on half the samples) and the mean box's 0 (+1 or +0.25 on each)
     line = sft[("IoU", "copy the demo's answer")]
-    assert line[1:5] == ["0", "object", "IoU", "62.50"] and line[6] == "25.00" and line[8] == "beats"
-    low, high = (float(v) for v in line[7].removeprefix("+37.50 [").removesuffix("]").split(", "))
-    assert 0.0 < low < 37.5 < high <= 75.0
-    assert (
-        sft[("IoU", "mean training box")][7].startswith("+62.50 [") and sft[("IoU", "mean training box")][8] == "beats"
-    )
+    assert (line["seed"], line["task"]) == (0, "object")
+    assert [line["model"], line["reference value"], line["diff"]] == pytest.approx([62.5, 25.0, 37.5])
+    assert 0.0 < line["lo"] < 37.5 < line["hi"] <= 75.0 and line["verdict"] == "beats"
+    line = sft[("IoU", "mean training box")]
+    assert line["diff"] == pytest.approx(62.5) and line["lo"] > 0 and line["verdict"] == "beats"
     # the grounding answer is the demo's: 0 [0, 0], and the verdict says so
-    assert sft[("F1-Theme", "copy the demo's answer")][7:] == ["+0.00 [0.00, 0.00]", "does not beat"]
+    line = sft[("F1-Theme", "copy the demo's answer")]
+    assert [line["difference"], line["verdict"]] == ["+0.00 [0.00, 0.00]", "does not beat"]
     # always "No" scores F1-State 0 against always-Yes' 40
-    assert sft[("F1-State", "always Yes")][4:7] == ["0.00", "always Yes", "40.00"]
-    assert sft[("F1-State", "always Yes")][7].startswith("-40.00 [") and sft[("F1-State", "always Yes")][8] == (
-        "does not beat"
-    )
-    verdicts = [line.removeprefix("- ") for line in trivial.splitlines() if line.startswith("- ")]
-    assert "SFT (LoRA r8), object IoU against mean training box: beats (in 1 of 1 seed)." in verdicts
+    line = sft[("F1-State", "always Yes")]
+    assert [line["model"], line["reference value"], line["diff"]] == pytest.approx([0.0, 40.0, -40.0])
+    assert line["difference"].startswith("-40.00 [") and line["verdict"] == "does not beat"
+    verdicts = row_verdicts(trivial)
+    assert "SFT (LoRA r8), object IoU against mean training box: beats (in 1 of 1 seed)" in verdicts
     assert (
-        "SFT (LoRA r8), grounding F1-Theme against copy the demo's answer: does not beat (beats in 0 of 1 seed)."
-        in (verdicts)
-    )
-    assert (
-        "GRPO v2 (LoRA r8, from adapter), object IoU against copy the demo's answer: beats (in 2 of 2 seeds)."
+        "SFT (LoRA r8), grounding F1-Theme against copy the demo's answer: does not beat (beats in 0 of 1 seed)"
         in verdicts
     )
     assert (
-        "GRPO v2 (LoRA r8, from adapter), state F1-State against always Yes: does not beat (beats in 0 of 2 seeds)."
-        in (verdicts)
+        "GRPO v2 (LoRA r8, from adapter), object IoU against copy the demo's answer: beats (in 2 of 2 seeds)"
+        in verdicts
+    )
+    assert (
+        "GRPO v2 (LoRA r8, from adapter), state F1-State against always Yes: does not beat (beats in 0 of 2 seeds)"
+        in verdicts
     )
 
-    against = md.split("## Against SFT")[1].split("\n## ")[0]
-    table = [line for line in against.splitlines() if line.startswith("| ")][1:]
-    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table]
+    baseline = baseline_lines(runs)
     # the three GRPO runs, each on grounding, object and state, against the SFT run
-    assert [(c[0], c[1], c[3]) for c in cells] == [
+    assert list(zip(baseline["row"], baseline["seed"], baseline["metric"], strict=True)) == [
         (row, seed, metric)
         for row, seed in [
-            ("GRPO v1 (LoRA r8)", "0"),
-            ("GRPO v2 (LoRA r8, from adapter)", "0"),
-            ("GRPO v2 (LoRA r8, from adapter)", "1"),
+            ("GRPO v1 (LoRA r8)", 0),
+            ("GRPO v2 (LoRA r8, from adapter)", 0),
+            ("GRPO v2 (LoRA r8, from adapter)", 1),
         ]
         for metric in ("F1-Theme", "IoU", "F1-State")
     ]
-    iou = {(c[0], c[1]): c for c in cells if c[3] == "IoU"}
+    iou = {(r["row"], r["seed"]): r for _, r in baseline[baseline["metric"] == "IoU"].iterrows()}
     # seed 0 is exact where SFT gave the demo's box: +75 on half the samples, 0 on the others
-    s0 = iou[("GRPO v2 (LoRA r8, from adapter)", "0")]
-    assert s0[4:7] == ["100.00", "SFT (LoRA r8)", "62.50"] and s0[8] == "beats"
-    assert s0[7].startswith("+37.50 [") and float(s0[7].split("[")[1].split(",")[0]) > 0
+    s0 = iou[("GRPO v2 (LoRA r8, from adapter)", 0)]
+    assert [s0["model"], s0["reference value"], s0["diff"]] == pytest.approx([100.0, 62.5, 37.5])
+    assert s0["reference"] == "SFT (LoRA r8)" and s0["lo"] > 0 and s0["verdict"] == "beats"
     # seed 1 and the v1 run answered as SFT did: +0 [0, 0]
-    for key in [("GRPO v2 (LoRA r8, from adapter)", "1"), ("GRPO v1 (LoRA r8)", "0")]:
-        assert iou[key][7:] == ["+0.00 [0.00, 0.00]", "does not beat"]
-    verdicts = [line.removeprefix("- ") for line in against.splitlines() if line.startswith("- ")]
+    for key in [("GRPO v2 (LoRA r8, from adapter)", 1), ("GRPO v1 (LoRA r8)", 0)]:
+        assert [iou[key]["difference"], iou[key]["verdict"]] == ["+0.00 [0.00, 0.00]", "does not beat"]
+    verdicts = row_verdicts(baseline)
     assert (
-        "GRPO v2 (LoRA r8, from adapter), object IoU against SFT (LoRA r8): does not beat (beats in 1 of 2 seeds)."
-        in (verdicts)
+        "GRPO v2 (LoRA r8, from adapter), object IoU against SFT (LoRA r8): does not beat (beats in 1 of 2 seeds)"
+        in verdicts
     )
-    assert "GRPO v1 (LoRA r8), object IoU against SFT (LoRA r8): does not beat (beats in 0 of 1 seed)." in verdicts
+    assert "GRPO v1 (LoRA r8), object IoU against SFT (LoRA r8): does not beat (beats in 0 of 1 seed)" in verdicts
     # every line states its verdict: none left to be implied
-    assert all(c[8] in ("beats", "does not beat") for c in cells)
+    assert set(baseline["verdict"]) <= {"beats", "does not beat"}
+    # report.md shows both comparisons: each section's table and verdicts are rendered from these lines
+    md = write_report(sweep)["markdown"]
+    assert "## Against the trivial answers\n\n" in md and versus_markdown(trivial) in md
+    assert "## Against SFT\n\n" in md and versus_markdown(baseline) in md
     # a copy of the sweep elsewhere: method.adapter still names the original sft/, the copy's sft/ is found by name
     copy = tmp_path / "copied" / "demo"
     shutil.copytree(sweep, copy)
-    copied = write_report(copy)["markdown"]
-    assert copied.split("## Against SFT")[1].split("\n## ")[0] == against
+    pd.testing.assert_frame_equal(baseline_lines(collect_runs(copy)), baseline)
 
 
 def test_grpo_from_a_fully_fine_tuned_sft_model_is_compared_with_that_run(tmp_path: Path) -> None:
@@ -675,15 +675,15 @@ def test_grpo_from_a_fully_fine_tuned_sft_model_is_compared_with_that_run(tmp_pa
     _versus_run(sweep, "grpo_v2_s0", "grpo", "v2", 0, rows(ref), model_path=str(sweep / "sft_full" / "model"))
     runs = collect_runs(sweep)
     assert sorted(zip(runs["lora_r"].fillna(-1), runs["start"], strict=True)) == [(0, ""), (8, ""), (8, "model")]
-    md = write_report(sweep)["markdown"]
-    table1 = md.split("## Table 1 (ours)")[1].split("###")[0]
-    labels = [line.split("|")[1].strip() for line in table1.splitlines() if line.startswith("| ")][1:]
-    assert labels == ["SFT (full fine-tuning)", "SFT (LoRA r8)", "GRPO v2 (LoRA r8, from fine-tuned model)"]
-    against = md.split("## Against SFT")[1].split("\n## ")[0]
-    lines = [[c.strip() for c in r.split("|")[1:-1]] for r in against.splitlines() if r.startswith("| GRPO")]
-    cells = next(c for c in lines if c[3] == "IoU")
+    assert table1(runs)["model"].tolist() == [
+        "SFT (full fine-tuning)",
+        "SFT (LoRA r8)",
+        "GRPO v2 (LoRA r8, from fine-tuned model)",
+    ]
+    line = next(r for _, r in baseline_lines(runs).iterrows() if r["metric"] == "IoU")
     # paired with the run its weights came from (IoU 50), not with the LoRA SFT run of its seed (IoU 100)
-    assert cells[4:7] == ["100.00", "SFT (full fine-tuning)", "50.00"] and cells[8] == "beats"
+    assert [line["model"], line["reference value"]] == pytest.approx([100.0, 50.0])
+    assert line["reference"] == "SFT (full fine-tuning)" and line["verdict"] == "beats"
 
 
 def test_the_signal_behind_the_advantage_is_plotted_and_tabled(tmp_path: Path) -> None:
