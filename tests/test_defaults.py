@@ -27,7 +27,9 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("lego_arta/data/task_files.py", "item"): "a task file's JSON item (dataset): id, task, manual_id are optional",
     ("lego_arta/data/task_files.py", "values"): "a task-file record's fields: the files may omit context, step_num",
     ("lego_arta/evaluation/generate.py", "row"): "a row of an existing predictions.jsonl (resumed evaluation)",
-    ("lego_arta/evaluation/tables.py", "record"): "a predictions.jsonl row: files written before image_size lack it",
+    ("lego_arta/evaluation/predictions_table.py", "record"): (
+        "a predictions.jsonl row: files written before image_size lack it"
+    ),
     ("lego_arta/methods/callbacks.py", "self.trainer"): "TRL's trainer internals (_logs), not our config",
     ("lego_arta/methods/callbacks.py", "buffer"): "TRL's completion logs, not our config",
     ("lego_arta/methods/callbacks.py", "row"): "a row of history.jsonl",

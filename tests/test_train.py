@@ -113,7 +113,8 @@ def test_grpo_logs_every_reward_curve_to_offline_wandb(make_cfg, tmp_path):
     assert len(tables) == 3  # (the reader flattens the table reference into its fields)
     table = json.loads((offline[0] / "files" / tables[-1]).read_text())
     assert table["columns"] == ["step", "id", "task", "image", "completion", *names, "advantage"]
-    # (offline, W&B keeps the image cells in the table's artifact; the box layers are checked in test_tables.py)
+    # (offline, W&B keeps the image cells in the table's artifact; the box layers are checked in
+    # test_predictions_table.py)
     # and the same rows in the run dir, one file per step
     for step in (1, 2, 3):
         rows = list(read_jsonl(run_dir / "rollouts" / f"step-{step}.jsonl"))

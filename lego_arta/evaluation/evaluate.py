@@ -24,7 +24,7 @@ from lego_arta.evaluation.generate import (
     shard_file,
     shard_files,
 )
-from lego_arta.evaluation.tables import predictions_table
+from lego_arta.evaluation.predictions_table import predictions_table
 from lego_arta.parsing import answer_text, completion_text
 from lego_arta.runs import PREDICTIONS_FILE
 from lego_arta.scores.semantic import semantic_similarity

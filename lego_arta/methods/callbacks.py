@@ -16,7 +16,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from lego_arta.distributed import any_process
-from lego_arta.evaluation.tables import table_image
+from lego_arta.evaluation.predictions_table import table_image
 from lego_arta.parsing import completion_text
 from lego_arta.runs import append_jsonl, read_jsonl
 from lego_arta.tracking import BoxedImage, Tracker
@@ -50,9 +50,10 @@ class RolloutsCallback(TrainerCallback):
     ``<run dir>/rollouts/step-<step>.jsonl``, one row per sampled completion.
 
     A row holds the step, the sample's id and task, the query image (for object samples with the predicted and
-    reference boxes as box layers, after the frame rule: :func:`lego_arta.evaluation.tables.table_image`), the raw
-    completion, each reward component and the advantage. Every step's table is logged under the same key with a
-    ``step`` column, so W&B's history keeps them all; the JSONL file has the same rows (the boxes as lists, no image).
+    reference boxes as box layers, after the frame rule:
+    :func:`lego_arta.evaluation.predictions_table.table_image`), the raw completion, each reward component and the
+    advantage. Every step's table is logged under the same key with a ``step`` column, so W&B's history keeps them
+    all; the JSONL file has the same rows (the boxes as lists, no image).
 
     Works around: TRL 1.16's own ``log_completions=True`` raises a TypeError inside ``wandb.Table`` for
     conversational (mixed content) prompts. This reads the buffer TRL fills (``trainer._logs``, one generation batch:

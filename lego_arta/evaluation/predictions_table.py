@@ -1,4 +1,5 @@
-"""Table cells for W&B: the query image with its predicted and reference boxes as separate box layers.
+"""The W&B predictions table of an evaluation (:func:`predictions_table`) and its image cells, also used by the GRPO
+rollouts table: the query image with its predicted and reference boxes as separate box layers.
 
 The boxes are not burned into the pixels: W&B draws each layer (``prediction``, ``reference``) as an overlay that
 can be toggled and filtered. Predicted boxes are placed by the frame rule of the scoring contract (docs/scoring.md:

@@ -7,7 +7,7 @@ import json
 import wandb
 from PIL import Image
 
-from lego_arta.evaluation.tables import boxed_image, table_image
+from lego_arta.evaluation.predictions_table import boxed_image, table_image
 from lego_arta.methods.callbacks import rollout_rows
 from lego_arta.tracking import BoxedImage, WandbTracker
 
