@@ -40,11 +40,11 @@ EVAL_KEYS = [f"eval/{key}" for key in STUDY_METRICS]
 
 def build_workspace(entity: str, project: str, group: str) -> Any:
     """The workspace object (nothing is sent until ``.save()``)."""
-    import wandb_workspaces.reports.v2 as wr
-    import wandb_workspaces.workspaces as ws
+    import wandb_workspaces.reports.v2 as reports
+    import wandb_workspaces.workspaces as workspaces
 
     def curve(key: str, by: str) -> Any:
-        return wr.LinePlot(
+        return reports.LinePlot(
             title=key.removeprefix("train/").removesuffix("/mean"),
             x="train/global_step",
             y=[key],
@@ -54,30 +54,34 @@ def build_workspace(entity: str, project: str, group: str) -> Any:
             smoothing_factor=0.6,
         )
 
-    return ws.Workspace(
+    return workspaces.Workspace(
         name=f"lego-arta: {group}",
         entity=entity,
         project=project,
         sections=[
-            ws.Section(
+            workspaces.Section(
                 name="Reward curves (by reward variant)",
                 panels=[curve(k, "reward.name") for k in REWARD_KEYS],
                 is_open=True,
             ),
-            ws.Section(
+            workspaces.Section(
                 name="What moved the advantage", panels=[curve(k, "reward.name") for k in SIGNAL_KEYS], is_open=True
             ),
-            ws.Section(name="Training signals", panels=[curve(k, "reward.name") for k in TRAINING_KEYS], is_open=True),
-            ws.Section(
+            workspaces.Section(
+                name="Training signals", panels=[curve(k, "reward.name") for k in TRAINING_KEYS], is_open=True
+            ),
+            workspaces.Section(
                 name="Evaluation (by method)",
                 panels=[
-                    wr.BarPlot(title=k.removeprefix("eval/"), metrics=[k], groupby="config.method.name")
+                    reports.BarPlot(title=k.removeprefix("eval/"), metrics=[k], groupby="config.method.name")
                     for k in EVAL_KEYS
                 ],
                 is_open=True,
             ),
         ],
-        runset_settings=ws.RunsetSettings(filters=f"Group = '{group}'", groupby=[ws.Config("reward.name")]),
+        runset_settings=workspaces.RunsetSettings(
+            filters=f"Group = '{group}'", groupby=[workspaces.Config("reward.name")]
+        ),
     )
 
 

@@ -21,10 +21,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from lego_arta import metrics as M
 from lego_arta.cli import hydra_task, launch
 from lego_arta.errors import InputError, MissingInputError
 from lego_arta.markdown_table import markdown_table
+from lego_arta.metrics import format_table, score_predictions
 from lego_arta.runs import iter_jsonl, write_metrics
 from lego_arta.scores.samples import ANSWER_REFERENCES
 
@@ -71,15 +71,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
     lines = load_predictions(path)
     records = [record for _, record in lines]
     names = [f"{path}:{lineno}" for lineno, _ in lines]
-    scored = M.score_predictions(records, int(cfg.bootstrap.samples), int(cfg.seed), names=names)
+    scored = score_predictions(records, int(cfg.bootstrap.samples), int(cfg.seed), names=names)
     metrics_file = write_metrics(scored.metrics, cfg.paths.output_dir)
     log.info("scored %d records from %s -> %s", len(records), path, metrics_file)
-    print(f"{path} ({len(records)} records)\n\n{M.format_table(scored.values, scored.cis or None)}")
+    print(f"{path} ({len(records)} records)\n\n{format_table(scored.values, scored.cis or None)}")
     for name, title in REFERENCES.items():
         prefix = f"ref/{name}/"
         reference = {k.removeprefix(prefix): v for k, v in scored.metrics.items() if k.startswith(prefix)}
         if reference:
-            print(f"\n{title}:\n\n{M.format_table(reference)}")
+            print(f"\n{title}:\n\n{format_table(reference)}")
     versus = versus_table(scored.metrics)
     if versus:
         print(f"\nAgainst the trivial references (paired bootstrap over the samples):\n\n{versus}")

@@ -101,8 +101,8 @@ class WandbTracker(Tracker):
         import wandb
 
         self._wandb = wandb
-        lg = cfg.logger
-        tags = sorted({*(lg.tags or []), f"method:{cfg.method.name}", f"reward:{cfg.reward.name}"})
+        logger_cfg = cfg.logger
+        tags = sorted({*(logger_cfg.tags or []), f"method:{cfg.method.name}", f"reward:{cfg.reward.name}"})
         os.environ.setdefault("WANDB_SILENT", "true")
         # the HF callback would otherwise log model checkpoints as artifacts
         os.environ.setdefault("WANDB_LOG_MODEL", "false")
@@ -115,19 +115,21 @@ class WandbTracker(Tracker):
             self.run = wandb.init(
                 id=run_id,
                 resume="allow",
-                project=lg.project,
-                entity=lg.entity,
-                group=lg.group,
-                job_type=lg.job_type,
-                name=lg.name,
+                project=logger_cfg.project,
+                entity=logger_cfg.entity,
+                group=logger_cfg.group,
+                job_type=logger_cfg.job_type,
+                name=logger_cfg.name,
                 tags=tags,
-                mode=lg.mode,
+                mode=logger_cfg.mode,
                 dir=str(run_dir),
                 config=config,
                 reinit="finish_previous",
             )
         except wandb.errors.UsageError as err:  # online without an API key: the user's setup, not a bug
-            raise UserError(f"W&B {lg.mode}: {err} (or drop logger=wandb_online: offline is the default)") from err
+            raise UserError(
+                f"W&B {logger_cfg.mode}: {err} (or drop logger=wandb_online: offline is the default)"
+            ) from err
         # our own logs (eval/*, tables) use the trainer's step axis when there is one
         self.run.define_metric("eval/*", step_metric="train/global_step", step_sync=False)
         self.run.define_metric("val/*", step_metric="train/global_step", step_sync=False)

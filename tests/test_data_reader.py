@@ -24,8 +24,7 @@ from tests.data_fixtures import (
     write_manual,
 )
 
-M = MANUAL
-IMAGES = f"lego/{M}/images"
+IMAGES = f"lego/{MANUAL}/images"
 
 
 def by_id(records: list[Record]) -> dict[str, Record]:
@@ -40,7 +39,7 @@ def test_reads_the_real_shaped_download(tmp_path: Path) -> None:
     assert sorted(r.task for r in result.records) == ["grounding"] * 2 + ["object"] * 2 + ["state"] * 8
 
     # grounding: joined text; the context is the row just before (an eop "Find" row), the study's default
-    step1, step2 = records[f"{M}/grounding/2"], records[f"{M}/grounding/4"]
+    step1, step2 = records[f"{MANUAL}/grounding/2"], records[f"{MANUAL}/grounding/4"]
     assert (step1.solution, step1.context) == ("Attach the 2x4 red brick to the base.", "Find a 1x2 white beam")
     assert step2.context == "Find a 2x2 green plate and a 1x1 round"
     # an absolute cluster path with %20 and %23, re-rooted onto the decoded file on disk
@@ -50,12 +49,12 @@ def test_reads_the_real_shaped_download(tmp_path: Path) -> None:
 
     # object: one record per eop row; MiniGPT-v2 answers as JSON; the call-out under object_dataset/ when there
     # is one, else the page image
-    find1, find2 = records[f"{M}/object/1"], records[f"{M}/object/3"]
+    find1, find2 = records[f"{MANUAL}/object/1"], records[f"{MANUAL}/object/3"]
     assert json.loads(find1.solution) == [
         {"bbox_2d": [10, 20, 30, 40], "label": "1x2 white beam"},
         {"bbox_2d": [50, 60, 70, 80], "label": "1x2 white beam"},
     ]
-    assert find1.image == str(root / "object_dataset/lego" / M / f"{PAGE}_00_eop.png")
+    assert find1.image == str(root / "object_dataset/lego" / MANUAL / f"{PAGE}_00_eop.png")
     assert [b["label"] for b in json.loads(find2.solution)] == ["2x2 green plate", "1x1 round"]  # "axle": no box
     assert find2.image == str(root / IMAGES / f"{PAGE}_01_eop.png") and find2.step_num == 1
 
@@ -115,7 +114,7 @@ def test_no_pixels_read_and_tasks_filter(tmp_path: Path, monkeypatch: pytest.Mon
         # groups keyed by manual and file name
         (
             {"state_group_by": "manual"},
-            lambda r: all(x.group_id.startswith(f"{M}/state/") for x in r if x.task == "state"),
+            lambda r: all(x.group_id.startswith(f"{MANUAL}/state/") for x in r if x.task == "state"),
         ),
     ],
 )
@@ -138,10 +137,12 @@ def test_bad_option_values_name_the_key() -> None:
 
 
 # -- drops: one bad row beside good ones, every reason ------------------------------------------------------------
-GOOD_STEP = instruction(0, ["Attach the brick."], vlm(f"{CLUSTER}/lego/{M}/images/good_01_step.png", "None", "None"))
-GOOD_FIND = instruction(1, ["Find a beam"], vlm(f"{CLUSTER}/lego/{M}/images/good_01_eop.png", step_class="eop"))
-ABSENT = f"{CLUSTER}/lego/{M}/images/absent.png"
-PRESENT = f"{CLUSTER}/lego/{M}/images/good_01_eop.png"
+GOOD_STEP = instruction(
+    0, ["Attach the brick."], vlm(f"{CLUSTER}/lego/{MANUAL}/images/good_01_step.png", "None", "None")
+)
+GOOD_FIND = instruction(1, ["Find a beam"], vlm(f"{CLUSTER}/lego/{MANUAL}/images/good_01_eop.png", step_class="eop"))
+ABSENT = f"{CLUSTER}/lego/{MANUAL}/images/absent.png"
+PRESENT = f"{CLUSTER}/lego/{MANUAL}/images/good_01_eop.png"
 
 
 @pytest.mark.parametrize(
@@ -190,20 +191,22 @@ def test_every_row_drop_is_counted_with_file_record_and_field(
     assert result.dropped == {reason: 1}
     assert {r.task for r in result.records} >= {"grounding", "object"}  # the good rows are kept
     example = result.examples[reason]
-    assert example.startswith(f"json_data/lego/{M}_new.json: instruction 2 (instruction_id=")
+    assert example.startswith(f"json_data/lego/{MANUAL}_new.json: instruction 2 (instruction_id=")
     assert field is None or f"field '{field}'" in example
     with pytest.raises(DataError) as info:  # strict: the same drop is an error naming file, record and field
         read(tmp_path, strict=True)
-    assert f"json_data/lego/{M}_new.json: instruction 2" in str(info.value) and "data.strict=true" in str(info.value)
+    assert f"json_data/lego/{MANUAL}_new.json: instruction 2" in str(info.value) and "data.strict=true" in str(
+        info.value
+    )
 
 
 def test_fake_without_original_is_dropped(tmp_path: Path) -> None:
     real_tree(tmp_path)
-    write_image(tmp_path / "ARTA_LEGO/step_dataset/lego" / M / "stray_09_step_fake1.png")
+    write_image(tmp_path / "ARTA_LEGO/step_dataset/lego" / MANUAL / "stray_09_step_fake1.png")
     result = read(tmp_path, max_drop_fraction=1.0)
     assert result.dropped == {"state: fake without its original": 1}
     assert result.examples["state: fake without its original"].startswith(
-        f"step_dataset/lego/{M}/stray_09_step_fake1.png"
+        f"step_dataset/lego/{MANUAL}/stray_09_step_fake1.png"
     )
     with pytest.raises(DataError, match=r"stray_09_step_fake1\.png.*data\.strict=true"):
         read(tmp_path, strict=True)
@@ -218,7 +221,7 @@ def test_drop_fraction_limit_fails_with_top_reasons_and_an_example(tmp_path: Pat
     message = str(info.value)
     assert "data.max_drop_fraction=0.2" in message
     assert "grounding: 2 of 2 records dropped (100%)" in message
-    assert f"2 x 'grounding: image not found', e.g. json_data/lego/{M}_new.json: instruction 2" in message
+    assert f"2 x 'grounding: image not found', e.g. json_data/lego/{MANUAL}_new.json: instruction 2" in message
     assert "field 'VLM.img_path'" in message
     result = read(tmp_path, max_drop_fraction=1.0)  # accepted when the limit allows it
     assert result.dropped["grounding: image not found"] == 2
@@ -236,10 +239,10 @@ def test_drop_fraction_of_rows_whose_task_cannot_be_told(tmp_path: Path) -> None
 
 def test_a_drop_under_the_limit_is_logged_with_its_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     real_tree(tmp_path)
-    write_image(tmp_path / "ARTA_LEGO/step_dataset/lego" / M / "stray_09_step_fake1.png")  # 1 of 9 state records
+    write_image(tmp_path / "ARTA_LEGO/step_dataset/lego" / MANUAL / "stray_09_step_fake1.png")  # 1 of 9 state records
     caplog.set_level("WARNING")
     assert read(tmp_path).dropped == {"state: fake without its original": 1}
-    assert f"step_dataset/lego/{M}/stray_09_step_fake1.png" in caplog.text
+    assert f"step_dataset/lego/{MANUAL}/stray_09_step_fake1.png" in caplog.text
 
 
 # -- file-level problems: errors naming the file ------------------------------------------------------------------
@@ -284,7 +287,7 @@ def write_task_file(root: Path, name: str, rows: Any) -> None:
 
 def test_task_files_with_record_fields_replace_the_task_and_give_the_published_split(tmp_path: Path) -> None:
     root = real_tree(tmp_path)
-    image = f"{CLUSTER}/object_dataset/lego/{M}/{PAGE}_00_eop.png"
+    image = f"{CLUSTER}/object_dataset/lego/{MANUAL}/{PAGE}_00_eop.png"
     converted = '[{"bbox_2d": [1, 2, 3, 4], "label": "x"}]'
     write_task_file(
         root,
@@ -298,8 +301,8 @@ def test_task_files_with_record_fields_replace_the_task_and_give_the_published_s
     objects = [r for r in result.records if r.task == "object"]
     assert [r.id for r in objects] == ["o1", "o2"]
     assert objects[0].solution == objects[1].solution == converted
-    assert objects[0].manual_id == M and objects[0].image == str(
-        root / "object_dataset/lego" / M / f"{PAGE}_00_eop.png"
+    assert objects[0].manual_id == MANUAL and objects[0].image == str(
+        root / "object_dataset/lego" / MANUAL / f"{PAGE}_00_eop.png"
     )
     assert result.published == {"o1": "train", "o2": "test"}
     train, test = split_records(objects, test_size=0.25, seed=0, by="published", published=result.published)

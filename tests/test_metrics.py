@@ -22,20 +22,23 @@ from lego_arta.scores import RougeTokenizer, lcs_length, token_f1
 from lego_arta.scores.samples import METRIC_KEYS, score_samples
 
 
-def J(*boxes: tuple[list[float], str]) -> str:
+def boxes_json(*boxes: tuple[list[float], str]) -> str:
+    """A JSON answer with (bbox_2d, label) boxes."""
     return json.dumps([{"bbox_2d": b, "label": label} for b, label in boxes])
 
 
-def G(prediction: str, reference: str) -> dict[str, float]:
+def grounding_metrics(prediction: str, reference: str) -> dict[str, float]:
+    """The metrics of one grounding answer."""
     return score([{"task": "grounding", "prediction": prediction, "reference": reference}])
 
 
-def O(prediction: str, reference: str) -> dict[str, float]:  # noqa: E743 - O for object, as G for grounding
+def object_metrics(prediction: str, reference: str) -> dict[str, float]:
+    """The metrics of one object answer."""
     return score([{"task": "object", "prediction": prediction, "reference": reference}])
 
 
-REF1 = J(([0, 0, 10, 10], "red brick"))
-REF2 = J(([0, 0, 10, 10], "a"), ([50, 50, 60, 60], "b"))
+REF1 = boxes_json(([0, 0, 10, 10], "red brick"))
+REF2 = boxes_json(([0, 0, 10, 10], "a"), ([50, 50, 60, 60], "b"))
 HUNGARIAN_MEAN = 100 * (9 / 11 + 0.8) / 2  # greedy (best pair first) would give 100 * (0.9 + 7/12) / 2 = 74.2
 # BLEU of a reordered 4-token hypothesis: unigram precision 1, no higher n-gram (method1: 0.1 / count)
 REORDERED_BLEU = 100 * math.exp(0.25 * (math.log(0.1 / 3) + math.log(0.1 / 2) + math.log(0.1 / 1)))
@@ -91,7 +94,7 @@ REORDERED_BLEU = 100 * math.exp(0.25 * (math.log(0.1 / 3) + math.log(0.1 / 2) + 
     ],
 )
 def test_grounding_metrics(prediction, reference, expected):
-    got = G(prediction, reference)
+    got = grounding_metrics(prediction, reference)
     assert list(got) == ["f1_theme", "rouge", "rouge1", "rouge2", "bleu"]
     assert {k: got[k] for k in expected} == pytest.approx(expected)
 
@@ -100,38 +103,40 @@ def test_grounding_metrics(prediction, reference, expected):
     ("prediction", "reference", "expected"),
     [
         # exact box and label
-        pytest.param(J(([0, 0, 10, 10], "red brick")), REF1, (100.0, 100.0, 100.0, 100.0), id="exact"),
+        pytest.param(boxes_json(([0, 0, 10, 10], "red brick")), REF1, (100.0, 100.0, 100.0, 100.0), id="exact"),
         # float coordinates
-        pytest.param(J(([2.5, 2.5, 7.5, 7.5], "red brick")), REF1, (100.0, 25.0, 25.0, 0.0), id="float-coords"),
+        pytest.param(
+            boxes_json(([2.5, 2.5, 7.5, 7.5], "red brick")), REF1, (100.0, 25.0, 25.0, 0.0), id="float-coords"
+        ),
         # metrics do not clamp: (-10,0,10,10) vs (0,0,10,10) is IoU 0.5, and 0.5 counts for iou50
-        pytest.param(J(([-10, 0, 10, 10], "red brick")), REF1, (100.0, 50.0, 50.0, 100.0), id="no-clamp"),
+        pytest.param(boxes_json(([-10, 0, 10, 10], "red brick")), REF1, (100.0, 50.0, 50.0, 100.0), id="no-clamp"),
         # just below the 0.5 threshold
-        pytest.param(J(([0, 0, 10, 4], "red brick")), REF1, (100.0, 40.0, 40.0, 0.0), id="below-iou50"),
+        pytest.param(boxes_json(([0, 0, 10, 4], "red brick")), REF1, (100.0, 40.0, 40.0, 0.0), id="below-iou50"),
         # Hungarian, not greedy
         pytest.param(
-            J(([1, 0, 10, 10], "x"), ([0, 0, 8, 10], "y")),
-            J(([0, 0, 10, 10], "x"), ([1, 0, 12, 10], "y")),
+            boxes_json(([1, 0, 10, 10], "x"), ([0, 0, 8, 10], "y")),
+            boxes_json(([0, 0, 10, 10], "x"), ([1, 0, 12, 10], "y")),
             (100.0, HUNGARIAN_MEAN, HUNGARIAN_MEAN, 100.0),
             id="hungarian-not-greedy",
         ),
         # more predicted boxes: mean over the 1 pair; strict divides by max(2, 1)
         pytest.param(
-            J(([0, 0, 10, 10], "red brick"), ([50, 50, 60, 60], "red brick")),
+            boxes_json(([0, 0, 10, 10], "red brick"), ([50, 50, 60, 60], "red brick")),
             REF1,
             (100 * 2 / 3, 100.0, 50.0, 100.0),
             id="more-pred",
         ),
         # fewer predicted boxes: mean over the 1 pair; strict divides by max(1, 2)
-        pytest.param(J(([0, 0, 10, 10], "a")), REF2, (100 * 2 / 3, 100.0, 50.0, 100.0), id="fewer-pred"),
+        pytest.param(boxes_json(([0, 0, 10, 10], "a")), REF2, (100 * 2 / 3, 100.0, 50.0, 100.0), id="fewer-pred"),
         # a degenerate predicted box is dropped from IoU and counts but keeps its label
         pytest.param(
-            J(([0, 0, 10, 10], "red"), ([5, 5, 5, 5], "brick")),
+            boxes_json(([0, 0, 10, 10], "red"), ([5, 5, 5, 5], "brick")),
             REF1,
             (100.0, 100.0, 100.0, 100.0),
             id="degenerate-dropped",
         ),
         # no valid predicted box: IoU 0
-        pytest.param(J(([5, 5, 5, 5], "red brick")), REF1, (100.0, 0.0, 0.0, 0.0), id="no-valid-box"),
+        pytest.param(boxes_json(([5, 5, 5, 5], "red brick")), REF1, (100.0, 0.0, 0.0, 0.0), id="no-valid-box"),
         # no box at all: labels empty too
         pytest.param("a red brick", REF1, (0.0, 0.0, 0.0, 0.0), id="no-box"),
         # fenced JSON
@@ -150,7 +155,10 @@ def test_grounding_metrics(prediction, reference, expected):
         ),
         # a misleading box and label inside <think>
         pytest.param(
-            "<think>" + J(([0, 0, 10, 10], "red brick")) + "</think>" + J(([50, 50, 60, 60], "blue")),
+            "<think>"
+            + boxes_json(([0, 0, 10, 10], "red brick"))
+            + "</think>"
+            + boxes_json(([50, 50, 60, 60], "blue")),
             REF1,
             (0.0, 0.0, 0.0, 0.0),
             id="think-misleading",
@@ -158,7 +166,7 @@ def test_grounding_metrics(prediction, reference, expected):
     ],
 )
 def test_object_metrics(prediction, reference, expected):
-    got = O(prediction, reference)
+    got = object_metrics(prediction, reference)
     assert list(got) == ["f1_object", "iou", "iou_strict", "iou50"]
     assert tuple(got.values()) == pytest.approx(expected)
 
@@ -204,7 +212,12 @@ def test_copy_demo_reference_scores_the_demo_answer_in_the_same_pass():
     # records with a demo_answer: the reference is what scoring the demo answers as predictions gives
     records = [
         {"task": "grounding", "prediction": "x", "reference": "Attach the red brick.", "demo_answer": "Attach it."},
-        {"task": "object", "prediction": "", "reference": REF1, "demo_answer": J(([0, 0, 10, 5], "red brick"))},
+        {
+            "task": "object",
+            "prediction": "",
+            "reference": REF1,
+            "demo_answer": boxes_json(([0, 0, 10, 5], "red brick")),
+        },
         {"task": "object", "prediction": "", "reference": REF1, "demo_answer": None},  # no demo: not counted
         {"task": "state", "prediction": "No", "reference": "No", "demo_answer": "Yes"},  # state: never copied
     ]
@@ -219,8 +232,8 @@ def test_format_validity_is_an_aggregation_of_the_samples():
     records = [
         {"task": "grounding", "prediction": "<answer>Attach it</answer>", "reference": "Attach it."},  # words: valid
         {"task": "grounding", "prediction": "<think>hm</think> ...", "reference": "Attach it."},  # no word
-        {"task": "object", "prediction": J(([0, 0, 10, 10], "a")), "reference": REF1},  # a valid box
-        {"task": "object", "prediction": J(([5, 5, 5, 9], "a")), "reference": REF1},  # only a degenerate box
+        {"task": "object", "prediction": boxes_json(([0, 0, 10, 10], "a")), "reference": REF1},  # a valid box
+        {"task": "object", "prediction": boxes_json(([5, 5, 5, 9], "a")), "reference": REF1},  # only a degenerate box
         {"task": "state", "prediction": "Maybe", "reference": "No"},  # no yes/no word
     ]
     samples = score_samples(records)
@@ -244,7 +257,7 @@ def test_score_predictions_is_one_pass_over_the_records():
 
 MIXED = [
     {"id": "g", "prediction": "attach the red brick", "reference": "Attach the red brick on top."},
-    {"id": "o", "prediction": J(([0, 0, 10, 5], "red brick")), "reference": REF1},
+    {"id": "o", "prediction": boxes_json(([0, 0, 10, 5], "red brick")), "reference": REF1},
     {"id": "s", "prediction": "<answer>Yes</answer>", "reference": "No"},
 ]
 
@@ -330,7 +343,9 @@ def _bootstrap_records(n: int = 60) -> list[dict[str, str]]:
             {"prediction": " ".join(rng.choices(words, k=5)), "reference": " ".join(rng.choices(words, k=6))}
         )
         box = [rng.randint(0, 10), rng.randint(0, 10), rng.randint(20, 30), rng.randint(20, 30)]
-        records.append({"prediction": J((box, "brick")), "reference": J(([5, 5, 25, 25], "red brick"))})
+        records.append(
+            {"prediction": boxes_json((box, "brick")), "reference": boxes_json(([5, 5, 25, 25], "red brick"))}
+        )
         records.append({"prediction": rng.choice(["Yes", "No"]), "reference": "Yes" if i % 4 == 0 else "No"})
     return records
 
@@ -400,7 +415,7 @@ def test_rouge_helpers_match_rouge_score():
         a = " ".join(rng.choices(alphabet, k=rng.randint(0, 25)))
         b = " ".join(rng.choices(alphabet, k=rng.randint(0, 25)))
         expected = reference_scorer.score(a, b)["rougeL"].fmeasure
-        assert G(b, a)["rouge"] == pytest.approx(100 * expected)
+        assert grounding_metrics(b, a)["rouge"] == pytest.approx(100 * expected)
         ta, tb = RougeTokenizer(True).tokenize(a), RougeTokenizer(True).tokenize(b)
         assert lcs_length(ta, tb) == rouge_scorer._lcs_table(ta, tb)[-1][-1]
 
@@ -415,7 +430,7 @@ def test_rouge_from_counts_matches_rouge_score(length):
     prediction = " ".join(rng.choices(words, k=length))
     reference = " ".join(rng.choices(words, k=40))
     expected = scorer.score(reference, prediction)
-    got = G(prediction, reference)
+    got = grounding_metrics(prediction, reference)
     assert got["rouge1"] == pytest.approx(100 * expected["rouge1"].fmeasure, rel=1e-12)
     assert got["rouge2"] == pytest.approx(100 * expected["rouge2"].fmeasure, rel=1e-12)
     assert got["rouge"] == pytest.approx(100 * expected["rougeL"].fmeasure, rel=1e-12)
@@ -438,7 +453,11 @@ def test_rouge_from_counts_matches_rouge_score(length):
     ],
 )
 def test_object_iou_applies_the_frame_rule(prediction, image_size, iou):
-    record = {"task": "object", "prediction": J(prediction), "reference": J(([10, 20, 50, 60], "brick"))}
+    record = {
+        "task": "object",
+        "prediction": boxes_json(prediction),
+        "reference": boxes_json(([10, 20, 50, 60], "brick")),
+    }
     if image_size is not None:
         record["image_size"] = image_size
     assert score([record])["iou"] == pytest.approx(iou)
@@ -449,7 +468,7 @@ def test_a_bad_image_size_names_the_record_and_field():
         "id": "x7",
         "task": "object",
         "prediction": "[]",
-        "reference": J(([1, 1, 5, 5], "pin")),
+        "reference": boxes_json(([1, 1, 5, 5], "pin")),
         "image_size": [3],
     }
     with pytest.raises(ValueError, match=r"record 'x7': field 'image_size'"):

@@ -16,8 +16,6 @@ from lego_arta.parsing import (
     word_tokens,
 )
 
-B = Box  # short alias for expected boxes
-
 
 @pytest.mark.parametrize(
     ("text", "expected"),
@@ -106,19 +104,21 @@ def test_word_tokens(text, expected):
     ("answer", "expected"),
     [
         # JSON list with ints
-        pytest.param('[{"bbox_2d": [1, 2, 3, 4], "label": "a"}]', [B(1, 2, 3, 4, "a")], id="json-ints"),
+        pytest.param('[{"bbox_2d": [1, 2, 3, 4], "label": "a"}]', [Box(1, 2, 3, 4, "a")], id="json-ints"),
         # float coordinates are kept as floats
-        pytest.param('[{"bbox_2d": [1.5, 2.25, 3, 4e1], "label": "a"}]', [B(1.5, 2.25, 3, 40, "a")], id="json-floats"),
+        pytest.param(
+            '[{"bbox_2d": [1.5, 2.25, 3, 4e1], "label": "a"}]', [Box(1.5, 2.25, 3, 40, "a")], id="json-floats"
+        ),
         # several boxes
         pytest.param(
             '[{"bbox_2d": [1, 2, 3, 4], "label": "a"}, {"bbox_2d": [5, 6, 7, 8], "label": "b"}]',
-            [B(1, 2, 3, 4, "a"), B(5, 6, 7, 8, "b")],
+            [Box(1, 2, 3, 4, "a"), Box(5, 6, 7, 8, "b")],
             id="json-several",
         ),
         # one object instead of a list
-        pytest.param('{"bbox_2d": [1, 2, 3, 4], "label": "a"}', [B(1, 2, 3, 4, "a")], id="single-object"),
+        pytest.param('{"bbox_2d": [1, 2, 3, 4], "label": "a"}', [Box(1, 2, 3, 4, "a")], id="single-object"),
         # a ```json fence that is the whole answer
-        pytest.param('```json\n[{"bbox_2d": [1, 2, 3, 4]}]\n```', [B(1, 2, 3, 4, "")], id="fenced"),
+        pytest.param('```json\n[{"bbox_2d": [1, 2, 3, 4]}]\n```', [Box(1, 2, 3, 4, "")], id="fenced"),
         # a fence with text around it is not JSON, and there is no legacy box: nothing
         pytest.param('Here:\n```json\n[{"bbox_2d": [1, 2, 3, 4]}]\n```', [], id="fence-with-text"),
         # a plain ``` fence (no json) is not the contract's fence
@@ -127,7 +127,7 @@ def test_word_tokens(text, expected):
         pytest.param(
             '[{"label": "x"}, {"bbox_2d": [1, 2, 3]}, {"bbox_2d": ["1", 2, 3, 4]}, {"bbox_2d": [true, 2, 3, 4]},'
             ' {"bbox_2d": [[1, 2, 3, 4]]}, 7, "s", {"bbox_2d": [1, 2, 3, 4], "label": "ok"}]',
-            [B(1, 2, 3, 4, "ok")],
+            [Box(1, 2, 3, 4, "ok")],
             id="invalid-items-skipped",
         ),
         # non-finite coordinates skip the box: NaN, Infinity, 1e400, an int beyond float range
@@ -141,39 +141,39 @@ def test_word_tokens(text, expected):
         pytest.param(
             '[{"bbox_2d": [1, 2, 3, 4]}, {"bbox_2d": [1, 2, 3, 4], "label": 7},'
             ' {"bbox_2d": [1, 2, 3, 4], "label": null}]',
-            [B(1, 2, 3, 4, ""), B(1, 2, 3, 4, "7"), B(1, 2, 3, 4, "None")],
+            [Box(1, 2, 3, 4, ""), Box(1, 2, 3, 4, "7"), Box(1, 2, 3, 4, "None")],
             id="labels",
         ),
         # degenerate and out-of-range boxes are parsed (callers filter)
         pytest.param(
             '[{"bbox_2d": [5, 5, 5, 9]}, {"bbox_2d": [-5, 0, 150, 9]}]',
-            [B(5, 5, 5, 9), B(-5, 0, 150, 9)],
+            [Box(5, 5, 5, 9), Box(-5, 0, 150, 9)],
             id="degenerate-kept",
         ),
         # JSON that parses to a non-box value: no boxes, and the legacy format is not tried
         pytest.param('"<p>a</p>{<1><2><3><4>}"', [], id="json-string-no-legacy"),
         # the legacy format, one box
-        pytest.param("<p>red brick</p>{<10><20><30><40>}", [B(10, 20, 30, 40, "red brick")], id="legacy"),
+        pytest.param("<p>red brick</p>{<10><20><30><40>}", [Box(10, 20, 30, 40, "red brick")], id="legacy"),
         # several boxes after one label, anything between them (MiniGPT-v2 <delim>)
         pytest.param(
             "<p>pin</p>{<1><2><3><4>}<delim>{<5><6><7><8>}",
-            [B(1, 2, 3, 4, "pin"), B(5, 6, 7, 8, "pin")],
+            [Box(1, 2, 3, 4, "pin"), Box(5, 6, 7, 8, "pin")],
             id="legacy-several-boxes",
         ),
         # several labels, floats, signs and whitespace inside the braces
         pytest.param(
             "<p> a </p>{<1.5><2><3><4>} <p>b</p>{ <-5> <+6> <7.> <.8> }",
-            [B(1.5, 2, 3, 4, "a"), B(-5, 6, 7, 0.8, "b")],
+            [Box(1.5, 2, 3, 4, "a"), Box(-5, 6, 7, 0.8, "b")],
             id="legacy-floats-signs",
         ),
         # a box before any label gets the label ""
         pytest.param(
-            "{<1><2><3><4>}<p>a</p>{<5><6><7><8>}", [B(1, 2, 3, 4, ""), B(5, 6, 7, 8, "a")], id="legacy-no-label"
+            "{<1><2><3><4>}<p>a</p>{<5><6><7><8>}", [Box(1, 2, 3, 4, ""), Box(5, 6, 7, 8, "a")], id="legacy-no-label"
         ),
         # an unclosed <p> is plain text: later boxes keep the current label
         pytest.param(
             "<p>a</p>{<1><2><3><4>}<p>b{<5><6><7><8>}",
-            [B(1, 2, 3, 4, "a"), B(5, 6, 7, 8, "a")],
+            [Box(1, 2, 3, 4, "a"), Box(5, 6, 7, 8, "a")],
             id="legacy-unclosed-p",
         ),
         # a malformed legacy box (3 numbers) is not a box
@@ -190,7 +190,7 @@ def test_parse_boxes(answer, expected):
 
 def test_box_valid():
     # degenerate: x1 >= x2 or y1 >= y2
-    assert B(0, 0, 1, 1).valid and not B(1, 0, 1, 1).valid and not B(0, 2, 1, 1).valid
+    assert Box(0, 0, 1, 1).valid and not Box(1, 0, 1, 1).valid and not Box(0, 2, 1, 1).valid
 
 
 @pytest.mark.parametrize(

@@ -19,54 +19,62 @@ from lego_arta.scores import bleu4, clipped_matches
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-def J(*boxes: tuple[list[float], str]) -> str:
+def boxes_json(*boxes: tuple[list[float], str]) -> str:
     """A JSON answer with (bbox_2d, label) boxes."""
     return json.dumps([{"bbox_2d": b, "label": label} for b, label in boxes])
 
 
-def T(answer: str, thought: str = "let me look") -> str:
+def well_formatted(answer: str, thought: str = "let me look") -> str:
     """A well-formatted completion."""
     return f"<think>{thought}</think>\n<answer>{answer}</answer>"
 
 
-REF1 = J(([0, 0, 10, 10], "red brick"))
-REF2 = J(([0, 0, 10, 10], "a"), ([50, 50, 60, 60], "b"))
-HUNGARIAN_REF = J(([0, 0, 10, 10], "x"), ([1, 0, 12, 10], "y"))
+REF1 = boxes_json(([0, 0, 10, 10], "red brick"))
+REF2 = boxes_json(([0, 0, 10, 10], "a"), ([50, 50, 60, 60], "b"))
+HUNGARIAN_REF = boxes_json(([0, 0, 10, 10], "x"), ([1, 0, 12, 10], "y"))
 HUNGARIAN_MEAN = (9 / 11 + 0.8) / 2  # greedy (best pair first) would give (0.9 + 7/12) / 2
 
 IOU_CASES = [
     # exact match: iou 1, 4 coordinates inside, count bonus
-    pytest.param(T(J(([0, 0, 10, 10], "red brick"))), REF1, 1.5, 1.1, id="exact"),
+    pytest.param(well_formatted(boxes_json(([0, 0, 10, 10], "red brick"))), REF1, 1.5, 1.1, id="exact"),
     # half overlap
-    pytest.param(T(J(([0, 0, 10, 5], "red brick"))), REF1, 1.0, 0.6, id="half"),
+    pytest.param(well_formatted(boxes_json(([0, 0, 10, 5], "red brick"))), REF1, 1.0, 0.6, id="half"),
     # float coordinates are not rounded nor rejected
-    pytest.param(T(J(([2.5, 2.5, 7.5, 7.5], "x"))), REF1, 0.75, 0.35, id="float-coords"),
+    pytest.param(well_formatted(boxes_json(([2.5, 2.5, 7.5, 7.5], "x"))), REF1, 0.75, 0.35, id="float-coords"),
     # Hungarian, not greedy: the optimal assignment gives a larger mean
     pytest.param(
-        T(J(([1, 0, 10, 10], "a"), ([0, 0, 8, 10], "b"))),
+        well_formatted(boxes_json(([1, 0, 10, 10], "a"), ([0, 0, 8, 10], "b"))),
         HUNGARIAN_REF,
         HUNGARIAN_MEAN + 0.8 + 0.1,
         HUNGARIAN_MEAN + 0.1,
         id="hungarian-not-greedy",
     ),
     # more predicted boxes than reference boxes: mean over the one pair, no count bonus, bonus on all 8 coords
-    pytest.param(T(J(([0, 0, 10, 10], "a"), ([50, 50, 60, 60], "b"))), REF1, 1.8, 1.0, id="more-pred"),
+    pytest.param(
+        well_formatted(boxes_json(([0, 0, 10, 10], "a"), ([50, 50, 60, 60], "b"))), REF1, 1.8, 1.0, id="more-pred"
+    ),
     # fewer predicted boxes: mean over the one pair, no count bonus
-    pytest.param(T(J(([0, 0, 10, 10], "a"))), REF2, 1.4, 1.0, id="fewer-pred"),
+    pytest.param(well_formatted(boxes_json(([0, 0, 10, 10], "a"))), REF2, 1.4, 1.0, id="fewer-pred"),
     # a degenerate predicted box is dropped (count uses valid boxes) but its coordinates count for v1's bonus
-    pytest.param(T(J(([0, 0, 10, 10], "a"), ([5, 5, 5, 9], "b"))), REF1, 1.9, 1.1, id="degenerate-dropped"),
+    pytest.param(
+        well_formatted(boxes_json(([0, 0, 10, 10], "a"), ([5, 5, 5, 9], "b"))), REF1, 1.9, 1.1, id="degenerate-dropped"
+    ),
     # a box that becomes degenerate after clamping is dropped: no valid box, iou 0; v1 counts 2 coordinates inside
-    pytest.param(T(J(([110, 0, 120, 10], "a"))), REF1, 0.2, 0.0, id="degenerate-after-clamp"),
+    pytest.param(well_formatted(boxes_json(([110, 0, 120, 10], "a"))), REF1, 0.2, 0.0, id="degenerate-after-clamp"),
     # one coordinate outside [0,100]: v1 halves iou and counts 3 inside; v2 clamps without penalty
-    pytest.param(T(J(([-10, 0, 10, 10], "a"))), REF1, 0.5 + 0.3 + 0.1, 1.1, id="out-of-range-one"),
+    pytest.param(
+        well_formatted(boxes_json(([-10, 0, 10, 10], "a"))), REF1, 0.5 + 0.3 + 0.1, 1.1, id="out-of-range-one"
+    ),
     # three coordinates outside (one inside): the clamped box (0,0,100,10) has IoU 0.1 with the reference
-    pytest.param(T(J(([-10, -10, 110, 10], "a"))), REF1, 0.05 + 0.1 + 0.1, 0.2, id="out-of-range-two"),
+    pytest.param(
+        well_formatted(boxes_json(([-10, -10, 110, 10], "a"))), REF1, 0.05 + 0.1 + 0.1, 0.2, id="out-of-range-two"
+    ),
     # fenced JSON answer
-    pytest.param(T('```json\n[{"bbox_2d": [0, 0, 10, 10]}]\n```'), REF1, 1.5, 1.1, id="fenced"),
+    pytest.param(well_formatted('```json\n[{"bbox_2d": [0, 0, 10, 10]}]\n```'), REF1, 1.5, 1.1, id="fenced"),
     # a single JSON object instead of a list
-    pytest.param(T('{"bbox_2d": [0, 0, 10, 10], "label": "a"}'), REF1, 1.5, 1.1, id="single-object"),
+    pytest.param(well_formatted('{"bbox_2d": [0, 0, 10, 10], "label": "a"}'), REF1, 1.5, 1.1, id="single-object"),
     # the legacy format, in the prediction and in the reference
-    pytest.param(T("<p>a</p>{<0><0><10><10>}"), "<p>a</p>{<0><0><10><10>}", 1.5, 1.1, id="legacy"),
+    pytest.param(well_formatted("<p>a</p>{<0><0><10><10>}"), "<p>a</p>{<0><0><10><10>}", 1.5, 1.1, id="legacy"),
     # a misleading box inside <think> (no answer tags): the think block is removed
     pytest.param(
         '<think>[{"bbox_2d": [50, 50, 60, 60]}]</think> [{"bbox_2d": [0, 0, 10, 10]}]',
@@ -76,21 +84,39 @@ IOU_CASES = [
         id="think-misleading-no-answer-tags",
     ),
     # a misleading legacy box inside <think> with an answer block
-    pytest.param(T(J(([0, 0, 10, 10], "a")), thought="{<50><50><60><60>}"), REF1, 1.5, 1.1, id="think-misleading"),
+    pytest.param(
+        well_formatted(boxes_json(([0, 0, 10, 10], "a")), thought="{<50><50><60><60>}"),
+        REF1,
+        1.5,
+        1.1,
+        id="think-misleading",
+    ),
     # no box at all: 0 (no count bonus since 0 != 1 reference box)
-    pytest.param(T("a red brick at the top left"), REF1, 0.0, 0.0, id="no-box"),
+    pytest.param(well_formatted("a red brick at the top left"), REF1, 0.0, 0.0, id="no-box"),
     # invalid JSON and no legacy box: 0
-    pytest.param(T('[{"bbox_2d": [0, 0, 10, 10],}]'), REF1, 0.0, 0.0, id="invalid-json"),
+    pytest.param(well_formatted('[{"bbox_2d": [0, 0, 10, 10],}]'), REF1, 0.0, 0.0, id="invalid-json"),
     # a non-finite coordinate skips the box
-    pytest.param(T('[{"bbox_2d": [0, 0, 10, NaN]}]'), REF1, 0.0, 0.0, id="nan-coordinate"),
+    pytest.param(well_formatted('[{"bbox_2d": [0, 0, 10, NaN]}]'), REF1, 0.0, 0.0, id="nan-coordinate"),
     # a TRL conversational completion
-    pytest.param([{"role": "assistant", "content": T(J(([0, 0, 10, 10], "a")))}], REF1, 1.5, 1.1, id="conversational"),
+    pytest.param(
+        [{"role": "assistant", "content": well_formatted(boxes_json(([0, 0, 10, 10], "a")))}],
+        REF1,
+        1.5,
+        1.1,
+        id="conversational",
+    ),
     # reference boxes are never clamped: (-10,0,10,10) vs (0,0,10,10) is IoU 0.5
-    pytest.param(T(J(([0, 0, 10, 10], "a"))), J(([-10, 0, 10, 10], "a")), 1.0, 0.6, id="reference-not-clamped"),
+    pytest.param(
+        well_formatted(boxes_json(([0, 0, 10, 10], "a"))),
+        boxes_json(([-10, 0, 10, 10], "a")),
+        1.0,
+        0.6,
+        id="reference-not-clamped",
+    ),
     # a degenerate reference box is not counted: 1 valid predicted box == 1 valid reference box
     pytest.param(
-        T(J(([0, 0, 10, 10], "a"))),
-        J(([0, 0, 10, 10], "a"), ([5, 5, 5, 5], "b")),
+        well_formatted(boxes_json(([0, 0, 10, 10], "a"))),
+        boxes_json(([0, 0, 10, 10], "a"), ([5, 5, 5, 5], "b")),
         1.5,
         1.1,
         id="degenerate-reference-box",
@@ -106,7 +132,7 @@ def test_iou_rewards(completion, solution, v1, v2):
 
 def test_iou_v1_range_bonus_is_per_coordinate():
     # literal contract: 0.1 per raw coordinate inside [0,100], so three exact boxes give 1.2 of bonus
-    solution = J(*[([i * 20, 0, i * 20 + 10, 10], "a") for i in range(3)])
+    solution = boxes_json(*[([i * 20, 0, i * 20 + 10, 10], "a") for i in range(3)])
     assert REWARDS["iou_v1"]([solution], solution=[solution]) == [pytest.approx(1.0 + 1.2 + 0.1)]
 
 
@@ -114,29 +140,34 @@ def test_iou_reward_is_configurable():
     # penalty / range bonus / count bonus come from the constructor (the reward config)
     reward = IoUReward("iou_custom", penalty=0.0, range_bonus=0.0, count_bonus=0.5)
     assert reward.__name__ == "iou_custom"
-    assert reward([T(J(([-10, 0, 10, 10], "a")))], solution=[REF1]) == [0.5]
+    assert reward([well_formatted(boxes_json(([-10, 0, 10, 10], "a")))], solution=[REF1]) == [0.5]
 
 
 LABEL_CASES = [
     # same labels
-    pytest.param(T(J(([0, 0, 10, 10], "red brick"))), REF1, 1.0, id="same"),
+    pytest.param(well_formatted(boxes_json(([0, 0, 10, 10], "red brick"))), REF1, 1.0, id="same"),
     # half the words: P = R = 0.5
-    pytest.param(T(J(([0, 0, 10, 10], "red plate"))), REF1, 0.5, id="half"),
+    pytest.param(well_formatted(boxes_json(([0, 0, 10, 10], "red plate"))), REF1, 0.5, id="half"),
     # no stemming: "bricks" != "brick"
-    pytest.param(T(J(([0, 0, 10, 10], "red bricks"))), REF1, 0.5, id="no-stemmer"),
+    pytest.param(well_formatted(boxes_json(([0, 0, 10, 10], "red bricks"))), REF1, 0.5, id="no-stemmer"),
     # no predicted box: 0 even though the text has the words
-    pytest.param(T("red brick"), REF1, 0.0, id="no-box"),
+    pytest.param(well_formatted("red brick"), REF1, 0.0, id="no-box"),
     # a degenerate predicted box still contributes its label
-    pytest.param(T(J(([5, 5, 5, 5], "red brick"))), REF1, 1.0, id="degenerate-label"),
+    pytest.param(well_formatted(boxes_json(([5, 5, 5, 5], "red brick"))), REF1, 1.0, id="degenerate-label"),
     # labels of several boxes are joined: unigram order does not matter
-    pytest.param(T(J(([0, 0, 1, 1], "b"), ([0, 0, 1, 1], "a"))), REF2, 1.0, id="several"),
+    pytest.param(well_formatted(boxes_json(([0, 0, 1, 1], "b"), ([0, 0, 1, 1], "a"))), REF2, 1.0, id="several"),
     # a legacy reference with two boxes after one label has the label twice: P = 1, R = 0.5
-    pytest.param(T(J(([0, 0, 1, 1], "pin"))), "<p>pin</p>{<0><0><1><1>}{<2><2><3><3>}", 2 / 3, id="legacy-ref"),
+    pytest.param(
+        well_formatted(boxes_json(([0, 0, 1, 1], "pin"))),
+        "<p>pin</p>{<0><0><1><1>}{<2><2><3><3>}",
+        2 / 3,
+        id="legacy-ref",
+    ),
     # empty labels
-    pytest.param(T('[{"bbox_2d": [0, 0, 10, 10]}]'), REF1, 0.0, id="empty-label"),
+    pytest.param(well_formatted('[{"bbox_2d": [0, 0, 10, 10]}]'), REF1, 0.0, id="empty-label"),
     # misleading labels inside <think> are ignored
     pytest.param(
-        T(J(([0, 0, 10, 10], "blue plate")), thought=J(([0, 0, 10, 10], "red brick"))),
+        well_formatted(boxes_json(([0, 0, 10, 10], "blue plate")), thought=boxes_json(([0, 0, 10, 10], "red brick"))),
         REF1,
         0.0,
         id="think-misleading",
@@ -151,31 +182,31 @@ def test_label_rouge(completion, solution, expected):
 
 FORMAT_CASES = [
     # state answer in the right format
-    pytest.param(T("Yes"), "Yes", None, 1.0, id="state-ok"),
+    pytest.param(well_formatted("Yes"), "Yes", None, 1.0, id="state-ok"),
     # grounding answer in the right format
-    pytest.param(T("Attach the brick."), "Attach the red brick.", None, 1.0, id="grounding-ok"),
+    pytest.param(well_formatted("Attach the brick."), "Attach the red brick.", None, 1.0, id="grounding-ok"),
     # object answer with a JSON box
-    pytest.param(T(J(([0, 0, 10, 10], "a"))), REF1, None, 1.0, id="object-json"),
+    pytest.param(well_formatted(boxes_json(([0, 0, 10, 10], "a"))), REF1, None, 1.0, id="object-json"),
     # object answer with a fenced JSON box
-    pytest.param(T('```json\n{"bbox_2d": [0, 0, 10, 10]}\n```'), REF1, None, 1.0, id="object-fenced"),
+    pytest.param(well_formatted('```json\n{"bbox_2d": [0, 0, 10, 10]}\n```'), REF1, None, 1.0, id="object-fenced"),
     # a degenerate JSON box is still a box
-    pytest.param(T(J(([5, 5, 5, 5], "a"))), REF1, None, 1.0, id="object-degenerate-box"),
+    pytest.param(well_formatted(boxes_json(([5, 5, 5, 5], "a"))), REF1, None, 1.0, id="object-degenerate-box"),
     # object answer in the legacy format is not JSON
-    pytest.param(T("<p>a</p>{<0><0><10><10>}"), REF1, None, 0.0, id="object-legacy"),
+    pytest.param(well_formatted("<p>a</p>{<0><0><10><10>}"), REF1, None, 0.0, id="object-legacy"),
     # object answer with JSON but no valid bbox_2d
-    pytest.param(T('[{"label": "a"}]'), REF1, None, 0.0, id="object-json-no-box"),
+    pytest.param(well_formatted('[{"label": "a"}]'), REF1, None, 0.0, id="object-json-no-box"),
     # the task column decides: the same completion is fine for a grounding sample
-    pytest.param(T("a red brick"), REF1, "grounding", 1.0, id="task-column"),
+    pytest.param(well_formatted("a red brick"), REF1, "grounding", 1.0, id="task-column"),
     # whitespace before, between and after the blocks
     pytest.param("\n <think>r</think>\n\n<answer>Yes</answer> \n", "Yes", None, 1.0, id="whitespace"),
     # no think block
     pytest.param("<answer>Yes</answer>", "Yes", None, 0.0, id="no-think"),
     # text after the answer block
-    pytest.param(T("Yes") + " done", "Yes", None, 0.0, id="text-after"),
+    pytest.param(well_formatted("Yes") + " done", "Yes", None, 0.0, id="text-after"),
     # plain answer
     pytest.param("Yes", "Yes", None, 0.0, id="plain"),
     # conversational completion
-    pytest.param([{"role": "assistant", "content": T("No")}], "No", None, 1.0, id="conversational"),
+    pytest.param([{"role": "assistant", "content": well_formatted("No")}], "No", None, 1.0, id="conversational"),
 ]
 
 
@@ -187,25 +218,25 @@ def test_format(completion, solution, task, expected):
 
 def test_format_without_solution_checks_tags_only():
     # TRL always passes dataset columns, but without any the structure alone is checked
-    assert REWARDS["format"]([T("x"), "x"]) == [1.0, 0.0]
+    assert REWARDS["format"]([well_formatted("x"), "x"]) == [1.0, 0.0]
 
 
 STATE_CASES = [
     # match
-    pytest.param(T("Yes"), "Yes", 1.0, id="yes-yes"),
+    pytest.param(well_formatted("Yes"), "Yes", 1.0, id="yes-yes"),
     # mismatch
-    pytest.param(T("No"), "Yes", 0.0, id="no-yes"),
+    pytest.param(well_formatted("No"), "Yes", 0.0, id="no-yes"),
     # the first whole word wins
-    pytest.param(T("No, it is not. Yes, I am sure."), "No", 1.0, id="first-word"),
+    pytest.param(well_formatted("No, it is not. Yes, I am sure."), "No", 1.0, id="first-word"),
     # no yes/no word: 0.0 whatever the reference (thesis section 4.3: +1.0 for a correct yes/no, 0.0 otherwise);
     # before, "none found = No" paid a verdict-free answer 1.0 on every fake (3 of 4 state samples)
-    pytest.param(T("I cannot tell"), "No", 0.0, id="no-verdict-on-a-fake"),
-    pytest.param(T("I cannot tell"), "Yes", 0.0, id="no-verdict-on-a-real"),
+    pytest.param(well_formatted("I cannot tell"), "No", 0.0, id="no-verdict-on-a-fake"),
+    pytest.param(well_formatted("I cannot tell"), "Yes", 0.0, id="no-verdict-on-a-real"),
     pytest.param("", "No", 0.0, id="empty-answer"),
     # "Yesterday" is not "yes"
-    pytest.param(T("Yesterday"), "Yes", 0.0, id="whole-word"),
+    pytest.param(well_formatted("Yesterday"), "Yes", 0.0, id="whole-word"),
     # misleading yes inside <think> with an answer block
-    pytest.param(T("No", thought="yes yes yes"), "No", 1.0, id="think-misleading"),
+    pytest.param(well_formatted("No", thought="yes yes yes"), "No", 1.0, id="think-misleading"),
     # misleading yes inside <think> without answer tags
     pytest.param("<think>yes, clearly yes</think> No.", "No", 1.0, id="think-misleading-no-tags"),
     # case and punctuation in the reference
@@ -239,7 +270,7 @@ GROUNDING_CASES = [
     ),
     # conversational completion
     pytest.param(
-        [{"role": "assistant", "content": T("Attach the red brick.")}],
+        [{"role": "assistant", "content": well_formatted("Attach the red brick.")}],
         "Attach the red brick.",
         2.0,
         id="conversational",
@@ -254,7 +285,11 @@ def test_grounding(completion, solution, expected):
 
 def test_mixed_task_batch_gives_none_off_task():
     # one object, one state, one grounding sample; task inferred from the solutions (no task column)
-    completions = [T(J(([0, 0, 10, 10], "red brick"))), T("Yes"), T("Attach the red brick.")]
+    completions = [
+        well_formatted(boxes_json(([0, 0, 10, 10], "red brick"))),
+        well_formatted("Yes"),
+        well_formatted("Attach the red brick."),
+    ]
     solutions = [REF1, "Yes", "Attach the red brick."]
     got = {name: func(completions, solution=solutions) for name, func in REWARDS.items()}
     assert got == {
@@ -277,26 +312,28 @@ def test_trl_keyword_arguments_are_accepted_and_ignored():
     # TRL passes prompts, completion_ids, trainer_state, log_* and every dataset column
     extra = {"prompts": ["p"], "completion_ids": [[1]], "trainer_state": None, "images": [None], "id": ["x"]}
     for func in REWARDS.values():
-        assert len(func([T("Yes")], solution=["Yes"], task=["state"], **extra)) == 1
+        assert len(func([well_formatted("Yes")], solution=["Yes"], task=["state"], **extra)) == 1
 
 
 @pytest.mark.parametrize("name", ["iou_v1", "iou_v2", "label_rouge"])
 def test_object_reference_without_box_is_an_error(name):
     # invalid data, not a model error: the message names the reward and the sample
     with pytest.raises(ValueError, match=rf"reward '{name}': solution\[1\]: object reference has no box"):
-        REWARDS[name]([T("x"), T("x")], solution=[REF1, "a red brick"], task=["object", "object"])
+        REWARDS[name](
+            [well_formatted("x"), well_formatted("x")], solution=[REF1, "a red brick"], task=["object", "object"]
+        )
 
 
 def test_bad_columns_are_errors():
     # a reward that needs references without the solution column
     with pytest.raises(ValueError, match="needs the `solution` column"):
-        REWARDS["state"]([T("Yes")])
+        REWARDS["state"]([well_formatted("Yes")])
     # columns of the wrong length
     with pytest.raises(ValueError, match="2 values in `solution` for 1 completions"):
-        REWARDS["state"]([T("Yes")], solution=["Yes", "No"])
+        REWARDS["state"]([well_formatted("Yes")], solution=["Yes", "No"])
     # an unknown task name
     with pytest.raises(ValueError, match=r"task\[0\]: unknown task 'detection'"):
-        REWARDS["state"]([T("Yes")], solution=["Yes"], task=["detection"])
+        REWARDS["state"]([well_formatted("Yes")], solution=["Yes"], task=["detection"])
 
 
 def test_registry_names_are_stable_and_picklable():
@@ -330,8 +367,8 @@ def test_build_reward_funcs_from_the_real_configs(group, iou_name, penalty, rang
     assert isinstance(iou, IoUReward)
     assert (iou.penalty, iou.range_bonus, iou.count_bonus) == (penalty, range_bonus, 0.1)
     # same values as the registry's reward of that name
-    assert iou([T(J(([-10, 0, 10, 10], "a")))], solution=[REF1]) == REWARDS[iou_name](
-        [T(J(([-10, 0, 10, 10], "a")))], solution=[REF1]
+    assert iou([well_formatted(boxes_json(([-10, 0, 10, 10], "a")))], solution=[REF1]) == REWARDS[iou_name](
+        [well_formatted(boxes_json(([-10, 0, 10, 10], "a")))], solution=[REF1]
     )
 
 
@@ -490,7 +527,13 @@ def test_grounding_semantic_batches_one_encoding_and_never_raises(cache_dir, mon
     real = encoder.encode
     monkeypatch.setattr(encoder, "encode", lambda texts, **kw: calls.append(len(texts)) or real(texts, **kw))
     reward = GroundingSemanticReward(lambda: str(build_tiny_sentence_encoder(cache_dir)))
-    completions = ["Attach the red brick.", "", "word " * 3000, T("Yes"), [{"role": "assistant", "content": "Attach"}]]
+    completions = [
+        "Attach the red brick.",
+        "",
+        "word " * 3000,
+        well_formatted("Yes"),
+        [{"role": "assistant", "content": "Attach"}],
+    ]
     solutions = ["Attach the red brick.", "Attach the red brick.", "Attach it.", "Yes", "Attach the red brick."]
     tasks = ["grounding", "grounding", "grounding", "state", "grounding"]
     values = reward(completions, solution=solutions, task=tasks)

@@ -14,7 +14,6 @@ from omegaconf import DictConfig
 from transformers import PreTrainedModel, ProcessorMixin
 
 from lego_arta import distributed
-from lego_arta import metrics as M
 from lego_arta.evaluation.generate import (
     GenerationSettings,
     TransformersBackend,
@@ -25,6 +24,7 @@ from lego_arta.evaluation.generate import (
     shard_files,
 )
 from lego_arta.evaluation.predictions_table import predictions_table
+from lego_arta.metrics import format_table, score_predictions
 from lego_arta.parsing import answer_text, completion_text
 from lego_arta.runs import PREDICTIONS_FILE
 from lego_arta.scores.semantic import semantic_similarity
@@ -100,14 +100,18 @@ def make_backend(
     """The generation backend named by ``eval.backend``: ``transformers`` (needs ``model``, adapter merged in) or
     ``vllm`` (needs ``model_path``; loads ``adapter`` as a LoRA request); both get the same
     :class:`~lego_arta.evaluation.generate.GenerationSettings` from ``eval``."""
-    ev, mc = cfg.eval, cfg.model
-    settings = GenerationSettings.from_config(ev)
-    backend = ev.backend
+    eval_cfg, model_cfg = cfg.eval, cfg.model
+    settings = GenerationSettings.from_config(eval_cfg)
+    backend = eval_cfg.backend
     if backend == "transformers":
         if model is None:
             raise ValueError("eval.backend=transformers needs the loaded model")
         return TransformersBackend(
-            model, processor, settings=settings, min_pixels=int(mc.min_pixels), max_pixels=int(mc.max_pixels)
+            model,
+            processor,
+            settings=settings,
+            min_pixels=int(model_cfg.min_pixels),
+            max_pixels=int(model_cfg.max_pixels),
         )
     if backend == "vllm":
         if model_path is None:
@@ -117,8 +121,8 @@ def make_backend(
             processor,
             settings=settings,
             adapter=adapter,
-            min_pixels=int(mc.min_pixels),
-            max_pixels=int(mc.max_pixels),
+            min_pixels=int(model_cfg.min_pixels),
+            max_pixels=int(model_cfg.max_pixels),
             seed=int(cfg.seed),
         )
     raise ValueError(f"eval.backend={backend}: expected 'transformers' or 'vllm'")
@@ -178,23 +182,25 @@ def evaluate(
             (:func:`~lego_arta.evaluation.trivial.mean_box_answers`), written into predictions.jsonl as
             ``mean_box_answer`` and scored as ``ref/mean_box/*`` beside the model.
     """
-    ev = cfg.eval
-    if ev.limit:
-        test_dataset = limit_per_task(test_dataset, int(ev.limit))
+    eval_cfg = cfg.eval
+    if eval_cfg.limit:
+        test_dataset = limit_per_task(test_dataset, int(eval_cfg.limit))
     trivial = {"mean_box_answer": mean_box_answers}
     records = generate_sharded(
-        backend, test_dataset, run_dir / PREDICTIONS_FILE, int(ev.batch_size), generator, trivial
+        backend, test_dataset, run_dir / PREDICTIONS_FILE, int(eval_cfg.batch_size), generator, trivial
     )
     if records is None:  # another rank: the main process scores and logs
         return {}
-    scored = M.score_predictions(records, int(ev.bootstrap.samples), int(ev.bootstrap.seed))
+    scored = score_predictions(records, int(eval_cfg.bootstrap.samples), int(eval_cfg.bootstrap.seed))
     results = scored.metrics
-    if ev.semantic_model:
-        results |= semantic_metric(records, str(ev.semantic_model), int(ev.bootstrap.samples), int(ev.bootstrap.seed))
-    log.info("evaluation on %d samples:\n%s", len(records), M.format_table(scored.values, scored.cis or None))
+    if eval_cfg.semantic_model:
+        results |= semantic_metric(
+            records, str(eval_cfg.semantic_model), int(eval_cfg.bootstrap.samples), int(eval_cfg.bootstrap.seed)
+        )
+    log.info("evaluation on %d samples:\n%s", len(records), format_table(scored.values, scored.cis or None))
     tracker.log(results)
     tracker.summary(results)
-    if int(ev.table_rows) > 0:
-        columns, rows = predictions_table(records, test_dataset, int(ev.table_rows))
+    if int(eval_cfg.table_rows) > 0:
+        columns, rows = predictions_table(records, test_dataset, int(eval_cfg.table_rows))
         tracker.log_table("eval/predictions", columns, rows)
     return results
