@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from lego_arta.cli import hydra_task, launch
 from lego_arta.errors import UserError
 from lego_arta.rewards import REWARDS
-from lego_arta.scores.samples import STUDY_METRICS
+from lego_arta.sample_metrics import STUDY_METRICS
 
 # W&B keys from the registries: TRL logs rewards/<__name__>/mean per reward, evaluation eval/<metric>
 REWARD_NAMES = [*REWARDS, "grounding_semantic"]  # the registry and the semantic reward (configured with its encoder)

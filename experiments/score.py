@@ -24,9 +24,9 @@ from omegaconf import DictConfig
 from lego_arta.cli import hydra_task, launch
 from lego_arta.errors import InputError, MissingInputError
 from lego_arta.markdown_table import markdown_table
-from lego_arta.metrics import format_table, score_predictions
+from lego_arta.metrics import format_table, prediction_metrics
 from lego_arta.runs import iter_jsonl, write_metrics
-from lego_arta.scores.samples import ANSWER_REFERENCES
+from lego_arta.sample_metrics import ANSWER_REFERENCES
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +71,19 @@ def run(cfg: DictConfig) -> dict[str, float]:
     lines = load_predictions(path)
     records = [record for _, record in lines]
     names = [f"{path}:{lineno}" for lineno, _ in lines]
-    scored = score_predictions(records, int(cfg.bootstrap.samples), int(cfg.seed), names=names)
-    metrics_file = write_metrics(scored.metrics, cfg.paths.output_dir)
+    computed = prediction_metrics(records, int(cfg.bootstrap.samples), int(cfg.seed), names=names)
+    metrics_file = write_metrics(computed.metrics, cfg.paths.output_dir)
     log.info("scored %d records from %s -> %s", len(records), path, metrics_file)
-    print(f"{path} ({len(records)} records)\n\n{format_table(scored.values, scored.cis or None)}")
+    print(f"{path} ({len(records)} records)\n\n{format_table(computed.values, computed.cis or None)}")
     for name, title in REFERENCES.items():
         prefix = f"ref/{name}/"
-        reference = {k.removeprefix(prefix): v for k, v in scored.metrics.items() if k.startswith(prefix)}
+        reference = {k.removeprefix(prefix): v for k, v in computed.metrics.items() if k.startswith(prefix)}
         if reference:
             print(f"\n{title}:\n\n{format_table(reference)}")
-    versus = versus_table(scored.metrics)
+    versus = versus_table(computed.metrics)
     if versus:
         print(f"\nAgainst the trivial references (paired bootstrap over the samples):\n\n{versus}")
-    return scored.metrics
+    return computed.metrics
 
 
 def versus_table(metrics: dict[str, float]) -> str:

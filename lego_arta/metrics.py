@@ -1,9 +1,9 @@
-"""Evaluation metrics of the study (Table 1) over a test set, from the per-sample scores of
-:mod:`lego_arta.scores.samples` (raw model text, parsed as the rewards parse it).
+"""Evaluation metrics of the study (Table 1) over a test set, from the per-sample values of
+:mod:`lego_arta.sample_metrics` (raw model text, parsed as the rewards parse it).
 
-``score(records) = aggregate(score_samples(records))``; records are mappings with ``prediction`` (raw model text),
-``reference``, optional ``task`` (inferred from the reference when missing or None) and optional ``id``. Values are
-x100 and keys exist only for the tasks present:
+``compute_metrics(records) = aggregate(sample_metrics(records))``; records are mappings with ``prediction`` (raw
+model text), ``reference``, optional ``task`` (inferred from the reference when missing or None) and optional ``id``.
+Values are x100 and keys exist only for the tasks present:
 
 - grounding: ``f1_theme`` (SQuAD token F1), ``rouge`` (ROUGE-L F1), ``rouge1``, ``rouge2`` (rouge-score, stemmer),
   ``bleu`` (sentence BLEU-4 on word tokens, as the ``grounding`` reward).
@@ -12,11 +12,11 @@ x100 and keys exist only for the tasks present:
   samples with ``iou`` >= 0.5).
 - state: ``f1_state`` (Yes positive, 2TP / (2TP + FP + FN)) and ``fpr`` (FP / (FP + TN)), 0 on a zero denominator.
 
-One light pass: ``score_samples`` parses each record once; the metrics, their bootstrap CIs (resampling the per-sample
-values within each task), format validity, the trivial references (always "Yes", copy the demo's answer, the mean
-training box) and the paired comparisons of the model with them (:mod:`lego_arta.paired`) are all aggregations of its
-output. ``score_predictions`` assembles them into a run's ``metrics.json`` keys; ``compare_predictions`` pairs two
-runs' predictions by sample id.
+One light pass: ``sample_metrics`` parses each record once; the metrics, their bootstrap CIs (resampling the
+per-sample values within each task), format validity, the trivial references (always "Yes", copy the demo's answer,
+the mean training box) and the paired comparisons of the model with them (:mod:`lego_arta.paired`) are all
+aggregations of its output. ``prediction_metrics`` assembles them into a run's ``metrics.json`` keys;
+``compare_predictions`` pairs two runs' predictions by sample id.
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ from lego_arta.paired import Paired, mean_metric, paired_bootstrap
 from lego_arta.parsing import (
     TASKS,
 )
-from lego_arta.scores.samples import (
+from lego_arta.sample_metrics import (
     ANSWER_REFERENCES,
     HEADLINE,
     METRIC_KEYS,
     REFERENCE_TASKS,
     STATE_COUNTS,
     TASK_METRICS,
-    score_samples,
+    sample_metrics,
 )
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,10 @@ def _by_task(samples: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str
 
 
 def aggregate(samples: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """Metrics (x100) from ``score_samples`` output: means per task, F1/FPR from the summed state counts.
+    """Metrics (x100) from ``sample_metrics`` output: means per task, F1/FPR from the summed state counts.
 
     Args:
-        samples: per-sample dicts from ``score_samples``.
+        samples: per-sample dicts from ``sample_metrics``.
 
     >>> aggregate([{"task": "object", "f1_object": 1.0, "iou": 0.5, "iou_strict": 0.25, "iou50": 1.0},
     ...            {"task": "object", "f1_object": 0.0, "iou": 0.0, "iou_strict": 0.0, "iou50": 0.0}])
@@ -84,17 +84,17 @@ def aggregate(samples: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     return out
 
 
-def score(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+def compute_metrics(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     """The study's metrics (x100) of ``records``; keys only for the tasks present.
 
     Args:
         records: mappings with ``prediction`` (raw model text), ``reference``, optional ``task`` and ``id``.
 
-    >>> score([{"prediction": "<think>no</think>Yes", "reference": "Yes"},
-    ...        {"prediction": "Attach the red brick", "reference": "Attach the red brick."}])
+    >>> compute_metrics([{"prediction": "<think>no</think>Yes", "reference": "Yes"},
+    ...                  {"prediction": "Attach the red brick", "reference": "Attach the red brick."}])
     {'f1_theme': 100.0, 'rouge': 100.0, 'rouge1': 100.0, 'rouge2': 100.0, 'bleu': 100.0, 'f1_state': 100.0, 'fpr': 0.0}
     """
-    return aggregate(score_samples(records))
+    return aggregate(sample_metrics(records))
 
 
 def bootstrap_ci(
@@ -106,12 +106,12 @@ def bootstrap_ci(
     ``numpy.random.Generator``; tasks in the order grounding, object, state). The metrics of a task share resamples.
 
     Args:
-        samples: per-sample dicts from ``score_samples``.
+        samples: per-sample dicts from ``sample_metrics``.
         n: number of bootstrap resamples.
         seed: seed of the generator.
         alpha: 1 - confidence level (0.05 gives 95% intervals).
 
-    >>> samples = score_samples([{"task": "state", "prediction": p, "reference": "Yes"} for p in ["Yes", "No"] * 10])
+    >>> samples = sample_metrics([{"task": "state", "prediction": p, "reference": "Yes"} for p in ["Yes", "No"] * 10])
     >>> aggregate(samples)["f1_state"], [round(v, 1) for v in bootstrap_ci(samples, n=200, seed=0)["f1_state"]]
     (66.66666666666666, [40.0, 85.7])
     """
@@ -140,14 +140,14 @@ def bootstrap_ci(
 
 
 def format_validity(samples: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """Share (x100) of answers in the form their task asks for, overall and per task, from ``score_samples`` output.
+    """Share (x100) of answers in the form their task asks for, overall and per task, from ``sample_metrics`` output.
 
-    Keys ``format_valid`` and ``format_valid_<task>`` for the tasks present (see :func:`score_samples` for each form).
+    Keys ``format_valid`` and ``format_valid_<task>`` for the tasks present (see :func:`sample_metrics` for each form).
 
     Args:
-        samples: per-sample dicts from ``score_samples``.
+        samples: per-sample dicts from ``sample_metrics``.
 
-    >>> format_validity(score_samples([{"task": "state", "prediction": "Yes", "reference": "No"},
+    >>> format_validity(sample_metrics([{"task": "state", "prediction": "Yes", "reference": "No"},
     ...                  {"task": "object", "prediction": "[1, 2]", "reference": '{"bbox_2d": [0, 0, 5, 5]}'}]))
     {'format_valid': 50.0, 'format_valid_object': 0.0, 'format_valid_state': 100.0}
     """
@@ -162,20 +162,21 @@ def format_validity(samples: Iterable[Mapping[str, Any]]) -> dict[str, float]:
 
 
 def reference_samples(samples: Sequence[Mapping[str, Any]], reference: str) -> tuple[list[int], list[dict[str, Any]]]:
-    """The indices of the samples a trivial reference answers, and its per-sample values there, from ``score_samples``.
+    """The indices of the samples a trivial reference answers, and its per-sample values there (from
+    ``sample_metrics``).
 
     ``always_yes`` answers every state sample "Yes": a "Yes" reference (``tp`` + ``fn``) becomes a true positive, a
     "No" (``fp`` + ``tn``) a false positive. ``copy_demo`` and ``mean_box`` (:data:`ANSWER_REFERENCES`) answer the
-    samples whose record carried their answer, with the values it scored in :func:`score_samples`.
+    samples whose record carried their answer, with the values it got in :func:`sample_metrics`.
 
     Args:
-        samples: per-sample dicts from ``score_samples``.
+        samples: per-sample dicts from ``sample_metrics``.
         reference: a name of :data:`REFERENCE_TASKS`.
 
     Raises:
         ValueError: an unknown reference.
 
-    >>> reference_samples(score_samples([{"reference": "No", "prediction": "No"}]), "always_yes")
+    >>> reference_samples(sample_metrics([{"reference": "No", "prediction": "No"}]), "always_yes")
     ([0], [{'task': 'state', 'tp': 0.0, 'fp': 1.0, 'fn': 0.0, 'tn': 0.0, 'format_valid': 1.0}])
     """
     if reference == "always_yes":
@@ -205,13 +206,13 @@ def trivial_reference(samples: Sequence[Mapping[str, Any]], reference: str) -> d
     scores its prompt's first demo answer (grounding, object); the mean box puts one box at the mean training box.
 
     Args:
-        samples: per-sample dicts from ``score_samples``.
+        samples: per-sample dicts from ``sample_metrics``.
         reference: a name of :data:`REFERENCE_TASKS`.
 
-    >>> trivial_reference(score_samples([{"reference": r, "prediction": "No"} for r in ["Yes", "No", "No", "No"]]),
+    >>> trivial_reference(sample_metrics([{"reference": r, "prediction": "No"} for r in ["Yes", "No", "No", "No"]]),
     ...                   "always_yes")
     {'f1_state': 40.0, 'fpr': 100.0}
-    >>> trivial_reference(score_samples([{"task": "grounding", "prediction": "", "reference": "Attach the axle.",
+    >>> trivial_reference(sample_metrics([{"task": "grounding", "prediction": "", "reference": "Attach the axle.",
     ...                                   "demo_answer": "Attach it."}]), "copy_demo")["f1_theme"]
     40.0
     """
@@ -232,7 +233,7 @@ def paired_difference(
     from each resample's summed counts (:func:`lego_arta.paired.paired_bootstrap`).
 
     Args:
-        model: per-sample dicts from ``score_samples``, all of the task of ``metric``.
+        model: per-sample dicts from ``sample_metrics``, all of the task of ``metric``.
         reference: the reference's per-sample dicts for the same samples, in the same order.
         metric: a key of :data:`TASK_METRICS`.
         n: bootstrap resamples (0: no interval).
@@ -261,12 +262,12 @@ def against_references(samples: Sequence[Mapping[str, Any]], *, n: int, seed: in
     ``always_yes/f1_state`` (the keys present for the tasks and answers present).
 
     Args:
-        samples: per-sample dicts from ``score_samples``.
+        samples: per-sample dicts from ``sample_metrics``.
         n: bootstrap resamples (0: differences without intervals).
         seed: seed of every comparison's resampling.
 
     >>> records = [{"task": "state", "prediction": p, "reference": r} for p, r in [("Yes", "Yes"), ("No", "No")] * 4]
-    >>> p = against_references(score_samples(records), n=200, seed=0)["always_yes/f1_state"]
+    >>> p = against_references(sample_metrics(records), n=200, seed=0)["always_yes/f1_state"]
     >>> round(p.model, 2), round(p.reference, 2), p.beats
     (100.0, 66.67, True)
     """
@@ -308,7 +309,7 @@ def compare_predictions(
     for a, b in pairs:
         if a["reference"] != b["reference"]:
             raise ValueError(f"sample {a['id']!r}: the two runs have different references (not one test split)")
-    ours, theirs = score_samples([a for a, _ in pairs]), score_samples([b for _, b in pairs])
+    ours, theirs = sample_metrics([a for a, _ in pairs]), sample_metrics([b for _, b in pairs])
     out: dict[str, Paired] = {}
     for task, metric in HEADLINE.items():
         pick = [i for i, s in enumerate(ours) if s["task"] == task]
@@ -317,21 +318,21 @@ def compare_predictions(
     return out
 
 
-class Scored(NamedTuple):
-    """Everything scored from a list of predictions: the flat run metrics, and the values / CIs for a table."""
+class PredictionMetrics(NamedTuple):
+    """Everything measured on a list of predictions: the flat run metrics, and the values / CIs for a table."""
 
     metrics: dict[str, float]
     values: dict[str, float]
     cis: dict[str, tuple[float, float]]
 
 
-def score_predictions(
+def prediction_metrics(
     records: Sequence[Mapping[str, Any]],
     bootstrap_samples: int,
     seed: int,
     names: Sequence[str] | None = None,
-) -> Scored:
-    """The run metrics of predictions, in one scoring pass: what evaluation and ``experiments/score.py`` write.
+) -> PredictionMetrics:
+    """The run metrics of predictions, in one pass: what evaluation and ``experiments/score.py`` write.
 
     Keys: ``eval/<metric>`` with ``_lo`` / ``_hi`` 95% bootstrap bounds (when ``bootstrap_samples`` > 0),
     ``eval/format_valid*``, ``eval/num_samples``, the trivial references beside the results: ``ref/always_yes/*``
@@ -347,9 +348,9 @@ def score_predictions(
             ``mean_box_answer``.
         bootstrap_samples: number of bootstrap resamples, for the CIs and the paired comparisons (0: no intervals).
         seed: seed of the bootstrap (the same for each comparison).
-        names: how scoring errors name each record (default: its id or index).
+        names: how errors name each record (default: its id or index).
     """
-    samples = score_samples(records, names=names)
+    samples = sample_metrics(records, names=names)
     values = aggregate(samples) | format_validity(samples)
     cis = bootstrap_ci(samples, n=bootstrap_samples, seed=seed) if bootstrap_samples > 0 else {}
     out = {f"eval/{k}": v for k, v in values.items()}
@@ -363,7 +364,7 @@ def score_predictions(
         if math.isfinite(paired.low):
             out[f"vs/{key}_lo"], out[f"vs/{key}_hi"] = paired.low, paired.high
             out[f"vs/{key}_beats"] = float(paired.beats)
-    return Scored(out, values, cis)
+    return PredictionMetrics(out, values, cis)
 
 
 def format_table(metrics: Mapping[str, float], cis: Mapping[str, tuple[float, float]] | None = None) -> str:

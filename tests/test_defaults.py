@@ -33,7 +33,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("lego_arta/methods/callbacks.py", "self.trainer"): "TRL's trainer internals (_logs), not our config",
     ("lego_arta/methods/callbacks.py", "buffer"): "TRL's completion logs, not our config",
     ("lego_arta/methods/callbacks.py", "row"): "a row of history.jsonl",
-    ("lego_arta/scores/samples.py", "record"): "a scored record: task is an optional field",
+    ("lego_arta/sample_metrics.py", "record"): "a scored record: task is an optional field",
     ("lego_arta/models/compat.py", "tokenizer"): "a tokenizer object (transformers), not our config",
     ("lego_arta/models/images.py", "image_processor"): "a processor object (transformers), not our config",
     ("lego_arta/planning/memory.py", "text"): "a checkpoint's config.json (transformers), not our config",

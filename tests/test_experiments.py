@@ -12,7 +12,7 @@ from experiments.dashboard import EVAL_KEYS, REWARD_KEYS, SIGNAL_KEYS, build_wor
 from lego_arta.report.collect import collect_runs
 from lego_arta.rewards import REWARDS
 from lego_arta.runs import read_jsonl
-from lego_arta.scores.samples import STUDY_METRICS
+from lego_arta.sample_metrics import STUDY_METRICS
 
 STUDY_COLUMNS = ["F1-Theme", "ROUGE", "BLEU", "F1-Object", "IoU", "F1-State", "FPR"]
 

@@ -12,8 +12,29 @@ from tests.conftest import ROOT
 PACKAGE = ROOT / "lego_arta"
 # package -> the lego_arta packages it must not import (its own layer and those above it)
 FORBIDDEN: dict[str, set[str]] = {
-    "scores": {"rewards", "metrics", "data", "models", "methods", "evaluation", "planning", "pipeline", "report"},
-    "rewards": {"metrics", "data", "models", "methods", "evaluation", "planning", "pipeline", "report"},
+    "scores": {
+        "rewards",
+        "metrics",
+        "sample_metrics",
+        "data",
+        "models",
+        "methods",
+        "evaluation",
+        "planning",
+        "pipeline",
+        "report",
+    },
+    "rewards": {
+        "metrics",
+        "sample_metrics",
+        "data",
+        "models",
+        "methods",
+        "evaluation",
+        "planning",
+        "pipeline",
+        "report",
+    },
     "models": {"data", "methods", "evaluation", "planning", "pipeline", "report"},
     "data": {"methods", "evaluation", "planning", "pipeline", "report"},
     "evaluation": {"methods", "planning", "pipeline", "report"},

@@ -12,14 +12,14 @@ from rouge_score import rouge_scorer, tokenizers
 from lego_arta.metrics import (
     aggregate,
     bootstrap_ci,
+    compute_metrics,
     format_table,
     format_validity,
-    score,
-    score_predictions,
+    prediction_metrics,
     trivial_reference,
 )
+from lego_arta.sample_metrics import METRIC_KEYS, sample_metrics
 from lego_arta.scores import RougeTokenizer, lcs_length, token_f1
-from lego_arta.scores.samples import METRIC_KEYS, score_samples
 
 
 def boxes_json(*boxes: tuple[list[float], str]) -> str:
@@ -29,12 +29,12 @@ def boxes_json(*boxes: tuple[list[float], str]) -> str:
 
 def grounding_metrics(prediction: str, reference: str) -> dict[str, float]:
     """The metrics of one grounding answer."""
-    return score([{"task": "grounding", "prediction": prediction, "reference": reference}])
+    return compute_metrics([{"task": "grounding", "prediction": prediction, "reference": reference}])
 
 
 def object_metrics(prediction: str, reference: str) -> dict[str, float]:
     """The metrics of one object answer."""
-    return score([{"task": "object", "prediction": prediction, "reference": reference}])
+    return compute_metrics([{"task": "object", "prediction": prediction, "reference": reference}])
 
 
 REF1 = boxes_json(([0, 0, 10, 10], "red brick"))
@@ -190,7 +190,7 @@ def test_state_metrics(predictions, references, f1, fpr):
     records = [
         {"task": "state", "prediction": p, "reference": r} for p, r in zip(predictions, references, strict=True)
     ]
-    assert score(records) == pytest.approx({"f1_state": f1, "fpr": fpr})
+    assert compute_metrics(records) == pytest.approx({"f1_state": f1, "fpr": fpr})
 
 
 def test_always_yes_reference_on_one_to_three_groups():
@@ -199,11 +199,11 @@ def test_always_yes_reference_on_one_to_three_groups():
         {"task": "state", "prediction": "No", "reference": r} for _ in range(5) for r in ("Yes", "No", "No", "No")
     ]
     records.append({"prediction": "", "reference": "Attach the brick."})  # other tasks are ignored
-    samples = score_samples(records)
+    samples = sample_metrics(records)
     assert trivial_reference(samples, "always_yes") == pytest.approx({"f1_state": 40.0, "fpr": 100.0})
     # the aggregation gives what scoring always-"Yes" predictions gives
     yes = [{**r, "prediction": "Yes"} for r in records if r.get("task") == "state"]
-    assert trivial_reference(samples, "always_yes") == pytest.approx(score(yes))
+    assert trivial_reference(samples, "always_yes") == pytest.approx(compute_metrics(yes))
     # no state record: no keys
     assert trivial_reference(samples[-1:], "always_yes") == {}
 
@@ -221,11 +221,11 @@ def test_copy_demo_reference_scores_the_demo_answer_in_the_same_pass():
         {"task": "object", "prediction": "", "reference": REF1, "demo_answer": None},  # no demo: not counted
         {"task": "state", "prediction": "No", "reference": "No", "demo_answer": "Yes"},  # state: never copied
     ]
-    samples = score_samples(records)
+    samples = sample_metrics(records)
     copied = [{**r, "prediction": r["demo_answer"]} for r in records[:2]]
-    assert trivial_reference(samples, "copy_demo") == pytest.approx(score(copied))
+    assert trivial_reference(samples, "copy_demo") == pytest.approx(compute_metrics(copied))
     # without any demo answer: no keys
-    assert trivial_reference(score_samples(records[2:]), "copy_demo") == {}
+    assert trivial_reference(sample_metrics(records[2:]), "copy_demo") == {}
 
 
 def test_format_validity_is_an_aggregation_of_the_samples():
@@ -236,23 +236,23 @@ def test_format_validity_is_an_aggregation_of_the_samples():
         {"task": "object", "prediction": boxes_json(([5, 5, 5, 9], "a")), "reference": REF1},  # only a degenerate box
         {"task": "state", "prediction": "Maybe", "reference": "No"},  # no yes/no word
     ]
-    samples = score_samples(records)
+    samples = sample_metrics(records)
     assert [s["format_valid"] for s in samples] == [1.0, 0.0, 1.0, 0.0, 0.0]
     assert format_validity(samples) == pytest.approx(
         {"format_valid": 40.0, "format_valid_grounding": 50.0, "format_valid_object": 50.0, "format_valid_state": 0.0}
     )
 
 
-def test_score_predictions_is_one_pass_over_the_records():
-    # every key of a run's metrics.json from one score_samples pass: metrics, CIs, validity, both references
+def test_prediction_metrics_is_one_pass_over_the_records():
+    # every key of a run's metrics.json from one sample_metrics pass: metrics, CIs, validity, both references
     records = [*MIXED, {**MIXED[0], "id": "g2", "demo_answer": "attach the red brick on top"}]
-    scored = score_predictions(records, bootstrap_samples=50, seed=0)
-    samples = score_samples(records)
-    assert scored.values == aggregate(samples) | format_validity(samples)
-    assert scored.metrics["eval/num_samples"] == 4.0
-    assert scored.metrics["ref/copy_demo/f1_theme"] == 100.0
-    assert scored.metrics["ref/always_yes/fpr"] == 100.0
-    assert set(scored.cis) == set(aggregate(samples))
+    computed = prediction_metrics(records, bootstrap_samples=50, seed=0)
+    samples = sample_metrics(records)
+    assert computed.values == aggregate(samples) | format_validity(samples)
+    assert computed.metrics["eval/num_samples"] == 4.0
+    assert computed.metrics["ref/copy_demo/f1_theme"] == 100.0
+    assert computed.metrics["ref/always_yes/fpr"] == 100.0
+    assert set(computed.cis) == set(aggregate(samples))
 
 
 MIXED = [
@@ -262,17 +262,17 @@ MIXED = [
 ]
 
 
-def test_keys_only_for_tasks_present_and_score_is_aggregate_of_samples():
+def test_keys_only_for_tasks_present_and_metrics_aggregate_the_samples():
     # mixed records, tasks inferred: every key, in the contract's order
-    assert list(score(MIXED)) == list(METRIC_KEYS)
-    assert score(MIXED) == aggregate(score_samples(MIXED))
+    assert list(compute_metrics(MIXED)) == list(METRIC_KEYS)
+    assert compute_metrics(MIXED) == aggregate(sample_metrics(MIXED))
     # only object records: only object keys
-    assert list(score(MIXED[1:2])) == ["f1_object", "iou", "iou_strict", "iou50"]
-    assert score([]) == {}
+    assert list(compute_metrics(MIXED[1:2])) == ["f1_object", "iou", "iou_strict", "iou50"]
+    assert compute_metrics([]) == {}
 
 
-def test_score_samples_are_per_sample_values_in_unit_range():
-    samples = score_samples(MIXED)
+def test_sample_metrics_are_per_sample_values_in_unit_range():
+    samples = sample_metrics(MIXED)
     assert [s["task"] for s in samples] == ["grounding", "object", "state"]
     assert samples[1] == {
         "task": "object",
@@ -288,9 +288,11 @@ def test_score_samples_are_per_sample_values_in_unit_range():
 
 def test_task_column_overrides_inference():
     # "Yes" would be inferred as state; the task column makes it a grounding sample
-    assert list(score([{"task": "grounding", "prediction": "Yes", "reference": "Yes"}])) == list(METRIC_KEYS[:5])
+    assert list(compute_metrics([{"task": "grounding", "prediction": "Yes", "reference": "Yes"}])) == list(
+        METRIC_KEYS[:5]
+    )
     # a None task is inferred
-    assert list(score([{"task": None, "prediction": "Yes", "reference": "Yes"}])) == ["f1_state", "fpr"]
+    assert list(compute_metrics([{"task": None, "prediction": "Yes", "reference": "Yes"}])) == ["f1_state", "fpr"]
 
 
 @pytest.mark.parametrize(
@@ -325,13 +327,13 @@ def test_task_column_overrides_inference():
 )
 def test_invalid_records_are_clear_errors(records, message):
     with pytest.raises(ValueError, match=message):
-        score(records)
+        compute_metrics(records)
 
 
 def test_non_mapping_record_is_a_type_error():
     # e.g. passing a metrics dict where records are expected
     with pytest.raises(TypeError, match="record #0 is str, expected a mapping"):
-        score({"f1_state": 40.0})  # type: ignore[arg-type]
+        compute_metrics({"f1_state": 40.0})  # type: ignore[arg-type]
 
 
 def _bootstrap_records(n: int = 60) -> list[dict[str, str]]:
@@ -351,7 +353,7 @@ def _bootstrap_records(n: int = 60) -> list[dict[str, str]]:
 
 
 def test_bootstrap_ci_brackets_the_estimate_and_is_seeded():
-    samples = score_samples(_bootstrap_records())
+    samples = sample_metrics(_bootstrap_records())
     values = aggregate(samples)
     cis = bootstrap_ci(samples, n=300, seed=0)
     # one interval per metric, in the same order as the metrics
@@ -371,7 +373,7 @@ def test_bootstrap_resamples_within_each_task():
     # so its F1 interval is exactly [100, 100]; pooled resampling would often miss it
     records = [{"prediction": "Yes", "reference": "Yes"}]
     records += [{"prediction": f"word{i}", "reference": f"word{i % 2}"} for i in range(50)]
-    cis = bootstrap_ci(score_samples(records), n=200, seed=0)
+    cis = bootstrap_ci(sample_metrics(records), n=200, seed=0)
     assert cis["f1_state"] == (100.0, 100.0)
     assert cis["fpr"] == (0.0, 0.0)
     # constant per-sample values give a zero-width interval
@@ -460,7 +462,7 @@ def test_object_iou_applies_the_frame_rule(prediction, image_size, iou):
     }
     if image_size is not None:
         record["image_size"] = image_size
-    assert score([record])["iou"] == pytest.approx(iou)
+    assert compute_metrics([record])["iou"] == pytest.approx(iou)
 
 
 def test_a_bad_image_size_names_the_record_and_field():
@@ -472,4 +474,4 @@ def test_a_bad_image_size_names_the_record_and_field():
         "image_size": [3],
     }
     with pytest.raises(ValueError, match=r"record 'x7': field 'image_size'"):
-        score([record])
+        compute_metrics([record])

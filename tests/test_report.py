@@ -534,7 +534,7 @@ def _versus_run(
     lora: bool = True,
 ):
     """A run dir whose metrics.json is what the evaluation writes for ``rows`` (predictions.jsonl)."""
-    from lego_arta.metrics import score_predictions
+    from lego_arta.metrics import prediction_metrics
 
     run_dir = root / name
     run_dir.mkdir(parents=True)
@@ -546,7 +546,7 @@ def _versus_run(
     cfg["eval"] = {"bootstrap": {"samples": 1000, "seed": seed}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run_dir / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    metrics = score_predictions(rows, bootstrap_samples=1000, seed=seed).metrics
+    metrics = prediction_metrics(rows, bootstrap_samples=1000, seed=seed).metrics
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
 
 

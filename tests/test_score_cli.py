@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from experiments.score import run
-from lego_arta.metrics import format_validity, score
-from lego_arta.scores.samples import score_samples
+from lego_arta.metrics import compute_metrics, format_validity
+from lego_arta.sample_metrics import sample_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 BOX = '[{"bbox_2d": [0, 0, 10, 10], "label": "red brick"}]'
@@ -42,16 +42,16 @@ def test_run_writes_metrics_and_prints_the_table(make_cfg, tmp_path, capsys):
     out = run(cfg)
     # metrics.json in the run dir holds exactly what run returns
     assert json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text()) == pytest.approx(out)
-    # values are the library's score, with CIs and the always-Yes reference beside them
+    # values are the library's metrics (compute_metrics), with CIs and the always-Yes reference beside them
     values = {
         k.removeprefix("eval/"): v
         for k, v in out.items()
         if k.count("/") == 1 and k[-3:] not in ("_lo", "_hi") and k != "eval/num_samples" and "format_valid" not in k
     }
-    assert values == pytest.approx(score(RECORDS))
+    assert values == pytest.approx(compute_metrics(RECORDS))
     # the same keys as an evaluation run: format validity beside the metrics
     assert {k.removeprefix("eval/"): v for k, v in out.items() if k.startswith("eval/format_valid")} == pytest.approx(
-        format_validity(score_samples(RECORDS))
+        format_validity(sample_metrics(RECORDS))
     )
     assert out["eval/num_samples"] == 6.0
     assert out["eval/f1_state_lo"] <= out["eval/f1_state"] <= out["eval/f1_state_hi"]
@@ -67,7 +67,7 @@ def test_copy_demo_reference_from_the_demo_answer_column(make_cfg, tmp_path, cap
     # predictions.jsonl rows carry demo_answer (evaluation writes it): score.py gives the copy-the-demo reference
     rows = [{**RECORDS[0], "demo_answer": "Attach the blue plate."}, {**RECORDS[1], "demo_answer": None}, *RECORDS[2:]]
     out = run(make_cfg(f"predictions={write_jsonl(tmp_path / 'p.jsonl', rows)}", config_name="score"))
-    copied = score([{**rows[0], "prediction": rows[0]["demo_answer"]}])
+    copied = compute_metrics([{**rows[0], "prediction": rows[0]["demo_answer"]}])
     assert {k.removeprefix("ref/copy_demo/"): v for k, v in out.items() if k.startswith("ref/copy_demo/")} == (
         pytest.approx(copied)
     )
@@ -82,7 +82,7 @@ def test_mean_box_reference_and_the_comparisons_from_the_columns(make_cfg, tmp_p
     rows += [{**RECORDS[1], "id": f"o{i}", "mean_box_answer": mean_box} for i in range(2, 6)] + RECORDS[2:]
     out = run(make_cfg(f"predictions={write_jsonl(tmp_path / 'p.jsonl', rows)}", config_name="score"))
     assert {k.removeprefix("ref/mean_box/"): v for k, v in out.items() if k.startswith("ref/mean_box/")} == (
-        pytest.approx(score([{**rows[1], "prediction": mean_box}]))
+        pytest.approx(compute_metrics([{**rows[1], "prediction": mean_box}]))
     )
     # the model's boxes are exact: +75 on each of the 5 object rows, so the interval is [75, 75] and it beats
     assert (out["vs/mean_box/iou"], out["vs/mean_box/iou_beats"]) == (pytest.approx(75.0), 1.0)

@@ -1,7 +1,7 @@
 """Bad model output never raises: arbitrary text, 1 MB strings, deep JSON, huge and non-finite numbers.
 
-Every reward and ``score`` must return finite values within their ranges. The 1 MB cases are also a regression guard
-for linear-time parsing (a quadratic tag search takes minutes on them).
+Every reward and ``compute_metrics`` must return finite values within their ranges. The 1 MB cases are also a
+regression guard for linear-time parsing (a quadratic tag search takes minutes on them).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lego_arta.metrics import format_validity, score
+from lego_arta.metrics import compute_metrics, format_validity
 from lego_arta.parsing import answer_text, completion_text, parse_boxes
 from lego_arta.rewards import REWARDS
-from lego_arta.scores.samples import METRIC_KEYS, score_samples
+from lego_arta.sample_metrics import METRIC_KEYS, sample_metrics
 
 MB = 1 << 20
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -90,15 +90,15 @@ def check_rewards(completions: list, solutions: list[str], tasks: list[str | Non
                 assert 0.0 <= value <= 2.0 + 1e-12
 
 
-def check_score(completions: list, solutions: list[str], tasks: list[str | None]) -> None:
+def check_metrics(completions: list, solutions: list[str], tasks: list[str | None]) -> None:
     records = [
         {"prediction": c, "reference": s, "task": t} for c, s, t in zip(completions, solutions, tasks, strict=True)
     ]
-    metrics = score(records)
+    metrics = compute_metrics(records)
     assert set(metrics) <= set(METRIC_KEYS)
     for key, value in metrics.items():
         assert math.isfinite(value) and 0.0 <= value <= 100.0, (key, value)
-    validity = format_validity(score_samples(records))
+    validity = format_validity(sample_metrics(records))
     assert validity and all(0.0 <= v <= 100.0 for v in validity.values())
 
 
@@ -112,8 +112,8 @@ def test_rewards_never_raise_and_stay_in_range(batch):
 
 @SETTINGS
 @given(st.lists(sample(), min_size=1, max_size=6))
-def test_score_never_raises_and_stays_in_range(batch):
-    check_score(*(list(x) for x in zip(*batch, strict=True)))
+def test_metrics_never_raise_and_stay_in_range(batch):
+    check_metrics(*(list(x) for x in zip(*batch, strict=True)))
 
 
 @settings(max_examples=100, deadline=None)
@@ -121,7 +121,7 @@ def test_score_never_raises_and_stays_in_range(batch):
 def test_arbitrary_unicode_text(completion, reference):
     # any text as completion and as (task-inferred) reference
     check_rewards([completion], [reference], [None])
-    check_score([completion], [reference], [None])
+    check_metrics([completion], [reference], [None])
 
 
 BOX = '{"bbox_2d": [1, 2, 30, 40], "label": "red brick"}'
@@ -157,14 +157,14 @@ REFERENCES = {"object": BOX, "state": "No", "grounding": "Attach the red brick o
 
 @pytest.mark.parametrize("text", list(HUGE.values()), ids=list(HUGE))
 def test_huge_and_pathological_completions(text):
-    # each pathological text against every kind of reference, through every reward and score
+    # each pathological text against every kind of reference, through every reward and the metrics
     tasks = list(REFERENCES)
     completions = [text] * len(REFERENCES)
     check_rewards(completions, list(REFERENCES.values()), tasks)
-    check_score(completions, list(REFERENCES.values()), tasks)
+    check_metrics(completions, list(REFERENCES.values()), tasks)
 
 
 def test_extreme_boxes_have_exact_iou():
     # areas overflow float range: IoU is rescaled, not NaN; identical huge boxes have IoU 1
     huge = '[{"bbox_2d": [-1.7e308, -1.7e308, 1.7e308, 1.7e308], "label": "x"}]'
-    assert score([{"task": "object", "prediction": huge, "reference": huge}])["iou"] == 100.0
+    assert compute_metrics([{"task": "object", "prediction": huge, "reference": huge}])["iou"] == 100.0

@@ -21,14 +21,14 @@ from lego_arta.evaluation.trivial import mean_box, mean_box_answer, mean_box_ans
 from lego_arta.metrics import (
     against_references,
     compare_predictions,
+    compute_metrics,
     paired_difference,
-    score,
-    score_predictions,
+    prediction_metrics,
     trivial_reference,
 )
 from lego_arta.paired import mean_metric, paired_bootstrap
 from lego_arta.runs import read_jsonl
-from lego_arta.scores.samples import score_samples
+from lego_arta.sample_metrics import sample_metrics
 
 
 def box_json(coords: list[int], label: str = "red brick") -> str:
@@ -100,9 +100,11 @@ def test_mean_box_reference_is_scored_like_copy_the_demo():
         {"id": "o2", "task": "object", "prediction": "", "reference": ref, "mean_box_answer": None},  # not counted
         {"id": "g1", "task": "grounding", "prediction": "x", "reference": "Attach it.", "mean_box_answer": answer},
     ]
-    samples = score_samples(records)
+    samples = sample_metrics(records)
     # scoring the answer as a prediction gives the same values: IoU 400 / 1600 = 0.25, label "red brick" exact
-    assert trivial_reference(samples, "mean_box") == pytest.approx(score([{**records[0], "prediction": answer}]))
+    assert trivial_reference(samples, "mean_box") == pytest.approx(
+        compute_metrics([{**records[0], "prediction": answer}])
+    )
     assert trivial_reference(samples, "mean_box") == pytest.approx(
         {"f1_object": 100.0, "iou": 25.0, "iou_strict": 25.0, "iou50": 0.0}
     )
@@ -120,7 +122,7 @@ def test_identical_predictions_differ_by_zero_and_do_not_beat():
     assert p.diff == 0.0 and p.low <= 0.0 <= p.high and not p.beats
     # the state metric too: the same answers on the same samples
     records = [{"task": "state", "prediction": a, "reference": r} for a, r in [("Yes", "Yes"), ("Yes", "No")] * 10]
-    samples = score_samples(records)
+    samples = sample_metrics(records)
     p = paired_difference(samples, samples, "f1_state", n=500, seed=0)
     assert p.diff == 0.0 and p.low <= 0.0 <= p.high and not p.beats
 
@@ -172,7 +174,7 @@ def test_f1_state_is_recomputed_on_each_resample_against_always_yes():
     # 10 groups of 1 Yes + 3 No; the model answers every one right: F1 100 on any resample with a Yes in it, while
     # always-Yes scores 2P / (2P + N) on the resample's P Yes and N No references
     refs = ["Yes", "No", "No", "No"] * 10
-    samples = score_samples([{"task": "state", "prediction": r, "reference": r} for r in refs])
+    samples = sample_metrics([{"task": "state", "prediction": r, "reference": r} for r in refs])
     p = against_references(samples, n=2000, seed=0)["always_yes/f1_state"]
     assert (p.model, p.reference, p.diff) == pytest.approx((100.0, 40.0, 60.0))
 
@@ -207,7 +209,7 @@ def test_against_references_and_the_metrics_json_keys():
         )
     for i, r in enumerate(["Yes", "No", "No", "No"] * 2):
         records.append({"id": f"s{i}", "task": "state", "prediction": "No", "reference": r})  # always "No"
-    metrics = score_predictions(records, bootstrap_samples=500, seed=0).metrics
+    metrics = prediction_metrics(records, bootstrap_samples=500, seed=0).metrics
     vs = {k: v for k, v in metrics.items() if k.startswith("vs/")}
     assert set(vs) == {
         f"vs/{key}{suffix}"
@@ -229,7 +231,7 @@ def test_against_references_and_the_metrics_json_keys():
         name, metric = key.split("/")
         assert metrics[f"vs/{key}"] == pytest.approx(metrics[f"eval/{metric}"] - metrics[f"ref/{name}/{metric}"])
     # without resamples: the differences only
-    plain = score_predictions(records, bootstrap_samples=0, seed=0).metrics
+    plain = prediction_metrics(records, bootstrap_samples=0, seed=0).metrics
     assert {k for k in plain if k.startswith("vs/")} == {k for k in vs if not k.endswith(("_lo", "_hi", "_beats"))}
 
 

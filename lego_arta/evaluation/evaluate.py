@@ -1,4 +1,4 @@
-"""Score a model on the test split: generation to predictions.jsonl, then ``metrics.score_predictions``."""
+"""Score a model on the test split: generation to predictions.jsonl, then ``metrics.prediction_metrics``."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from lego_arta.evaluation.generate import (
     shard_files,
 )
 from lego_arta.evaluation.predictions_table import predictions_table
-from lego_arta.metrics import format_table, score_predictions
+from lego_arta.metrics import format_table, prediction_metrics
 from lego_arta.parsing import answer_text, completion_text
 from lego_arta.runs import PREDICTIONS_FILE
 from lego_arta.scores.semantic import semantic_similarity
@@ -191,13 +191,13 @@ def evaluate(
     )
     if records is None:  # another rank: the main process scores and logs
         return {}
-    scored = score_predictions(records, int(eval_cfg.bootstrap.samples), int(eval_cfg.bootstrap.seed))
-    results = scored.metrics
+    computed = prediction_metrics(records, int(eval_cfg.bootstrap.samples), int(eval_cfg.bootstrap.seed))
+    results = computed.metrics
     if eval_cfg.semantic_model:
         results |= semantic_metric(
             records, str(eval_cfg.semantic_model), int(eval_cfg.bootstrap.samples), int(eval_cfg.bootstrap.seed)
         )
-    log.info("evaluation on %d samples:\n%s", len(records), format_table(scored.values, scored.cis or None))
+    log.info("evaluation on %d samples:\n%s", len(records), format_table(computed.values, computed.cis or None))
     tracker.log(results)
     tracker.summary(results)
     if int(eval_cfg.table_rows) > 0:

@@ -3,10 +3,10 @@
 The test split is not looked at while training (choosing a checkpoint on it would bias the test scores). Instead,
 ``eval.val.size`` of each task's training records are held out (carved like the split itself: a state group stays
 together, whole manuals with ``split=manual``) and never trained on. Every ``eval.val.every_steps`` steps the model
-as it is answers them with the evaluation's own generation settings (``eval.*``) and the answers are scored with
-``lego_arta.metrics.score``: ``val/<metric>`` goes to ``history.jsonl`` (a row of its own, with ``step``) and to W&B
-against ``train/global_step``. The step with the best ``eval.val.best`` is saved as a checkpoint and kept through
-``save_total_limit`` (the Trainer keeps ``state.best_model_checkpoint``); ``metrics.json`` names it
+as it is answers them with the evaluation's own generation settings (``eval.*``) and the answers are measured with
+``lego_arta.metrics.compute_metrics``: ``val/<metric>`` goes to ``history.jsonl`` (a row of its own, with ``step``)
+and to W&B against ``train/global_step``. The step with the best ``eval.val.best`` is saved as a checkpoint and kept
+through ``save_total_limit`` (the Trainer keeps ``state.best_model_checkpoint``); ``metrics.json`` names it
 (``val/best_step``, ``val/best_<metric>``). A resumed run keeps its best (it is part of ``trainer_state.json``).
 """
 
@@ -20,11 +20,11 @@ from datasets import Dataset
 from omegaconf import DictConfig
 from transformers import ProcessorMixin, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from lego_arta import metrics as scoring
 from lego_arta.distributed import any_process, is_main
 from lego_arta.errors import ConfigError
 from lego_arta.evaluation.evaluate import generate_sharded, limit_per_task
 from lego_arta.evaluation.generate import GenerationSettings, TransformersBackend
+from lego_arta.metrics import compute_metrics
 from lego_arta.runs import HISTORY_FILE, append_jsonl
 from lego_arta.tracking import Tracker
 
@@ -96,7 +96,7 @@ class ValidationCallback(TrainerCallback):
             model.train(was_training)
         if records is None:
             return {}
-        values = {f"val/{key}": value for key, value in scoring.score(records).items()}
+        values = {f"val/{key}": value for key, value in compute_metrics(records).items()}
         append_jsonl(self.run_dir / HISTORY_FILE, {"step": step, **values})
         self.tracker.log({**values, "train/global_step": step})
         log.info("validation at step %d on %d samples: %s", step, len(records), values)

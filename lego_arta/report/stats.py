@@ -33,7 +33,7 @@ from scipy import stats
 from lego_arta.markdown_table import MISSING  # the cell of a value not there
 from lego_arta.report.collect import FULL, NO_REWARD, OK, STARTS, as_float, group_sort_key
 from lego_arta.report.study import STUDY_TABLE1
-from lego_arta.scores.samples import STUDY_METRICS
+from lego_arta.sample_metrics import STUDY_METRICS
 
 HEADERS: Final[dict[str, str]] = {
     "f1_theme": "F1-Theme",
@@ -44,7 +44,7 @@ HEADERS: Final[dict[str, str]] = {
     "f1_state": "F1-State",
     "fpr": "FPR",
 }
-# the study's seven metrics (lego_arta.scores.samples.STUDY_METRICS) with their Table 1 headers
+# the study's seven metrics (lego_arta.sample_metrics.STUDY_METRICS) with their Table 1 headers
 METRICS: Final[tuple[tuple[str, str], ...]] = tuple((key, HEADERS[key]) for key in STUDY_METRICS)
 # headers of the other eval/ metrics, shown in a second table when present
 EXTRA_HEADERS: Final[dict[str, str]] = {

@@ -28,7 +28,7 @@ from lego_arta.parsing import TASKS
 from lego_arta.report.collect import OK
 from lego_arta.report.stats import HEADERS, REFERENCE_NAMES, row_label
 from lego_arta.runs import CONFIG_FILE, PREDICTIONS_FILE, read_jsonl
-from lego_arta.scores.samples import HEADLINE, REFERENCE_TASKS
+from lego_arta.sample_metrics import HEADLINE, REFERENCE_TASKS
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from lego_arta.report.signal import signal_table
 from lego_arta.report.stats import extra_metrics, references_table, study_table, table1
 from lego_arta.report.versus import baseline_lines, trivial_lines
 from lego_arta.runs import CONFIG_FILE, METRICS_FILE
-from lego_arta.scores.samples import HEADLINE
+from lego_arta.sample_metrics import HEADLINE
 
 VAL_CURVES = "validation_curves.png"
 

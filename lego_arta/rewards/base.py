@@ -66,10 +66,10 @@ def samples(
 
 
 class TaskReward:
-    """A reward in TRL's contract that scores the samples of one task and returns ``None`` for the others.
+    """A reward in TRL's contract that rewards the samples of one task and returns ``None`` for the others.
 
     Subclasses set ``__name__`` (TRL logs ``rewards/<__name__>/mean``) and ``task`` (``None``: every task) and
-    implement :meth:`score_sample`, or :meth:`score_with_metrics` when they also report side metrics (TRL's
+    implement :meth:`reward_sample`, or :meth:`reward_and_side_metrics` when they also report side metrics (TRL's
     ``log_metric`` gets each one's mean over the batch's on-task samples). The batch handling and column checks live
     here, once.
     """
@@ -95,7 +95,7 @@ class TaskReward:
             if self.task is not None and sample.task != self.task:
                 out.append(None)
                 continue
-            value, metrics = self.score_with_metrics(i, sample)
+            value, metrics = self.reward_and_side_metrics(i, sample)
             out.append(value)
             for key, metric in metrics.items():
                 side.setdefault(key, []).append(metric)
@@ -105,10 +105,10 @@ class TaskReward:
                 log_metric(key, sum(values) / len(values))
         return out
 
-    def score_sample(self, index: int, sample: Sample) -> float:
+    def reward_sample(self, index: int, sample: Sample) -> float:
         """The reward of one on-task sample (``index`` is its position in the batch, for error messages)."""
         raise NotImplementedError
 
-    def score_with_metrics(self, index: int, sample: Sample) -> tuple[float, Mapping[str, float]]:
+    def reward_and_side_metrics(self, index: int, sample: Sample) -> tuple[float, Mapping[str, float]]:
         """The reward of one on-task sample and its side metrics (none unless a subclass reports some)."""
-        return self.score_sample(index, sample), {}
+        return self.reward_sample(index, sample), {}

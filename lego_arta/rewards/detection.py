@@ -67,7 +67,7 @@ class IoUReward(TaskReward):
             f"count_bonus={self.count_bonus})"
         )
 
-    def score_with_metrics(self, index: int, sample: Sample) -> tuple[float, Mapping[str, float]]:
+    def reward_and_side_metrics(self, index: int, sample: Sample) -> tuple[float, Mapping[str, float]]:
         _, refs = object_reference(sample.reference or "", f"reward {self.__name__!r}: solution[{index}]")
         boxes = parse_boxes(answer_text(sample.text))
         raw = many_as_array(boxes)  # a flood of boxes is converted once
@@ -103,7 +103,7 @@ class LabelRougeReward(TaskReward):
     __name__ = "label_rouge"
     task = "object"
 
-    def score_sample(self, index: int, sample: Sample) -> float:
+    def reward_sample(self, index: int, sample: Sample) -> float:
         ref_boxes, _ = object_reference(sample.reference or "", f"reward {self.__name__!r}: solution[{index}]")
         boxes = parse_boxes(answer_text(sample.text))
         if not boxes:

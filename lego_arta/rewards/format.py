@@ -28,7 +28,7 @@ class FormatReward(TaskReward):
     __name__ = "format"
     needs_solution = False
 
-    def score_sample(self, index: int, sample: Sample) -> float:
+    def reward_sample(self, index: int, sample: Sample) -> float:
         text = sample.text
         ok = is_think_answer(text) and (sample.task != "object" or bool(parse_json_boxes(answer_text(text))))
         return 1.0 if ok else 0.0

@@ -30,7 +30,7 @@ class StateReward(TaskReward):
     __name__ = "state"
     task = "state"
 
-    def score_sample(self, index: int, sample: Sample) -> float:
+    def reward_sample(self, index: int, sample: Sample) -> float:
         found = find_yes_no(answer_text(sample.text))
         return float(found is not None and found == parse_yes_no(answer_text(sample.reference or "")))
 
@@ -52,7 +52,7 @@ class GroundingReward(TaskReward):
     __name__ = "grounding"
     task = "grounding"
 
-    def score_sample(self, index: int, sample: Sample) -> float:
+    def reward_sample(self, index: int, sample: Sample) -> float:
         # word tokens are rouge-score's tokens without stemmer: each text is tokenized once for both scores
         prediction = word_tokens(answer_text(sample.text))
         reference = word_tokens(answer_text(sample.reference or ""))

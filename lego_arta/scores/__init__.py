@@ -1,6 +1,8 @@
-"""The scores the rewards and the metrics share, below both: box geometry and text scores.
+"""The primitives the rewards and the metrics share, below both: box geometry and text scores.
 
-``lego_arta.rewards`` and ``lego_arta.metrics`` import these from here; neither imports the other.
+``lego_arta.rewards`` and ``lego_arta.metrics`` import these from here; neither imports the other. What belongs to
+one side only lives there: the per-sample metric values in :mod:`lego_arta.sample_metrics`, the rewards in
+:mod:`lego_arta.rewards`.
 
 - ``boxes``: the frame rule (``to_grid``, ``on_grid``, ``grid_to_pixels``), ``box_iou``, ``iou_matrix``, Hungarian
   ``match_boxes`` (scipy), ``valid_boxes``, ``coords_inside``, ``object_reference``.

@@ -1,8 +1,9 @@
-"""Per-sample scores of the study's metrics: one pass over the records, each text parsed once.
+"""Per-sample values of the study's metrics: one pass over the records, each text parsed once.
 
-:func:`score_samples` gives each record its task's values in [0, 1] (state: its confusion indicators), its format
+:func:`sample_metrics` gives each record its task's values in [0, 1] (state: its confusion indicators), its format
 validity, and the values of the trivial answers it carries (:data:`ANSWER_REFERENCES`). ``lego_arta.metrics``
-aggregates them over a test set (Table 1, CIs, references, comparisons).
+aggregates them over a test set (Table 1, CIs, references, comparisons). The metric and reference registries
+(:data:`TASK_METRICS`, :data:`HEADLINE`, :data:`REFERENCE_TASKS`, ...) live here too.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 METRIC_KEYS: tuple[str, ...] = tuple(k for task in TASKS for k in TASK_METRICS[task])
 # the study's seven metrics (its Table 1), in its order
 STUDY_METRICS: tuple[str, ...] = ("f1_theme", "rouge", "bleu", "f1_object", "iou", "f1_state", "fpr")
-# trivial answers a record may carry, scored in the same pass as its prediction:
+# trivial answers a record may carry, measured in the same pass as its prediction:
 # reference name -> (the record's field holding the answer, the tasks it answers)
 ANSWER_REFERENCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "copy_demo": ("demo_answer", ("grounding", "object")),  # the prompt's first demo's answer (state demos: a pair)
@@ -47,15 +48,16 @@ HEADLINE: dict[str, str] = {"grounding": "f1_theme", "object": "iou", "state": "
 STATE_COUNTS = ("tp", "fp", "fn", "tn")
 
 
-Scorer = Callable[[str], dict[str, float]]
+# an answer's metric values, against a reference read once
+Measure = Callable[[str], dict[str, float]]
 
 
-def _grounding(reference: str) -> Scorer:
+def _grounding(reference: str) -> Measure:
     # the reference is split once; each answer once: word tokens (token F1, BLEU), stems from them (rouge-score's)
     ref_words = word_tokens(answer_text(reference))
     ref_stems = ROUGE_STEMS.from_words(ref_words)
 
-    def scores(answer: str) -> dict[str, float]:
+    def values(answer: str) -> dict[str, float]:
         words = word_tokens(answer)
         stems = ROUGE_STEMS.from_words(words)
         return {
@@ -67,14 +69,14 @@ def _grounding(reference: str) -> Scorer:
             "format_valid": float(bool(words)),
         }
 
-    return scores
+    return values
 
 
-def _object(reference: str, where: str, image_size: Sequence[float] | None) -> Scorer:
+def _object(reference: str, where: str, image_size: Sequence[float] | None) -> Measure:
     ref_boxes, ref_valid = object_reference(reference, where)
     ref_labels = word_tokens(" ".join(b.label for b in ref_boxes))
 
-    def scores(answer: str) -> dict[str, float]:
+    def values(answer: str) -> dict[str, float]:
         boxes = parse_boxes(answer)
         valid = valid_boxes(to_grid(boxes, image_size))  # the frame rule, no clamping
         total, pairs = match_boxes(valid, ref_valid)
@@ -89,13 +91,13 @@ def _object(reference: str, where: str, image_size: Sequence[float] | None) -> S
             "format_valid": float(len(valid) > 0),
         }
 
-    return scores
+    return values
 
 
-def _state(reference: str) -> Scorer:
+def _state(reference: str) -> Measure:
     ref_yes = parse_yes_no(answer_text(reference)) == "yes"
 
-    def scores(answer: str) -> dict[str, float]:
+    def values(answer: str) -> dict[str, float]:
         found = find_yes_no(answer)
         yes = found == "yes"
         return {
@@ -106,7 +108,7 @@ def _state(reference: str) -> Scorer:
             "format_valid": float(found is not None),
         }
 
-    return scores
+    return values
 
 
 def _field(record: Mapping[str, Any], field: str, name: str) -> Any:
@@ -132,13 +134,13 @@ def _image_size(record: Mapping[str, Any], name: str) -> Sequence[float] | None:
     return size
 
 
-def score_samples(records: Iterable[Mapping[str, Any]], names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def sample_metrics(records: Iterable[Mapping[str, Any]], names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Per-sample values in [0, 1] (not x100): one pass over the records, each text parsed once.
 
     Each sample has its ``task``, the task's metric values (state samples: their confusion indicators ``tp``, ``fp``,
-    ``fn``, ``tn``, one of them 1.0, instead of a score) and ``format_valid`` (1.0 when the answer has the task's form:
+    ``fn``, ``tn``, one of them 1.0, instead of a value) and ``format_valid`` (1.0 when the answer has the task's form:
     object: a non-degenerate box parses; state: a Yes/No word is there; grounding: the answer has a word). A record
-    carrying a trivial answer (:data:`ANSWER_REFERENCES`) also gets the values that answer would score, under the
+    carrying a trivial answer (:data:`ANSWER_REFERENCES`) also gets the values that answer would get, under the
     reference's name: ``copy_demo`` from a grounding or object ``demo_answer`` (the answer of its prompt's first
     few-shot demo), ``mean_box`` from an object ``mean_box_answer`` (one box at the training split's mean box,
     :func:`lego_arta.evaluation.trivial.mean_box_answer`). The aggregations (:func:`aggregate`,
@@ -156,7 +158,7 @@ def score_samples(records: Iterable[Mapping[str, Any]], names: Sequence[str] | N
             names the record (its ``id`` when present, else its index) and the field.
         TypeError: a record that is not a mapping.
 
-    >>> score_samples([{"task": "state", "prediction": "<answer>Yes</answer>", "reference": "No"}])
+    >>> sample_metrics([{"task": "state", "prediction": "<answer>Yes</answer>", "reference": "No"}])
     [{'task': 'state', 'tp': 0.0, 'fp': 1.0, 'fn': 0.0, 'tn': 0.0, 'format_valid': 1.0}]
     """
     out: list[dict[str, Any]] = []
@@ -173,14 +175,14 @@ def score_samples(records: Iterable[Mapping[str, Any]], names: Sequence[str] | N
         except ValueError as err:
             raise ValueError(f"record {name}: field 'task': {err}") from err
         if task == "grounding":
-            scores = _grounding(reference)
+            measure = _grounding(reference)
         elif task == "object":
-            scores = _object(reference, f"record {name}: field 'reference'", _image_size(record, name))
+            measure = _object(reference, f"record {name}: field 'reference'", _image_size(record, name))
         else:
-            scores = _state(reference)
-        sample: dict[str, Any] = {"task": task, **scores(answer_text(prediction))}
+            measure = _state(reference)
+        sample: dict[str, Any] = {"task": task, **measure(answer_text(prediction))}
         for ref, (field, tasks) in ANSWER_REFERENCES.items():
             if task in tasks and record.get(field) is not None:
-                sample[ref] = scores(answer_text(_text_field(record, field, name)))
+                sample[ref] = measure(answer_text(_text_field(record, field, name)))
         out.append(sample)
     return out
