@@ -19,8 +19,7 @@ from lego_arta.errors import ConfigError, MissingInputError
 from lego_arta.evaluation.evaluate import evaluate, make_backend
 from lego_arta.evaluation.generate import generator_id
 from lego_arta.evaluation.trivial import mean_box_answers
-from lego_arta.models import load_model, load_processor, resolve_model_path
-from lego_arta.models.images import image_frame
+from lego_arta.models import family, load_model, load_processor, resolve_model_path
 from lego_arta.models.loading import attention_implementation
 from lego_arta.runs import METRICS_FILE, VAL_FILE, save_config, write_metrics
 from lego_arta.tracking import tracking
@@ -64,11 +63,7 @@ def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
     attention_implementation(cfg.model)
     if int(cfg.eval.val.every_steps) > 0 and not 0.0 < float(cfg.eval.val.size) < 1.0:
         raise ConfigError(f"eval.val.size={cfg.eval.val.size}: the share of training records held out, in (0, 1)")
-    if int(cfg.model.min_pixels) > int(cfg.model.max_pixels):
-        raise ConfigError(
-            f"model.max_pixels={cfg.model.max_pixels} is below model.min_pixels={cfg.model.min_pixels}: the image "
-            "budget (pixels per image after the resize) needs min_pixels <= max_pixels"
-        )
+    family(cfg.model)  # an unknown model.family, or image budget keys that cannot work (min_pixels > max_pixels)
     evaluates = not trains or cfg.eval.after_train
     if evaluates and cfg.eval.backend == "vllm" and (world := distributed.ranks().world_size) > 1:
         raise ConfigError(
@@ -142,7 +137,7 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
         save_split(data, run_dir)
     metrics: dict[str, float] = {}
     memory: dict[str, float] = {}
-    frame_of = image_frame(int(cfg.model.min_pixels), int(cfg.model.max_pixels))  # the image_size of each sample
+    frame_of = family(cfg.model).image_frame()  # the image_size of each sample: its answers' frame
     vllm = cfg.eval.backend == "vllm"
     with tracking(cfg, run_dir) as tracker:
         tracker.summary(flat_counts(data.summary) | {f"data/dropped/{k}": n for k, n in data.dropped.items()})

@@ -20,7 +20,7 @@ from lego_arta.data import (
     split_records,
     task_text,
 )
-from lego_arta.models.images import image_frame
+from lego_arta.models import family
 from tests.data_fixtures import make_records, write_image
 
 
@@ -141,7 +141,7 @@ def test_demos_off(with_images: tuple[list[Record], list[Record]]) -> None:
     assert dataset["demo_answer"] == [None] * len(dataset)
 
 
-def test_box_frame_pixels_teaches_and_asks_in_the_resized_frame(
+def test_box_frame_native_teaches_and_asks_in_qwen_resized_pixels(
     with_images: tuple[list[Record], list[Record]], tmp_path: Path
 ) -> None:
     train, test = with_images
@@ -149,19 +149,19 @@ def test_box_frame_pixels_teaches_and_asks_in_the_resized_frame(
         Image.new("RGB", (40, 30)).save(record.image)
     # resized up to at least 224 x 224 pixels: scale sqrt(50176 / 1200) = 6.466, each side rounded up to a multiple
     # of 28: width ceil(258.6 / 28) x 28 = 280, height ceil(194.0 / 28) x 28 = 196
-    frame_of = image_frame(min_pixels=224 * 224, max_pixels=512 * 512)
+    frame_of = family({"family": "qwen2_5_vl", "min_pixels": 224 * 224, "max_pixels": 512 * 512}).image_frame()
     assert frame_of(test[0].image) == (280, 196)  # (width, height), though smart_resize returns (height, width)
     grid = build_dataset(test, train, CFG, seed=0, frame_of=frame_of)
-    pixels = build_dataset(test, train, {**CFG, "box_frame": "pixels", "directive_frame": "pixels"}, 0, frame_of)
+    pixels = build_dataset(test, train, {**CFG, "box_frame": "native", "directive_frame": "native"}, 0, frame_of)
     # pixel answers under the study's directive: what Qwen2.5-VL gives when asked for the grid
-    habit = build_dataset(test, train, {**CFG, "box_frame": "pixels"}, seed=0, frame_of=frame_of)
+    habit = build_dataset(test, train, {**CFG, "box_frame": "native"}, seed=0, frame_of=frame_of)
     assert grid["image_size"] == pixels["image_size"] == [[280, 196]] * len(test)
     assert grid["solution"] == pixels["solution"]  # the scoring references stay on the grid
     objects = [i for i, r in enumerate(test) if r.task == "object"]
     assert objects
     for i in objects:
         record, row = test[i], pixels[i]
-        assert row["prompt"][-1]["content"][1]["text"] == task_text(record, "pixels")
+        assert row["prompt"][-1]["content"][1]["text"] == task_text(record, "native", frame_of)
         taught = json.loads(row["completion"][0]["content"][0]["text"])
         for box, ref in zip(taught, record.boxes(), strict=True):
             # x * 280 / 100 and y * 196 / 100, rounded to whole pixels
@@ -172,13 +172,33 @@ def test_box_frame_pixels_teaches_and_asks_in_the_resized_frame(
             assert row["demo_answer"] == row["prompt"][1]["content"][0]["text"] != grid[i]["demo_answer"]
         assert habit[i]["completion"] == row["completion"] and habit[i]["demo_answer"] == row["demo_answer"]
         assert habit[i]["prompt"][-1]["content"][1]["text"] == task_text(record, "grid")
-    with pytest.raises(ValueError, match=r"data\.box_frame=pixels"):
-        build_dataset(test, train, {**CFG, "box_frame": "pixels"}, seed=0)
+    with pytest.raises(ValueError, match=r"data\.box_frame=native"):
+        build_dataset(test, train, {**CFG, "box_frame": "native"}, seed=0)
     with pytest.raises(ValueError, match=r"data\.box_frame=inches"):
         build_dataset(test, train, {**CFG, "box_frame": "inches"}, seed=0)
     with pytest.raises(ValueError, match=r"data\.directive_frame=inches"):
         build_dataset(test, train, {**CFG, "directive_frame": "inches"}, seed=0)
 
 
-def test_pixel_directive_names_no_grid() -> None:
-    assert "[0,100]" not in task_text(OBJECT, "pixels") and "pixel" in task_text(OBJECT, "pixels")
+def test_native_directive_is_the_family_s_frame(tmp_path: Path) -> None:
+    qwen = family({"family": "qwen2_5_vl", "min_pixels": 3136, "max_pixels": 12544}).image_frame()
+    internvl = family({"family": "internvl", "max_tiles": 4, "tile_size": 56, "tokens_per_tile": 4}).image_frame()
+    assert "[0,100]" not in task_text(OBJECT, "native", qwen) and "pixel coordinates" in task_text(
+        OBJECT, "native", qwen
+    )
+    assert "[0,1000]" in task_text(OBJECT, "native", internvl) and "pixel" not in task_text(OBJECT, "native", internvl)
+    assert "[0,100]" in task_text(OBJECT, "grid", internvl)
+
+
+def test_internvl_answers_natively_on_0_1000(with_images: tuple[list[Record], list[Record]], tmp_path: Path) -> None:
+    train, test = with_images
+    for record in train + test:
+        Image.new("RGB", (40, 30)).save(record.image)
+    frame_of = family({"family": "internvl", "max_tiles": 4, "tile_size": 56, "tokens_per_tile": 4}).image_frame()
+    native = build_dataset(test, train, {**CFG, "box_frame": "native"}, seed=0, frame_of=frame_of)
+    assert native["image_size"] == [[1000, 1000]] * len(test)  # whatever the image's size
+    for i in (i for i, r in enumerate(test) if r.task == "object"):
+        taught = json.loads(native[i]["completion"][0]["content"][0]["text"])
+        assert [b["bbox_2d"] for b in taught] == [
+            [10 * ref.x1, 10 * ref.y1, 10 * ref.x2, 10 * ref.y2] for ref in test[i].boxes()
+        ]

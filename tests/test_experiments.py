@@ -73,7 +73,7 @@ def test_ablation_teaches_pixels_then_asks_for_the_grid(tmp_path, cache_dir):
     # SFT teaches pixel answers under the study's grid directive; GRPO asks for the grid and is shown nothing else
     assert frames == {
         "baseline": ("grid", "grid"),
-        "sft": ("pixels", "grid"),
+        "sft": ("native", "grid"),
         "grpo_v1_s0": ("grid", "grid"),
         "grpo_v2_s0": ("grid", "grid"),
     }

@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
 from lego_arta.models import load_model, resolve_model_path
 from lego_arta.models.loading import ModelPathError
-from lego_arta.models.tiny import build_tiny_qwen2_5_vl
+from lego_arta.models.qwen2_5_vl import build_tiny_qwen2_5_vl
 from tests.conftest import FIXTURE_7B
 
 

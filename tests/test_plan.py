@@ -155,7 +155,7 @@ def grpo_7b(cache_dir, tmp_path_factory):
     files, _ = model_files(cfg)
     model = empty_model(files)
     total, _ = parameter_counts(model)
-    _, trainable = parameter_counts(with_lora(model, cfg.method.lora, freeze_vision=True))
+    _, trainable = parameter_counts(with_lora(model, cfg.method.lora, cfg.model))
     dims = Dims.from_config(model.config, params=total, trainable=trainable)
     prompts, _ = collect_prompts(cfg, load_processor(files, cfg.model), trains=True)
     return dims, run_shape(cfg), prompts

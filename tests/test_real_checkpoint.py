@@ -17,8 +17,8 @@ from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from lego_arta.data import Record, build_dataset
 from lego_arta.evaluation.generate import model_inputs, vllm_requests
-from lego_arta.models import load_processor
-from lego_arta.models.images import ImageBudgetError, check_image_budget, fit_image, visual_tokens
+from lego_arta.models import family, load_processor
+from lego_arta.models.qwen2_5_vl import ImageBudgetError, check_image_budget, fit_image, visual_tokens
 from lego_arta.planning.meta import empty_model, parameter_counts, with_lora
 from tests.conftest import FIXTURE_7B
 
@@ -132,7 +132,7 @@ def test_training_and_evaluation_inputs_are_identical(tmp_path, processor, model
     grpo_loss = processor(images=[images], text=[text], padding=True, return_tensors="pt")
     # evaluation: the transformers backend's batch, and the images the vLLM backend sends through the same processor
     evaluation = model_inputs(processor, [prompt], [images])
-    sent = vllm_requests(processor, [prompt], [images], model_cfg.min_pixels, model_cfg.max_pixels)[0]
+    sent = vllm_requests(processor, [prompt], [images], family(model_cfg))[0]
     vllm = processor(images=sent["multi_modal_data"]["image"], text=[sent["prompt"]], return_tensors="pt")
 
     reference = evaluation
@@ -164,7 +164,7 @@ def lora_7b(cache_dir):
     from lego_arta.config import compose_config
 
     cfg = compose_config(["method=grpo", "model=qwen2_5_vl_7b"], output_dir=cache_dir / "run", cache_dir=cache_dir)
-    model = with_lora(empty_model(str(FIXTURE_7B)), cfg.method.lora, freeze_vision=cfg.model.freeze_vision)
+    model = with_lora(empty_model(str(FIXTURE_7B)), cfg.method.lora, cfg.model)
     return model, cfg.method.lora
 
 

@@ -10,8 +10,8 @@ listed in the same order in a separate ``images`` list::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import datasets
 
@@ -21,24 +21,42 @@ from lego_arta.scores import grid_to_pixels
 
 # The frame of the object answers a model is shown and taught (``data.box_frame``: few-shot demo answers, SFT
 # targets) and the frame its directive asks for (``data.directive_frame``, by default the same). grid: the study's
-# directive and references, 0-100 (its detection directive, converted to JSON); pixels: whole pixels of the query
-# image as the processor resized it, the frame Qwen2.5-VL was pretrained to answer in. Records always keep the grid;
-# the scoring references (``solution``) stay on the grid too, and the frame rule (docs/scoring.md) reads a pixel
-# answer back. Pixel answers under the grid directive are what Qwen2.5-VL gives when asked for the grid.
-OBJECT_DIRECTIVES = {
-    "grid": (
-        'Give the position of each one as JSON: [{"bbox_2d": [x1, y1, x2, y2], "label": "object name"}], with X and Y '
-        "coordinates normalized to [0,100]: x1 and y1 for the top-left corner, x2 and y2 for the bottom-right corner."
-    ),
-    "pixels": (
-        'Give the position of each one as JSON: [{"bbox_2d": [x1, y1, x2, y2], "label": "object name"}], in pixel '
-        "coordinates of the image: x1 and y1 for the top-left corner, x2 and y2 for the bottom-right corner."
-    ),
-}
-BOX_FRAMES: tuple[str, ...] = tuple(OBJECT_DIRECTIVES)
-OBJECT_DIRECTIVE = OBJECT_DIRECTIVES["grid"]
-# image path -> (width, height) of that image as the model sees it, after its processor's resize
-FrameOf = Callable[[str], tuple[int, int]]
+# directive and references, 0-100 (its detection directive, converted to JSON); native: the frame the model family
+# was pretrained to answer in (Qwen2.5-VL: whole pixels of the query image as the processor resized it; InternVL:
+# 0-1000), given by the ``frame_of`` the model family makes. Records always keep the grid; the scoring references
+# (``solution``) stay on the grid too, and the frame rule (docs/scoring.md) reads a native answer back. Pixel answers
+# under the grid directive are what Qwen2.5-VL gives when asked for the grid.
+_DIRECTIVE = (
+    'Give the position of each one as JSON: [{"bbox_2d": [x1, y1, x2, y2], "label": "object name"}], {frame}: x1 and '
+    "y1 for the top-left corner, x2 and y2 for the bottom-right corner."
+)
+GRID_WORDS = "with X and Y coordinates normalized to [0,100]"
+BOX_FRAMES: tuple[str, ...] = ("grid", "native")
+OBJECT_DIRECTIVE = _DIRECTIVE.replace("{frame}", GRID_WORDS)
+
+
+class FrameOf(Protocol):
+    """image path -> ``(width, height)`` of the frame the model's native box answers are in, for that image (the
+    ``image_size`` column); ``words``: that frame as the object directive says it."""
+
+    words: str
+
+    def __call__(self, path: str, /) -> tuple[int, int]: ...
+
+
+def object_directive(frame: str, frame_of: FrameOf | None = None) -> str:
+    """The object directive asking for boxes in ``frame`` (``grid``, or ``native``: ``frame_of.words``).
+
+    >>> object_directive("grid") == OBJECT_DIRECTIVE
+    True
+    """
+    if frame == "grid":
+        return OBJECT_DIRECTIVE
+    if frame_of is None:
+        raise ValueError(f"data.directive_frame={frame}: the model's frame is needed (frame_of)")
+    return _DIRECTIVE.replace("{frame}", frame_of.words)
+
+
 # the study's prefix for reasoning models (data.reasoning=true); added to the final user turn only
 REASONING_PREFIX = (
     "First output the thinking process in <think> </think> tags and then output the final answer in "
@@ -48,9 +66,9 @@ REASONING_PREFIX = (
 Message = dict[str, Any]
 
 
-def task_text(record: Record, box_frame: str = "grid") -> str:
+def task_text(record: Record, box_frame: str = "grid", frame_of: FrameOf | None = None) -> str:
     """The text of the user turn that asks ``record``'s question (without the reasoning prefix); object questions end
-    with the directive of ``box_frame`` (:data:`OBJECT_DIRECTIVES`).
+    with the directive of ``box_frame`` (:func:`object_directive`).
 
     >>> r = Record(id="m/grounding/2", task="grounding", manual_id="m", group_id="m/grounding/2", image="/i.png",
     ...            query="What is the instruction?", solution="Attach the 2x4 red brick.", context="Place the base.")
@@ -60,7 +78,7 @@ def task_text(record: Record, box_frame: str = "grid") -> str:
     """
     query = record.query.strip()
     if record.task == "object":
-        return f"{query.rstrip('.')}. {OBJECT_DIRECTIVES[box_frame]}"
+        return f"{query.rstrip('.')}. {object_directive(box_frame, frame_of)}"
     if record.task == "grounding":
         return f"Previous instruction: {record.context.strip() or 'None (this is the first step).'}\n{query}"
     return query
@@ -75,12 +93,13 @@ def assistant_turn(text: str) -> Message:
 
 
 def framed_answer(record: Record, box_frame: str, frame_of: FrameOf | None) -> str:
-    """``record``'s answer as the model is taught it: the solution itself, or (object records, ``box_frame=pixels``)
-    its boxes in whole pixels of the record's image after the resize ``frame_of`` gives.
+    """``record``'s answer as the model is taught it: the solution itself, or (object records, ``box_frame=native``)
+    its boxes in whole units of the model's frame for the record's image (``frame_of``: the resized image's pixels
+    for Qwen2.5-VL, 0-1000 for InternVL).
 
     >>> r = Record(id="m/object/1", task="object", manual_id="m", group_id="m/object/1", image="/i.png",
     ...            query="Find a red brick", solution='[{"bbox_2d": [10, 20, 50, 60], "label": "red brick"}]')
-    >>> framed_answer(r, "pixels", lambda path: (224, 224))
+    >>> framed_answer(r, "native", lambda path: (224, 224))
     '[{"bbox_2d": [22, 45, 112, 134], "label": "red brick"}]'
     """
     if record.task != "object" or box_frame == "grid":
@@ -106,9 +125,12 @@ def build_messages(
     messages: list[Message] = []
     images: list[str] = []
     for demo in demos:
-        messages += [user_turn(task_text(demo, directive)), assistant_turn(framed_answer(demo, box_frame, frame_of))]
+        messages += [
+            user_turn(task_text(demo, directive, frame_of)),
+            assistant_turn(framed_answer(demo, box_frame, frame_of)),
+        ]
         images.append(demo.image)
-    text = task_text(record, directive)
+    text = task_text(record, directive, frame_of)
     messages.append(user_turn(f"{REASONING_PREFIX}\n{text}" if reasoning else text))
     images.append(record.image)
     return messages, images
@@ -186,8 +208,8 @@ def build_dataset(
     """The TRL-ready view of ``records``: ``id``, ``task``, ``prompt``, ``images``, ``completion``, ``solution``,
     ``demo_answer`` (the answer of the prompt's first few-shot demo, None without demos: the copy-the-demo reference
     of the metrics reads it, written here where the demos are chosen) and ``image_size`` (``[width, height]`` of the
-    query image as the model sees it, from ``frame_of``; None without it): the frame rule of the rewards and metrics
-    reads a pixel answer with it.
+    frame of the model's native answers for the query image, from ``frame_of``; None without it): the frame rule of
+    the rewards and metrics reads a native answer with it.
 
     Args:
         records: the records to turn into samples (a split).
@@ -195,8 +217,8 @@ def build_dataset(
         data_cfg: the ``data`` config node (``reasoning``, ``box_frame``, ``directive_frame``, ``demos.enabled``,
             ``demos.match_box_count``, ``demos.state_pair``).
         seed: drives the demo choice (with each record's id).
-        frame_of: image path -> ``(width, height)`` after the model's resize
-            (:func:`lego_arta.models.images.image_frame`); needed by ``data.box_frame=pixels``.
+        frame_of: image path -> ``(width, height)`` of the model's native frame, with its ``words``
+            (``lego_arta.models.family(cfg.model).image_frame()``); needed by ``data.box_frame=native``.
 
     ``images`` is a ``List(Image())`` column built from the paths: nothing is decoded when the dataset is built;
     indexing a row opens its images as PIL images. In the message lists an image part reads

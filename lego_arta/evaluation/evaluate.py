@@ -25,6 +25,7 @@ from lego_arta.evaluation.generate import (
 )
 from lego_arta.evaluation.predictions_table import predictions_table
 from lego_arta.metrics import format_table, prediction_metrics
+from lego_arta.models import family
 from lego_arta.parsing import answer_text, completion_text
 from lego_arta.runs import PREDICTIONS_FILE
 from lego_arta.scores.semantic import semantic_similarity
@@ -110,8 +111,7 @@ def make_backend(
             model,
             processor,
             settings=settings,
-            min_pixels=int(model_cfg.min_pixels),
-            max_pixels=int(model_cfg.max_pixels),
+            family=family(model_cfg),
         )
     if backend == "vllm":
         if model_path is None:
@@ -121,8 +121,7 @@ def make_backend(
             processor,
             settings=settings,
             adapter=adapter,
-            min_pixels=int(model_cfg.min_pixels),
-            max_pixels=int(model_cfg.max_pixels),
+            family=family(model_cfg),
             seed=int(cfg.seed),
         )
     raise ValueError(f"eval.backend={backend}: expected 'transformers' or 'vllm'")

@@ -16,7 +16,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedModel, ProcessorMixin
 
-from lego_arta.models.images import check_image_budget, fit_image
+from lego_arta.models import Family
 from lego_arta.runs import append_jsonl, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class GenerationSettings:
 def model_inputs(processor: ProcessorMixin, prompts: Sequence[list[dict[str, Any]]], images: Sequence[list[Any]]):
     """The left-padded batch for generation: chat template text, and the images as they are.
 
-    The processor resizes the images itself (:mod:`lego_arta.models.images`: the one resize path that training uses).
+    The processor resizes the images itself (the model family's image budget: the one path that training uses).
     """
     texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
     flat = [img for imgs in images for img in imgs]
@@ -157,7 +157,7 @@ def generate_batch(
 class TransformersBackend:
     """Generation with the transformers model in this process (the default; what the tests use).
 
-    Given ``min_pixels`` / ``max_pixels`` (the model config's), the processor is checked to resize to exactly them.
+    Given the model's ``family`` (bound to the model config), the processor is checked to resize to its budget.
     """
 
     def __init__(
@@ -166,11 +166,10 @@ class TransformersBackend:
         processor: ProcessorMixin,
         *,
         settings: GenerationSettings,
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
+        family: Family | None = None,
     ) -> None:
-        if min_pixels is not None and max_pixels is not None:
-            check_image_budget(processor, min_pixels, max_pixels)
+        if family is not None:
+            family.check_image_processor(processor)
         self.model, self.processor, self.settings = model, processor, settings
         model.eval()
 
@@ -182,13 +181,12 @@ def vllm_requests(
     processor: ProcessorMixin,
     prompts: Sequence[list[dict[str, Any]]],
     images: Sequence[list[Any]],
-    min_pixels: int,
-    max_pixels: int,
+    family: Family,
 ) -> list[dict[str, Any]]:
-    """vLLM's inputs: each prompt's chat template text and its images resized by ``fit_image``."""
+    """vLLM's inputs: each prompt's chat template text and its images as the family's ``fit_image`` gives them."""
     texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
     return [
-        {"prompt": text, "multi_modal_data": {"image": [fit_image(i, min_pixels, max_pixels) for i in imgs]}}
+        {"prompt": text, "multi_modal_data": {"image": [family.fit_image(i) for i in imgs]}}
         if imgs
         else {"prompt": text}
         for text, imgs in zip(texts, images, strict=True)
@@ -199,9 +197,9 @@ class VLLMBackend:
     """Generation with vLLM (``eval.backend=vllm``; GPU users, ``pip install vllm``), LoRA adapters included.
 
     The prompt text comes from the processor's chat template; the images go to vLLM as multi-modal data already
-    resized by :func:`~lego_arta.models.images.fit_image` (the resize training uses), so vLLM's own processor, given
-    the same ``min_pixels`` / ``max_pixels``, keeps their size; sampling as ``settings`` say (what the transformers
-    backend gets too).
+    prepared by the family's ``fit_image`` (Qwen2.5-VL: resized as training resizes them, so vLLM's own processor,
+    given the same budget by ``vllm_processor_kwargs``, keeps their size); sampling as ``settings`` say (what the
+    transformers backend gets too).
     """
 
     def __init__(
@@ -211,8 +209,7 @@ class VLLMBackend:
         *,
         settings: GenerationSettings,
         adapter: str | None,
-        min_pixels: int,
-        max_pixels: int,
+        family: Family,
         seed: int,
         max_images: int = 4,
     ) -> None:
@@ -220,19 +217,19 @@ class VLLMBackend:
         from vllm.lora.request import LoRARequest
 
         self.processor = processor
-        self.min_pixels, self.max_pixels = min_pixels, max_pixels
+        self.family = family
         self.llm = LLM(
             model=model_path,
             seed=seed,
             enable_lora=adapter is not None,
             limit_mm_per_prompt={"image": max_images},
-            mm_processor_kwargs={"min_pixels": min_pixels, "max_pixels": max_pixels},
+            mm_processor_kwargs=family.vllm_processor_kwargs(),
         )
         self.params = SamplingParams(**settings.vllm(seed))
         self.lora = LoRARequest("adapter", 1, str(adapter)) if adapter else None
 
     def __call__(self, prompts: Sequence[list[dict[str, Any]]], images: Sequence[list[Any]]) -> list[str]:
-        requests = vllm_requests(self.processor, prompts, images, self.min_pixels, self.max_pixels)
+        requests = vllm_requests(self.processor, prompts, images, self.family)
         outputs = self.llm.generate(requests, self.params, lora_request=self.lora, use_tqdm=False)
         return [out.outputs[0].text for out in outputs]
 

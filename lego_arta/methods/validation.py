@@ -25,6 +25,7 @@ from lego_arta.errors import ConfigError
 from lego_arta.evaluation.evaluate import generate_sharded, limit_per_task
 from lego_arta.evaluation.generate import GenerationSettings, TransformersBackend
 from lego_arta.metrics import compute_metrics
+from lego_arta.models import family
 from lego_arta.runs import HISTORY_FILE, append_jsonl
 from lego_arta.tracking import Tracker
 
@@ -55,7 +56,7 @@ class ValidationCallback(TrainerCallback):
         self.dataset = limit_per_task(dataset, int(val.limit)) if val.limit else dataset
         self.settings = GenerationSettings.from_config(cfg.eval)
         self.batch_size = int(cfg.eval.batch_size)
-        self.budget = (int(cfg.model.min_pixels), int(cfg.model.max_pixels))
+        self.family = family(cfg.model)
         self.processor, self.run_dir, self.tracker = processor, run_dir, tracker
 
     def on_step_end(
@@ -85,9 +86,7 @@ class ValidationCallback(TrainerCallback):
     def validate(self, model: Any, step: int) -> dict[str, float]:
         """``val/<metric>`` of the model at ``step`` (main process; the others generate their shard and get {})."""
         was_training = model.training
-        backend = TransformersBackend(
-            model, self.processor, settings=self.settings, min_pixels=self.budget[0], max_pixels=self.budget[1]
-        )
+        backend = TransformersBackend(model, self.processor, settings=self.settings, family=self.family)
         out = self.run_dir / VAL_DIR / f"predictions-{step}.jsonl"
         out.parent.mkdir(parents=True, exist_ok=True)
         try:

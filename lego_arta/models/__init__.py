@@ -1,11 +1,12 @@
-"""Qwen2.5-VL models: the offline tiny builder, one loader for every model config, the image budget (``images``),
-the architecture without weights (``meta``) and ``make plan``'s counts and memory estimate (``plan``, ``memory``)."""
+"""The VLMs: one loader for every model config (``loading``), and what differs between families behind one interface
+(``family``: ``families.family(cfg.model)``; ``qwen2_5_vl``, ``internvl``), each with its tiny offline builder."""
 
 from lego_arta.models import compat
 
 compat.apply()
 
+from lego_arta.models.families import FAMILIES, family  # noqa: E402
+from lego_arta.models.family import Family, ImageBudgetError  # noqa: E402
 from lego_arta.models.loading import load_model, load_processor, resolve_model_path  # noqa: E402
-from lego_arta.models.tiny import build_tiny_qwen2_5_vl  # noqa: E402
 
-__all__ = ["build_tiny_qwen2_5_vl", "load_model", "load_processor", "resolve_model_path"]
+__all__ = ["FAMILIES", "Family", "ImageBudgetError", "family", "load_model", "load_processor", "resolve_model_path"]

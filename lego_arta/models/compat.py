@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import warnings
 from typing import Any
 
@@ -27,21 +28,20 @@ def has_torchvision() -> bool:
 
 
 def _processor_without_video() -> None:
-    """Let ``Qwen2_5_VLProcessor`` be built, saved and loaded without a video processor.
+    """Let ``Qwen2_5_VLProcessor`` and ``InternVLProcessor`` be built, saved and loaded without a video processor.
 
-    Works around: transformers 5.24 requires a video processor for Qwen2.5-VL, whose class needs torchvision; without
+    Works around: transformers 5.24 requires a video processor for both, whose classes need torchvision; without
     torchvision, building the processor fails (``VIDEO_PROCESSOR_MAPPING has no attribute _extra_content``) and
     ``AutoProcessor.from_pretrained`` fails (``Can't load video processor``). The patch drops the video processor
     from the processor's attributes (its ``__init__`` signature is what transformers inspects), so images and text
     work as before and videos are unsupported. Skipped when torchvision imports (GPU machines), so nothing changes
     there. It can go when ``Qwen2_5_VLProcessor(image_processor=..., tokenizer=...)`` works without torchvision.
     """
+    from transformers.models.internvl import processing_internvl
     from transformers.models.qwen2_5_vl import processing_qwen2_5_vl
     from transformers.processing_utils import ProcessorMixin
 
-    cls = processing_qwen2_5_vl.Qwen2_5_VLProcessor
-
-    def __init__(self: Any, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs):
+    def qwen(self: Any, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs):
         kwargs.pop("video_processor", None)
         self.video_processor = None
         self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
@@ -50,7 +50,31 @@ def _processor_without_video() -> None:
         self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
-    cls.__init__ = __init__  # type: ignore[method-assign,assignment]
+    def internvl(
+        self: Any,
+        image_processor: Any = None,
+        tokenizer: Any = None,
+        chat_template: Any = None,
+        image_seq_length: int = 256,
+        **kwargs: Any,
+    ):
+        kwargs.pop("video_processor", None)
+        self.video_processor = None
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+        self.image_seq_length = image_seq_length  # the rest as InternVLProcessor.__init__ sets it
+        self.start_image_token, self.end_image_token = tokenizer.start_image_token, tokenizer.end_image_token
+        self.start_image_token_id, self.end_image_token_id = (
+            tokenizer.start_image_token_id,
+            tokenizer.end_image_token_id,
+        )
+        self.image_token, self.image_token_id = tokenizer.context_image_token, tokenizer.context_image_token_id
+        self.video_token = tokenizer.video_token
+        self.multimodal_pattern = re.compile(
+            f"(?P<image>{re.escape(self.image_token)})|(?P<video>{re.escape(self.video_token)})"
+        )
+
+    processing_qwen2_5_vl.Qwen2_5_VLProcessor.__init__ = qwen  # type: ignore[method-assign,assignment]
+    processing_internvl.InternVLProcessor.__init__ = internvl  # type: ignore[method-assign,assignment]
 
 
 def _quiet_deprecated_checkpointing_property() -> None:
@@ -73,4 +97,6 @@ def apply() -> None:
     _quiet_deprecated_checkpointing_property()
     if not has_torchvision():
         _processor_without_video()
-        log.debug("torchvision missing: Qwen2.5-VL processor patched to build without its video processor")
+        log.debug(
+            "torchvision missing: Qwen2.5-VL and InternVL processors patched to build without its video processor"
+        )

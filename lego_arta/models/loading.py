@@ -13,8 +13,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedM
 
 from lego_arta import distributed
 from lego_arta.errors import ConfigError, MissingInputError
-from lego_arta.models.images import check_image_budget, load_image_processor
-from lego_arta.models.tiny import build_tiny_qwen2_5_vl
+from lego_arta.models.families import family
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +37,7 @@ def resolve_model_path(model_cfg: DictConfig, cache_dir: str | Path) -> str:
         if model_cfg.tiny is None:
             raise ModelPathError(f"model={model_cfg.name}: set model.path (a local dir or a hub id)")
         tiny: dict[str, Any] = OmegaConf.to_container(model_cfg.tiny, resolve=True)  # type: ignore[assignment]
-        return str(
-            build_tiny_qwen2_5_vl(tiny, cache_dir, min_pixels=model_cfg.min_pixels, max_pixels=model_cfg.max_pixels)
-        )
+        return str(family(model_cfg).build_tiny(tiny, cache_dir))
     path = str(model_cfg.path)
     if _looks_local(path):
         local = Path(path).expanduser()
@@ -124,32 +121,21 @@ def _choose_dtype(model_cfg: DictConfig) -> torch.dtype:
 
 
 def load_processor(path: str, model_cfg: DictConfig) -> ProcessorMixin:
-    """Load the processor: left padding, and the image processor of ``images.load_image_processor``
-    (``model.min_pixels`` / ``model.max_pixels`` whatever the checkpoint's own files say, PIL backend, checked).
+    """Load the processor: left padding, and the image processor of the model family's ``load_image_processor``
+    (the model config's image budget whatever the checkpoint's own files say, PIL backend, checked).
 
     The image processor is loaded on its own and put in place: processor-level keyword arguments reach every part
     (``backend="pil"`` would also become the tokenizer's ``backend``).
 
     Raises:
-        ImageBudgetError: the loaded processor would not resize images to the configured limits.
+        ImageBudgetError: the loaded processor would not resize images to the configured budget.
     """
+    vlm = family(model_cfg)
     processor = AutoProcessor.from_pretrained(path, padding_side="left")
-    processor.image_processor = load_image_processor(path, model_cfg.min_pixels, model_cfg.max_pixels)
+    processor.image_processor = vlm.load_image_processor(path)
     processor.tokenizer.padding_side = "left"
-    check_image_budget(processor, model_cfg.min_pixels, model_cfg.max_pixels)
+    vlm.check_image_processor(processor)
     return processor
-
-
-def freeze_vision_tower(model: PreTrainedModel) -> int:
-    """Freeze every parameter of the vision tower (``visual``); return how many tensors were frozen."""
-    frozen = 0
-    for name, param in model.named_parameters():
-        if ".visual." in f".{name}" or name.startswith("visual."):
-            param.requires_grad_(False)
-            frozen += 1
-    if frozen == 0:
-        raise RuntimeError("freeze_vision: no parameter named '*visual*' found; is this a Qwen2.5-VL model?")
-    return frozen
 
 
 def load_model(
@@ -158,7 +144,7 @@ def load_model(
     """Load the model and processor named by the ``model`` config group.
 
     bf16 + flash-attention-2 when CUDA (and flash-attn) are there, fp32 + sdpa otherwise, unless ``model.dtype`` /
-    ``model.attn_implementation`` say otherwise; the vision tower is frozen when ``model.freeze_vision`` is true.
+    ``model.attn_implementation`` say otherwise; the family's vision side is frozen when ``model.freeze_vision``.
 
     Args:
         model_cfg: the ``model`` config group.
@@ -172,5 +158,5 @@ def load_model(
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=attn, **kwargs)
     model.to(device or distributed.device())  # type: ignore[arg-type]
     if model_cfg.freeze_vision:
-        freeze_vision_tower(model)
+        family(model_cfg).freeze_vision(model)
     return model, load_processor(path, model_cfg)

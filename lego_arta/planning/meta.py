@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from peft import PeftModel, get_peft_model
 from transformers import AutoConfig, AutoModelForImageTextToText, PreTrainedModel
 
-from lego_arta.models.loading import freeze_vision_tower
+from lego_arta.models.families import family
 
 
 def empty_model(path: str, dtype: torch.dtype = torch.bfloat16) -> PreTrainedModel:
@@ -26,14 +26,16 @@ def empty_model(path: str, dtype: torch.dtype = torch.bfloat16) -> PreTrainedMod
     return model
 
 
-def with_lora(model: PreTrainedModel, lora_cfg: DictConfig | None, freeze_vision: bool) -> PreTrainedModel | PeftModel:
-    """``model`` as the trainers see it: vision tower frozen when asked, then wrapped by PEFT with ``method.lora``
-    (not wrapped for full fine-tuning, ``method.lora=null``).
+def with_lora(
+    model: PreTrainedModel, lora_cfg: DictConfig | None, model_cfg: DictConfig
+) -> PreTrainedModel | PeftModel:
+    """``model`` as the trainers see it: the family's vision side frozen when ``model.freeze_vision``, then wrapped by
+    PEFT with ``method.lora`` (not wrapped for full fine-tuning, ``method.lora=null``).
 
     The same ``peft.get_peft_model(model, LoraConfig)`` call TRL makes when given ``peft_config``.
     """
-    if freeze_vision:
-        freeze_vision_tower(model)
+    if model_cfg.freeze_vision:
+        family(model_cfg).freeze_vision(model)
     return model if lora_cfg is None else get_peft_model(model, instantiate(lora_cfg))
 
 

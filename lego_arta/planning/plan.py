@@ -22,7 +22,7 @@ from transformers import ProcessorMixin
 from trl.data_utils import apply_chat_template
 
 from lego_arta.data import GROUNDING_QUERY, PUBLISHED_COUNTS, STATE_QUERY, Record, build_rows, load_data
-from lego_arta.models.images import image_frame, resized_size, visual_tokens
+from lego_arta.models import Family, family
 from lego_arta.models.loading import ModelPathError, load_processor, resolve_model_path
 from lego_arta.planning.memory import Dims, Workload, estimate, first_fit
 from lego_arta.planning.meta import empty_model, parameter_counts, with_lora
@@ -56,12 +56,17 @@ class Prompt:
     image_sizes: list[tuple[int, int]]  # (width, height)
     completion_tokens: int
 
-    def tokens(self, min_pixels: int, max_pixels: int) -> int:
-        """All prompt tokens: each ``<|image_pad|>`` placeholder expands to the image's visual tokens."""
-        return self.text_tokens + sum(self.visual(min_pixels, max_pixels)) - len(self.image_sizes)
+    def tokens(self, vlm: Family) -> int:
+        """All prompt tokens: each image placeholder expands to the image's tokens (the family's count)."""
+        return self.text_tokens + sum(vlm.image_tokens(w, h) for w, h in self.image_sizes) - len(self.image_sizes)
 
-    def visual(self, min_pixels: int, max_pixels: int) -> list[int]:
-        return [visual_tokens(h, w, min_pixels, max_pixels) for w, h in self.image_sizes]
+    def visual(self, vlm: Family) -> list[int]:
+        """Visual tokens of each image."""
+        return [vlm.visual_tokens(w, h) for w, h in self.image_sizes]
+
+    def patches(self, vlm: Family) -> int:
+        """Patches the vision tower sees for all the prompt's images."""
+        return sum(vlm.vision_patches(w, h) for w, h in self.image_sizes)
 
 
 def count_prompt(processor: ProcessorMixin, row: dict[str, Any], image_sizes: list[tuple[int, int]]) -> Prompt:
@@ -104,10 +109,7 @@ def collect_prompts(cfg: DictConfig, processor: ProcessorMixin, trains: bool) ->
         tasks = [t for t in cfg.data.tasks if not (trains and cfg.method.tasks) or t in cfg.method.tasks]
         records, pool = example_records(cfg, tasks)
         width, height = (int(v) for v in cfg.plan.image_size)
-        resized_height, resized_width = resized_size(
-            height, width, int(cfg.model.min_pixels), int(cfg.model.max_pixels)
-        )
-        rows = build_rows(records, pool, data_cfg, int(cfg.seed), lambda _path: (resized_width, resized_height))
+        rows = build_rows(records, pool, data_cfg, int(cfg.seed), family(cfg.model).image_frame((width, height)))
         prompts = [count_prompt(processor, row, [(width, height)] * len(row["images"])) for row in rows]
         source = (
             f"data.root is not set: one stated prompt per task (plan.example), every image at the stated largest "
@@ -120,9 +122,7 @@ def collect_prompts(cfg: DictConfig, processor: ProcessorMixin, trains: bool) ->
         records = [r for r in data.train if not cfg.method.tasks or r.task in cfg.method.tasks]
     if cfg.plan.max_records is not None:
         records = records[: int(cfg.plan.max_records)]
-    rows = build_rows(
-        records, data.train, data_cfg, int(cfg.seed), image_frame(cfg.model.min_pixels, cfg.model.max_pixels)
-    )
+    rows = build_rows(records, data.train, data_cfg, int(cfg.seed), family(cfg.model).image_frame())
     sizes: dict[str, tuple[int, int]] = {}
     prompts = []
     for row in rows:
@@ -149,8 +149,7 @@ class Shape:
     eval_batch: int
     eval_new_tokens: int
     after_train: bool
-    min_pixels: int
-    max_pixels: int
+    vlm: Family  # the model family, bound to the image budget
     lora_dropout: bool
 
 
@@ -180,8 +179,7 @@ def run_shape(cfg: DictConfig) -> Shape:
         eval_batch=int(cfg.eval.batch_size),
         eval_new_tokens=int(cfg.eval.max_new_tokens),
         after_train=bool(cfg.eval.after_train),
-        min_pixels=int(cfg.model.min_pixels),
-        max_pixels=int(cfg.model.max_pixels),
+        vlm=family(cfg.model),
         lora_dropout=method != "none" and cfg.method.lora is not None and float(cfg.method.lora.lora_dropout) > 0,
         **shape,
     )
@@ -189,8 +187,8 @@ def run_shape(cfg: DictConfig) -> Shape:
 
 def workload(shape: Shape, prompts: list[Prompt]) -> Workload:
     """The largest prompt in every sequence of every batch: the peak a run reaches on its longest prompts."""
-    longest = max(p.tokens(shape.min_pixels, shape.max_pixels) for p in prompts)
-    patches = 4 * max(sum(p.visual(shape.min_pixels, shape.max_pixels)) for p in prompts)
+    longest = max(p.tokens(shape.vlm) for p in prompts)
+    patches = max(p.patches(shape.vlm) for p in prompts)
     answer = max(p.completion_tokens for p in prompts)
     train_seqs = train_tokens = logit_tokens = gen_seqs = gen_tokens = 0
     if shape.method == "sft":
@@ -220,7 +218,8 @@ def knobs(shape: Shape, gpus: int) -> list[tuple[str, Shape]]:
 
     Gradient checkpointing on; a halved micro-batch with doubled accumulation (same effective batch); GRPO: fewer
     micro-batches generated at once (``steps_per_generation``, as long as a generation batch still holds whole
-    groups of ``num_generations``); a halved evaluation batch; fewer pixels per image.
+    groups of ``num_generations``); a halved evaluation batch; a half, a quarter, an eighth of the visual tokens per
+    image (the family's smaller budget: fewer pixels, or fewer tiles).
     """
     out: list[tuple[str, Shape]] = []
     done: dict[str, object] = {}
@@ -245,8 +244,8 @@ def knobs(shape: Shape, gpus: int) -> list[tuple[str, Shape]]:
     while shape.eval_batch > 1 and (not trains or shape.after_train):
         shape = add(replace(shape, eval_batch=shape.eval_batch // 2), eval__batch_size=shape.eval_batch // 2)
     for divisor in (2, 4, 8):
-        pixels = max(shape.max_pixels // (divisor * 28 * 28), 4) * 28 * 28
-        add(replace(shape, max_pixels=pixels), model__max_pixels=pixels)
+        smaller, overrides = shape.vlm.smaller(divisor)
+        add(replace(shape, vlm=smaller), **{f"model__{key}": value for key, value in overrides.items()})
     return out
 
 
@@ -266,7 +265,7 @@ def judge(dims: Dims, shape: Shape, prompts: list[Prompt], gpus: int, overhead_g
     if found:
         return f"does not fit; it would with {found[0]} (estimated peak {found[1]['peak']:.1f} GB)"
     return (
-        "does not fit even with one sequence at a time and an eighth of the pixels; the weights alone take "
+        "does not fit even with one sequence at a time and an eighth of the visual tokens; the weights alone take "
         f"{2 * dims.params / 1e9:.1f} GB: use a larger GPU or shard the weights (DeepSpeed ZeRO-3)"
     )
 
@@ -328,7 +327,7 @@ def make_plan(cfg: DictConfig) -> dict[str, Any]:
     trains = cfg.method.name != "none"
     trainable = 0
     if trains:
-        _, trainable = parameter_counts(with_lora(model, cfg.method.lora, freeze_vision=bool(cfg.model.freeze_vision)))
+        _, trainable = parameter_counts(with_lora(model, cfg.method.lora, cfg.model))
     dims = Dims.from_config(config, params=total, trainable=trainable)
     prompts, source = collect_prompts(cfg, processor, trains)
     stated = source.startswith("data.root is not set")  # the stated example prompts, not a split that was read
@@ -339,8 +338,8 @@ def make_plan(cfg: DictConfig) -> dict[str, Any]:
     memory = estimate(dims, w, gpus, overhead)
     no_checkpointing = estimate(dims, replace(w, gradient_checkpointing=False), gpus, overhead)["activations"]
     verdict = judge(dims, shape, prompts, gpus, overhead, limit)
-    visual = [v for p in prompts for v in p.visual(shape.min_pixels, shape.max_pixels)]
-    prompt_tokens = [p.tokens(shape.min_pixels, shape.max_pixels) for p in prompts]
+    visual = [v for p in prompts for v in p.visual(shape.vlm)]
+    prompt_tokens = [p.tokens(shape.vlm) for p in prompts]
     result: dict[str, Any] = {
         "experiment": cfg.experiment_name,
         "method": shape.method,
@@ -351,8 +350,9 @@ def make_plan(cfg: DictConfig) -> dict[str, Any]:
         "params_trainable": trainable,
         "lora": trains and cfg.method.lora is not None,
         "vocab": dims.vocab,
-        "min_pixels": shape.min_pixels,
-        "max_pixels": shape.max_pixels,
+        "family": shape.vlm.name,
+        "image_budget": shape.vlm.budget(),
+        "image_budget_text": shape.vlm.describe_budget(),
         "prompts_from": source,
         "visual_tokens_per_image": percentiles(visual),
         "prompt_tokens": percentiles(prompt_tokens),
@@ -364,7 +364,7 @@ def make_plan(cfg: DictConfig) -> dict[str, Any]:
             }
             for task in sorted({p.task for p in prompts})
         },
-        "shape": shape.__dict__,
+        "shape": {k: v for k, v in shape.__dict__.items() if k != "vlm"},
         "workload": w.__dict__,
         "gpus": gpus,
         "gpu_memory_gb": float(cfg.plan.gpu_memory_gb),
@@ -403,8 +403,7 @@ def format_plan(r: dict[str, Any]) -> str:
             else " (no training)"
         ),
         f"  prompts: {r['prompts_from']}",
-        f"  visual tokens per image at min/max_pixels {r['min_pixels']}/{r['max_pixels']} "
-        f"({r['max_pixels'] // 784} x 28 x 28): " + _stats(r["visual_tokens_per_image"]),
+        f"  visual tokens per image at {r['image_budget_text']}: " + _stats(r["visual_tokens_per_image"]),
         "  prompt tokens (few-shot demos, visual tokens included): "
         + _stats(pct)
         + f"; up to {r['images_per_prompt_max']} images per prompt",

@@ -237,7 +237,7 @@ def frame_size(image_size: Sequence[float]) -> tuple[float, float]:
 
 
 def grid_to_pixels(box: Coords, image_size: Sequence[float]) -> tuple[int, int, int, int]:
-    """A grid box in whole pixels of an ``image_size`` = ``[width, height]`` frame (``data.box_frame=pixels``).
+    """A grid box in whole pixels of an ``image_size`` = ``[width, height]`` frame (``data.box_frame=native``).
 
     Args:
         box: ``(x1, y1, x2, y2)`` on the 0-100 grid.
