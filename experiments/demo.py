@@ -9,9 +9,10 @@ Stages (each a normal run dir under outputs/demo/, with config.yaml, metrics.jso
   grpo_*    method=grpo, LoRA r8 on the SFT stage's model (or adapter), reward v1 and v2, one run per seed (the
             ablation's bands)
 then the report: outputs/demo/report.md (Table 1) and outputs/demo/reward_curves.png.
-Stage sizes live in conf/experiment/demo.yaml (`demo.*`); extra overrides apply to every stage. Another overlay
-with the same `demo.*` stage plan runs the same way (`experiment=ablation` builds on demo.yaml), into
-outputs/<its experiment_name>/.
+Stage sizes live in conf/experiment/demo.yaml (`demo.*`); extra overrides apply to every stage and win over its own.
+`debug=quick` (conf/debug/quick.yaml) shrinks every stage: its values win over a stage's own, as they win over an
+overlay's in a plain run, and values typed on the command line win over them. Another overlay with the same `demo.*`
+stage plan runs the same way (`experiment=ablation` builds on demo.yaml), into outputs/<its experiment_name>/.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from lego_arta.config import ROOT, compose_config
+from omegaconf import DictConfig, OmegaConf
+
+from lego_arta.config import CONF_DIR, ROOT, compose_config
 from lego_arta.pipeline import run_experiment
 from lego_arta.report import write_report
 from lego_arta.runs import ADAPTER_DIR, MODEL_DIR
@@ -45,23 +49,61 @@ def stages(demo: Any, out: Path, sft_lora: bool = True) -> list[tuple[str, list[
     return plan
 
 
-def run(overrides: list[str]) -> dict[str, Any]:
-    """Run every stage, then the report; a failed stage is reported and the others go on."""
+class Stage(NamedTuple):
+    name: str
+    overrides: list[str]  # everything it was composed from, in order
+    cfg: DictConfig
+
+
+def budget_keys(overrides: Sequence[str]) -> set[str]:
+    """The keys that ``debug=NAME`` among ``overrides`` sets (``conf/debug/NAME.yaml``), e.g.
+    ``method.args.max_steps``; none without it. A stage's own value of such a key gives way to the budget."""
+    name = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "debug"), "null")
+    return set() if name == "null" else set(_leaves(OmegaConf.load(CONF_DIR / "debug" / f"{name}.yaml")))
+
+
+def _leaves(node: Any, prefix: str = "") -> Iterator[str]:
+    for key, value in node.items():
+        if isinstance(value, DictConfig):
+            yield from _leaves(value, f"{prefix}{key}.")
+        elif prefix or key != "defaults":
+            yield f"{prefix}{key}"
+
+
+def compose_stages(overrides: Sequence[str]) -> tuple[DictConfig, Path, list[Stage]]:
+    """The demo's own config (its ``demo.*`` stage plan), its output dir and every stage composed, in order.
+
+    A stage is the overlay, then the stage's overrides, then ``overrides`` (later ones win). A stage override of a key
+    that the quick budget (``debug=quick`` in ``overrides``) sets is left out, so that the budget wins over the stage's
+    own size as it wins over an overlay's values in a plain run (``debug`` comes after ``experiment`` in the defaults
+    list); a value typed in ``overrides`` still wins over the budget.
+    """
     experiment = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), "demo")
     overrides = [f"experiment={experiment}", *(o for o in overrides if not o.startswith("experiment="))]
     probe = compose_config(overrides, output_dir=ROOT / "outputs" / experiment)
     out = Path(probe.paths.log_dir) / probe.experiment_name
+    budget = budget_keys(overrides)
+
+    def compose(name: str, stage_overrides: list[str]) -> Stage:
+        kept = [o for o in stage_overrides if o.split("=", 1)[0].lstrip("+~") not in budget]
+        composed = [overrides[0], *kept, *overrides[1:]]
+        return Stage(name, composed, compose_config(composed, output_dir=out / name))
+
+    sft = compose("sft", ["method=sft", *probe.demo.sft, *probe.demo.sft_extra]).cfg
+    return probe, out, [compose(*stage) for stage in stages(probe.demo, out, sft_lora=sft.method.lora is not None)]
+
+
+def run(overrides: list[str]) -> dict[str, Any]:
+    """Run every stage, then the report; a failed stage is reported and the others go on."""
+    probe, out, planned = compose_stages(overrides)
     if out.exists():
         shutil.rmtree(out)  # a demo is a fresh run: stale stages would mix into the report
     out.mkdir(parents=True)
     timings: dict[str, float] = {}
     failed: dict[str, str] = {}
-    sft_overrides = [overrides[0], "method=sft", *probe.demo.sft, *probe.demo.sft_extra, *overrides[1:]]
-    sft = compose_config(sft_overrides, output_dir=out / "sft")
-    for name, stage_overrides in stages(probe.demo, out, sft_lora=sft.method.lora is not None):
+    for name, stage_overrides, cfg in planned:
         start = time.perf_counter()
         log.info("=== stage %s: %s", name, " ".join(stage_overrides))
-        cfg = compose_config([overrides[0], *stage_overrides, *overrides[1:]], output_dir=out / name)
         try:
             run_experiment(cfg, train=True)
         except Exception as err:  # one failing stage must not lose the others

@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from peft import LoraConfig
 
+from experiments.demo import budget_keys
 from lego_arta.pipeline import check_config
 from lego_arta.rewards import build_reward_funcs
 from tests.conftest import CONF
@@ -21,6 +22,7 @@ METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
 REWARDS = sorted(p.stem for p in (CONF / "reward").glob("*.yaml"))
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+DEBUGS = sorted(p.stem for p in (CONF / "debug").glob("*.yaml"))
 
 
 def test_groups_have_the_study_options():
@@ -31,6 +33,7 @@ def test_groups_have_the_study_options():
     assert {"demo", "reward_ablation", "paper_baseline", "paper_sft", "paper_grpo_v1", "paper_grpo_v2"} <= set(
         EXPERIMENTS
     )
+    assert "quick" in DEBUGS  # the README's budget
 
 
 @pytest.mark.parametrize(("method", "reward", "model"), list(itertools.product(METHODS, REWARDS, MODELS)))
@@ -70,6 +73,31 @@ def test_every_experiment_composes_with_its_own_command(make_cfg, experiment):
     cfg = make_cfg(*shown) if shown else make_cfg(f"experiment={experiment}")
     assert not shown or f"experiment={experiment}" in shown
     OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize(("debug", "experiment"), list(itertools.product(DEBUGS, [None, *EXPERIMENTS])))
+def test_every_debug_option_wins_over_every_experiment(make_cfg, debug, experiment):
+    # `debug` comes after `experiment` in conf/config.yaml's defaults list (lightning-hydra-template's order), so
+    # `debug=quick` shrinks any overlay as typed; its first comment after the package header is a command that uses it
+    lines = (CONF / "debug" / f"{debug}.yaml").read_text().splitlines()
+    assert lines[0] == "# @package _global_" and lines[1].startswith("# ") and f"debug={debug}" in lines[1]
+    typed = (shown_overrides(experiment) or [f"experiment={experiment}"]) if experiment else []
+    cfg = make_cfg(*typed, f"debug={debug}")
+    values = OmegaConf.load(CONF / "debug" / f"{debug}.yaml")
+    keys = budget_keys([f"debug={debug}"])
+    assert keys and {k: OmegaConf.select(cfg, k) for k in keys} == {k: OmegaConf.select(values, k) for k in keys}
+    OmegaConf.to_container(cfg, resolve=True)
+    # a value typed on the command line still wins over the budget
+    key = sorted(keys)[0]
+    assert OmegaConf.select(make_cfg(*typed, f"debug={debug}", f"{key}=7"), key) == 7
+
+
+def test_the_budget_wins_where_an_overlay_sets_the_same_key(make_cfg):
+    # the order matters: experiment=demo sets eval.max_new_tokens itself (the check above can fail)
+    assert (
+        make_cfg("experiment=demo").eval.max_new_tokens
+        != make_cfg("experiment=demo", "debug=quick").eval.max_new_tokens
+    )
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

@@ -1,10 +1,11 @@
 """Every command of the README's cookbook, run as a user types it: in a fresh copy of the repo, in a clean environment.
 
 No ``hydra.sweep.dir``, no environment variable, no path the README does not show: the only additions are the
-README's own budget overrides (appended where a command does not set that key itself), and ``<time>`` placeholders
-filled from the runs made before. Commands that need what this machine lacks (a GPU, the real model and data, a W&B
-account, a Slurm cluster) are listed in ``NEEDS`` with their reason; each must fail within seconds with a clear last
-line. The exit code and wall time of every command are printed (``pytest -s``) and kept in ``cookbook.json``.
+README's own budget, ``debug=quick`` (appended; the values a command sets itself win over it, as Hydra applies
+command-line values after config groups), and ``<time>`` placeholders filled from the runs made before. Commands that
+need what this machine lacks (a GPU, the real model and data, a W&B account, a Slurm cluster) are listed in ``NEEDS``
+with their reason; each must fail within seconds with a clear last line. The exit code and wall time of every command
+are printed (``pytest -s``) and kept in ``cookbook.json``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ NEEDS: dict[str, tuple[str, str]] = {
     "hydra/launcher=slurm": ("a Slurm cluster (the dev extra has the launcher)", r'Could not detect "srun"'),
 }
 FAST_S = 60  # a command that cannot work here must say so within this many seconds
+QUICK = "debug=quick"  # the README's budget for a quick check: conf/debug/quick.yaml
 
 
 def cookbook(readme: str) -> list[str]:
@@ -65,26 +67,18 @@ def cookbook(readme: str) -> list[str]:
     return commands
 
 
-def budget(readme: str) -> list[str]:
-    """The overrides the README teaches for a quick run (its **budget** sentence)."""
-    match = re.search(r"\*\*budget\*\* to any run.*?: `([^`]+)`", readme, re.S)
-    assert match, "the README's cookbook must teach a budget"
-    return match.group(1).split()
-
-
-def with_budget(command: str, overrides: list[str]) -> str:
-    """``command`` with the budget keys it does not set itself (inside ``ARGS="..."`` for make targets)."""
-    extra = [o for o in overrides if f"{o.split('=')[0]}=" not in command]
+def with_budget(command: str) -> str:
+    """``command`` with the quick budget at its end (inside ``ARGS="..."`` for make targets), where it runs a model."""
     words = shlex.split(command)
     if words[0] == "make":
         if words[1] not in ("demo", "ablation", "sweep", "paper"):
             return command
         args = next((w.removeprefix("ARGS=") for w in words if w.startswith("ARGS=")), "")
         rest = [w for w in words if not w.startswith("ARGS=")]
-        return shlex.join([*rest, f"ARGS={' '.join([args, *extra]).strip()}"])
+        return shlex.join([*rest, f"ARGS={' '.join([args, QUICK]).strip()}"])
     script = next((w for w in words if w.startswith("experiments/")), "")
     if script.endswith(("train.py", "evaluate.py", "demo.py")):
-        return f"{command} {' '.join(extra)}"
+        return f"{command} {QUICK}"
     return command
 
 
@@ -189,12 +183,13 @@ def test_make_report_before_any_sweep_says_so_and_writes_nothing(clone: Clone) -
 
 def test_every_cookbook_command_works_as_typed(clone: Clone) -> None:
     readme = (clone.root / "README.md").read_text()
-    commands, overrides = cookbook(readme), budget(readme)
+    commands = cookbook(readme)
     assert len(commands) >= 20
+    assert f"add `{QUICK}`" in readme, "the README's cookbook must teach the budget the test adds"
     failures = []
     for typed in commands:
         need = next((v for k, v in NEEDS.items() if k in typed), None)
-        command = fill(with_budget(typed, overrides), clone.root)
+        command = fill(with_budget(typed), clone.root)
         generators = _generators(clone.root, command) if "hydra.run.dir=" in command else None
         rc, out, wall = clone.run(command)
         if need is None:
@@ -231,9 +226,7 @@ def test_the_central_multirun_ran_every_job_with_its_own_log(clone: Clone) -> No
 
 
 def test_a_failing_sweep_job_leaves_its_reason_and_the_others_finish(clone: Clone) -> None:
-    rc, out, _ = clone.run(
-        "python experiments/evaluate.py -m method.adapter=null,/nonexistent/adapter eval.limit=1 eval.max_new_tokens=8"
-    )
+    rc, out, _ = clone.run(f"python experiments/evaluate.py -m method.adapter=null,/nonexistent/adapter {QUICK}")
     assert rc != 0
     # the failed job says so when it fails, and the sweep lists it at its end
     assert "FAILED job 1 (method.adapter=/nonexistent/adapter" in out

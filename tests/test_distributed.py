@@ -22,6 +22,7 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.utils import create_config_search_path
 from hydra.types import RunMode
+from omegaconf import OmegaConf
 from torch.distributed import TCPStore
 
 from lego_arta import distributed
@@ -157,8 +158,8 @@ def test_a_multi_process_launch_refuses_vllm_evaluation(make_cfg, clean_env, tmp
 
 @pytest.mark.slow
 def test_torchrun_two_cpu_processes_make_one_run(tmp_path, cache_dir):
-    # as a user types it (plus a budget, and the output and cache dirs of the test); SFT and GRPO in one sweep, so
-    # the processes start once: each job is one run of two ranks
+    # as a user types it (plus the quick budget, fewer scenes, and the output and cache dirs of the test); SFT and GRPO
+    # in one sweep, so the processes start once: each job is one run of two ranks
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun, "torchrun comes with torch"
     command = [
@@ -169,9 +170,7 @@ def test_torchrun_two_cpu_processes_make_one_run(tmp_path, cache_dir):
         "experiments/train.py",
         "-m",
         "method=sft,grpo",
-        "method.args.max_steps=2",
-        "eval.limit=1",
-        "eval.max_new_tokens=8",
+        "debug=quick",
         "data.synthetic.num_manuals=4",
         f"paths.log_dir={tmp_path}",
         f"paths.cache_dir={cache_dir}",
@@ -179,6 +178,8 @@ def test_torchrun_two_cpu_processes_make_one_run(tmp_path, cache_dir):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the workers import this checkout
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    budget = OmegaConf.load(CONF / "debug" / "quick.yaml")
+    steps, samples = list(range(1, budget.method.args.max_steps + 1)), 3 * budget.eval.limit  # 3 tasks
     sweeps = list((tmp_path / "default" / "multirun").iterdir())
     assert len(sweeps) == 1, sweeps  # one sweep dir for both ranks
     jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir())
@@ -186,17 +187,17 @@ def test_torchrun_two_cpu_processes_make_one_run(tmp_path, cache_dir):
     for job, method in zip(jobs, ["sft", "grpo"], strict=True):
         assert yaml.safe_load((job / "config.yaml").read_text())["method"]["name"] == method
         history = list(read_jsonl(job / "history.jsonl"))
-        steps = Counter(row["step"] for row in history if "loss" in row)
-        assert steps == {1: 1, 2: 1}, steps  # one row per step: written by the main process only
+        logged = Counter(row["step"] for row in history if "loss" in row)
+        assert logged == dict.fromkeys(steps, 1), logged  # one row per step: written by the main process only
         metrics = json.loads((job / "metrics.json").read_text())
-        assert metrics["eval/num_samples"] == 3.0  # both shards merged once: eval.limit=1 x 3 tasks
+        assert metrics["eval/num_samples"] == samples  # both shards merged once: eval.limit x 3 tasks
         predictions = list(read_jsonl(job / "predictions.jsonl"))
-        assert len(predictions) == 3 and not list(job.glob("predictions.rank*"))
+        assert len(predictions) == samples and not list(job.glob("predictions.rank*"))
         offline = list((job / "wandb").glob("offline-run-*"))
         assert len(offline) == 1, offline  # one W&B run
         run = read_offline_run(offline[0])
         curves = [row for row in run["history"] if "train/loss" in row]
-        assert [row["train/global_step"] for row in curves] == [1, 2]
+        assert [row["train/global_step"] for row in curves] == steps
         assert (job / "train.log").is_file() and (job / "train.rank1.log").is_file()
         assert "metrics:" in (job / "train.log").read_text()
         assert "metrics:" not in (job / "train.rank1.log").read_text()

@@ -20,11 +20,11 @@ from lego_arta.runs import read_jsonl
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["data.synthetic.num_manuals=4", "eval.limit=3", "eval.max_new_tokens=12", "eval.bootstrap.samples=200"]
+SMALL = ["debug=quick", "data.synthetic.num_manuals=4"]  # the quick budget (conf/debug/quick.yaml), fewer scenes
 
 
 def test_evaluation_writes_predictions_and_metrics_and_resumes_after_a_kill(make_cfg):
-    cfg = make_cfg(*SMALL)
+    cfg = make_cfg(*SMALL, "eval.limit=3")  # 9 predictions: the kill below cuts the fourth line
     metrics = evaluate_script.run(cfg)
     run_dir = Path(cfg.paths.output_dir)
     rows = list(read_jsonl(run_dir / "predictions.jsonl"))
@@ -133,13 +133,15 @@ def test_vllm_backend_gets_the_prompts_images_pixels_and_adapter(make_cfg, monke
     assert calls["llm"]["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 12544}
     assert calls["llm"]["enable_lora"] is True and calls["lora"] == ("adapter", 1, str(adapter))
     # conf/eval's settings, greedy (temperature 0 in vLLM's terms)
-    expected = {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0, "max_tokens": 12, "seed": 0}
+    expected = {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0, "seed": 0}
+    expected["max_tokens"] = cfg.eval.max_new_tokens
     assert calls["params"] == expected
     requests = calls["requests"]
-    assert len(requests) == 9 and all(r["prompt"].endswith("<|im_start|>assistant\n") for r in requests)
+    assert len(requests) == 3 * cfg.eval.limit  # eval.limit records of each task
+    assert all(r["prompt"].endswith("<|im_start|>assistant\n") for r in requests)
     # one image per user turn: the demo's and the query's
     assert all(len(r["multi_modal_data"]["image"]) == r["prompt"].count("<|vision_start|>") for r in requests)
-    assert metrics["eval/num_samples"] == 9.0 and "eval/f1_state" in metrics
+    assert metrics["eval/num_samples"] == len(requests) and "eval/f1_state" in metrics
 
 
 def test_run_files_drop_only_a_cut_short_last_line(tmp_path):

@@ -6,6 +6,7 @@ import re
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from experiments import demo
 from experiments.dashboard import EVAL_KEYS, REWARD_KEYS, SIGNAL_KEYS, build_workspace
@@ -13,23 +14,43 @@ from lego_arta.report.collect import collect_runs
 from lego_arta.rewards import REWARDS
 from lego_arta.runs import read_jsonl
 from lego_arta.sample_metrics import STUDY_METRICS
+from tests.conftest import CONF
 
 STUDY_COLUMNS = ["F1-Theme", "ROUGE", "BLEU", "F1-Object", "IoU", "F1-State", "FPR"]
 
 
 def shrunk(tmp_path, cache_dir) -> list[str]:
-    """The stage plan of experiments/demo.py at a size for a test: outputs under tmp_path, one seed, two steps."""
+    """The stage plan of experiments/demo.py as `make demo ARGS="debug=quick demo.seeds=[0]"` runs it, with outputs
+    under tmp_path and fewer scenes."""
     return [
         f"paths.log_dir={tmp_path}",
         f"paths.cache_dir={cache_dir}",
         "logger=none",
+        "debug=quick",
         "data.synthetic.num_manuals=4",
-        "eval.limit=2",
-        "eval.max_new_tokens=8",
-        "eval.bootstrap.samples=100",
         "demo.seeds=[0]",
-        "method.args.max_steps=2",  # after each stage's own overrides (conf/experiment/demo.yaml): it wins
     ]
+
+
+@pytest.mark.parametrize("experiment", ["demo", "ablation"])
+def test_the_quick_budget_wins_over_every_stage_size(tmp_path, experiment):
+    # `make demo ARGS=debug=quick`: each stage sets its own sizes (demo.yaml: SFT 400 steps, GRPO 60) and the budget
+    # wins over them, as it wins over an overlay's values in a plain run; a value typed after it wins over it
+    budget = OmegaConf.load(CONF / "debug" / "quick.yaml")
+    keys = demo.budget_keys(["debug=quick"])
+    assert {"method.args.max_steps", "eval.limit", "eval.max_new_tokens"} <= keys
+    typed = [f"experiment={experiment}", f"paths.log_dir={tmp_path}", "demo.seeds=[0]"]
+    _, _, quick = demo.compose_stages([*typed, "debug=quick"])
+    assert [stage.name for stage in quick] == ["baseline", "sft", "grpo_v1_s0", "grpo_v2_s0"]
+    for stage in quick:
+        assert {key: OmegaConf.select(stage.cfg, key) for key in keys} == {
+            key: OmegaConf.select(budget, key) for key in keys
+        }, stage.name
+    _, _, own = demo.compose_stages([*typed, "debug=quick", "method.args.max_steps=5"])
+    assert all(stage.cfg.method.args.max_steps == 5 for stage in own)
+    # without the budget the stages keep their own sizes (the check above can fail)
+    _, _, full = demo.compose_stages(typed)
+    assert all(stage.cfg.method.args.max_steps > budget.method.args.max_steps for stage in full[1:])
 
 
 @pytest.mark.slow

@@ -27,11 +27,10 @@ from tests.wandb_files import read_offline_run
 
 pytestmark = pytest.mark.slow
 
-# small enough for CI on 2 CPUs; the data are the default synthetic scenes
-FAST = ["data.synthetic.num_manuals=4", "eval.after_train=false", "method.args.logging_steps=1"]
+# the quick budget (conf/debug/quick.yaml) on fewer scenes: small enough for CI on 2 CPUs; tests that evaluate say so
+FAST = ["debug=quick", "data.synthetic.num_manuals=4", "eval.after_train=false"]
 GRPO = [
     "method=grpo",
-    "method.args.max_steps=3",
     "method.args.per_device_train_batch_size=2",
     "method.args.num_generations=2",
     "method.args.max_completion_length=8",
@@ -87,10 +86,11 @@ def test_grpo_logs_every_reward_curve_to_offline_wandb(make_cfg, tmp_path):
     )
     train_script.run(cfg)
     run_dir = Path(cfg.paths.output_dir)
+    steps = list(range(1, cfg.method.args.max_steps + 1))
     iou = f"iou_{reward}"
     names = ["format", iou, "label_rouge", "state", "grounding"]
     history = [row for row in read_jsonl(run_dir / "history.jsonl") if "reward" in row]
-    assert [row["step"] for row in history] == [1, 2, 3]
+    assert [row["step"] for row in history] == steps
     for name in names:
         assert f"rewards/{name}/mean" in history[0]
     # GRPO's signal per step: TRL's share of groups with equal summed rewards, and ours per component (format applies
@@ -103,20 +103,20 @@ def test_grpo_logs_every_reward_curve_to_offline_wandb(make_cfg, tmp_path):
     assert len(offline) == 1
     run = read_offline_run(offline[0])
     curves = [row for row in run["history"] if "train/reward" in row]
-    assert [row["train/global_step"] for row in curves] == [1, 2, 3]
+    assert [row["train/global_step"] for row in curves] == steps
     for name in names:
         assert all(f"train/rewards/{name}/mean" in row for row in curves)
     assert all("train/kl" in row and "train/completions/mean_length" in row for row in curves)
     assert all("train/rewards/format/frac_varying_groups" in row for row in curves)
     # the rollouts of every step: a W&B table with the image and its box layers, each reward and the advantage
     tables = [row["train/rollouts/path"] for row in run["history"] if "train/rollouts/path" in row]
-    assert len(tables) == 3  # (the reader flattens the table reference into its fields)
+    assert len(tables) == len(steps)  # (the reader flattens the table reference into its fields)
     table = json.loads((offline[0] / "files" / tables[-1]).read_text())
     assert table["columns"] == ["step", "id", "task", "image", "completion", *names, "advantage"]
     # (offline, W&B keeps the image cells in the table's artifact; the box layers are checked in
     # test_predictions_table.py)
     # and the same rows in the run dir, one file per step
-    for step in (1, 2, 3):
+    for step in steps:
         rows = list(read_jsonl(run_dir / "rollouts" / f"step-{step}.jsonl"))
         assert len(rows) == 2 and all(row["step"] == step and row["task"] == "object" for row in rows)
         assert all(row["boxes"]["reference"] and "advantage" in row and iou in row for row in rows)
@@ -128,7 +128,7 @@ def test_grpo_logs_every_reward_curve_to_offline_wandb(make_cfg, tmp_path):
 
 
 def test_grpo_validates_while_training_and_keeps_the_best_checkpoint(make_cfg, tmp_path):
-    validation = ["eval.val.every_steps=2", "eval.val.limit=2", "eval.max_new_tokens=8", "eval.val.best=f1_theme"]
+    validation = ["eval.val.every_steps=2", "eval.val.limit=2", "eval.val.best=f1_theme"]
     steps = ["method.args.max_steps=4", "method.args.save_steps=1", "method.args.save_total_limit=2"]
     cfg = make_cfg(*GRPO, *FAST, *steps, *validation, "logger=wandb")
     metrics = train_script.run(cfg)
@@ -166,18 +166,12 @@ def test_grpo_with_the_semantic_grounding_reward_has_its_own_curve(make_cfg, cac
     # the evaluation scores eval/semantic with the same encoder
     from lego_arta.models.tiny_encoder import build_tiny_sentence_encoder
 
-    semantic = [
-        "eval.after_train=true",
-        "eval.limit=1",
-        f"eval.semantic_model={build_tiny_sentence_encoder(cache_dir)}",
-    ]
-    cfg = make_cfg(
-        *GRPO, *FAST, "reward=v2_semantic", "method.tasks=[grounding]", "method.args.max_steps=2", *semantic
-    )
+    semantic = ["eval.after_train=true", f"eval.semantic_model={build_tiny_sentence_encoder(cache_dir)}"]
+    cfg = make_cfg(*GRPO, *FAST, "reward=v2_semantic", "method.tasks=[grounding]", *semantic)
     metrics = train_script.run(cfg)
     assert 0.0 <= metrics["eval/semantic_lo"] <= metrics["eval/semantic"] <= metrics["eval/semantic_hi"] <= 100.0
     rows = [row for row in read_jsonl(Path(cfg.paths.output_dir) / "history.jsonl") if "reward" in row]
-    assert [row["step"] for row in rows] == [1, 2]
+    assert [row["step"] for row in rows] == list(range(1, cfg.method.args.max_steps + 1))
     for row in rows:
         assert 0.0 <= row["rewards/grounding_semantic/mean"] <= 1.0
         assert "rewards/grounding_semantic/frac_varying_groups" in row
@@ -186,7 +180,7 @@ def test_grpo_with_the_semantic_grounding_reward_has_its_own_curve(make_cfg, cac
 
 def test_only_lora_parameters_change(make_cfg, tmp_path):
     # SFT: every step has a gradient (a GRPO group whose samples all score the same has none)
-    cfg = make_cfg("method=sft", *FAST, "method.args.max_steps=3")
+    cfg = make_cfg("method=sft", *FAST)
     train_script.run(cfg)
     run_dir = Path(cfg.paths.output_dir)
     base, _ = load_model(cfg.model, cfg.paths.cache_dir)
@@ -213,13 +207,12 @@ def test_full_fine_tuning_saves_the_model_and_grpo_adds_lora_to_it(make_cfg, tmp
         "method.lora=null",
         "model.freeze_vision=false",
         *FAST,
-        "method.args.max_steps=3",
         "eval.after_train=true",
-        "eval.limit=4",
         f"paths.output_dir={sft_dir}",
     )
     metrics = train_script.run(cfg)
-    assert metrics["eval/num_samples"] == 3 * 4  # the fine-tuned model in memory was evaluated (eval.limit per task)
+    # the fine-tuned model in memory was evaluated (eval.limit records per task)
+    assert metrics["eval/num_samples"] == 3 * cfg.eval.limit
     assert not (sft_dir / "adapter").exists()
     from transformers import AutoModelForImageTextToText
 
