@@ -8,20 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import InterpolationResolutionError
+from omegaconf import DictConfig, open_dict
 from peft import PeftModel
 from transformers import set_seed
 
 from lego_arta import distributed
+from lego_arta.checks import check_config
 from lego_arta.data import build_dataset, flat_counts, load_data, save_records, save_split, split_records
-from lego_arta.errors import ConfigError, MissingInputError
 from lego_arta.evaluation.evaluate import evaluate, make_backend
 from lego_arta.evaluation.generate import generator_id
 from lego_arta.evaluation.trivial import mean_box_answers
 from lego_arta.models import load_model, load_processor, resolve_model_path
 from lego_arta.models.images import image_frame
-from lego_arta.models.loading import attention_implementation
 from lego_arta.runs import METRICS_FILE, VAL_FILE, save_config, write_metrics
 from lego_arta.tracking import tracking
 
@@ -43,50 +41,6 @@ def validation_split(cfg: DictConfig, records: list[Any]) -> tuple[list[Any], li
         return records, []
     by = "manual" if cfg.split.by == "manual" else "record"
     return split_records(records, test_size=float(val.size), seed=int(cfg.seed), by=by)
-
-
-def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
-    """Fail in seconds, before any data or model is loaded, on what the config alone shows to be wrong.
-
-    A value left at ``???`` (e.g. ``experiment=hybrid_sft_grpo`` without ``method.adapter=``), a ``method.adapter``
-    dir without an adapter, ``method.tasks`` outside ``data.tasks``, and, for a training run, the TRL config (unknown
-    fields, contradicting values) and the reward functions are built here; ``method=none`` warns that it ignores
-    ``method.args``. ``model.attn_implementation=flash_attention_2`` without flash-attn (or CUDA) fails here, and so
-    does ``eval.backend=vllm`` in a multi-process launch (vLLM would meet the launch's process group).
-    """
-    try:
-        OmegaConf.to_container(cfg, resolve=True)
-    except InterpolationResolutionError as err:  # e.g. ${lego_arta.required:...} of an unset value
-        reason = str(err).splitlines()[0].split(" raised while resolving interpolation: ")[-1]
-        raise ConfigError(reason if str(err.full_key) in reason else f"{err.full_key}: {reason}") from err
-    if missing := sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra.")):
-        raise ConfigError(f"no value for {', '.join(missing)}: set it on the command line ({missing[0]}=...)")
-    attention_implementation(cfg.model)
-    if int(cfg.eval.val.every_steps) > 0 and not 0.0 < float(cfg.eval.val.size) < 1.0:
-        raise ConfigError(f"eval.val.size={cfg.eval.val.size}: the share of training records held out, in (0, 1)")
-    if int(cfg.model.min_pixels) > int(cfg.model.max_pixels):
-        raise ConfigError(
-            f"model.max_pixels={cfg.model.max_pixels} is below model.min_pixels={cfg.model.min_pixels}: the image "
-            "budget (pixels per image after the resize) needs min_pixels <= max_pixels"
-        )
-    evaluates = not trains or cfg.eval.after_train
-    if evaluates and cfg.eval.backend == "vllm" and (world := distributed.ranks().world_size) > 1:
-        raise ConfigError(
-            f"eval.backend=vllm runs in one process, not in each of {world}: set eval.after_train=false and evaluate "
-            "afterwards with python experiments/evaluate.py eval.backend=vllm method.adapter=<run dir>/adapter"
-        )
-    if cfg.method.adapter and not (Path(str(cfg.method.adapter)) / "adapter_config.json").is_file():
-        raise MissingInputError(f"method.adapter={cfg.method.adapter}: no adapter_config.json in this directory")
-    if cfg.method.name == "none":
-        if cfg.method.args:
-            log.warning("method=none trains nothing: ignoring method.args (%s)", ", ".join(cfg.method.args))
-        return
-    if unknown := set(cfg.method.tasks or ()) - set(cfg.data.tasks):
-        raise ConfigError(f"method.tasks: {sorted(unknown)} not in data.tasks={list(cfg.data.tasks)}")
-    if trains:
-        from lego_arta.methods import trainer_config
-
-        trainer_config(cfg, run_dir)
 
 
 def free_memory() -> None:

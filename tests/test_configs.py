@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from peft import LoraConfig
 
-from lego_arta.pipeline import check_config
+from lego_arta.checks import check_config
 from lego_arta.rewards import build_reward_funcs
 from tests.conftest import CONF
 

@@ -304,7 +304,8 @@ def test_a_stopped_run_started_again_ends_as_one_run(tmp_path, cache_dir, sig):
 
 
 def test_method_tasks_restricts_training_not_evaluation(make_cfg):
-    from lego_arta.pipeline import check_config, training_records
+    from lego_arta.checks import check_config
+    from lego_arta.pipeline import training_records
 
     cfg = make_cfg("method=grpo", "method.tasks=[object]", *FAST)
     data = load_data(cfg)

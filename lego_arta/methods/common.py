@@ -77,7 +77,7 @@ def lora_setup(model: PreTrainedModel, method_cfg: DictConfig) -> tuple[PreTrain
     full fine-tuning of every parameter that is not frozen (the vision tower stays frozen unless
     ``model.freeze_vision=false``).
     """
-    if method_cfg.adapter:  # checked before anything loaded (pipeline.check_config)
+    if method_cfg.adapter:  # checked before anything loaded (checks.check_config)
         path = Path(str(method_cfg.adapter))
         log.info("continuing from the LoRA adapter %s", path)
         return PeftModel.from_pretrained(model, str(path), is_trainable=True), None
