@@ -119,15 +119,15 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
                 if main:
                     save_records(held_out, run_dir / VAL_FILE)
                 val_ds = build_dataset(held_out, records, cfg.data, int(cfg.seed), frame_of)
-            trained, model, best = train_method(cfg, model, processor, train_ds, run_dir, tracker, val_ds)
+            result = train_method(cfg, model, processor, train_ds, run_dir, tracker, val_ds)
+            trained, model, best = result.trained, result.model, result.best
+            del result  # the model must not outlive its last use (vLLM frees it below)
             metrics |= best
             memory |= peak_gpu_memory("train")
-            if (trained / "adapter_config.json").is_file():
-                adapter = str(trained)
-                log.info("LoRA adapter saved to %s", trained)
+            if trained.kind == "adapter":
+                adapter = str(trained.path)
             else:  # full fine-tuning: the trained weights are a model dir of their own (model.path=<it> reloads it)
-                model_path, adapter = str(trained), None
-                log.info("fine-tuned model saved to %s", trained)
+                model_path, adapter = str(trained.path), None
         if not trains or cfg.eval.after_train:
             if vllm:
                 del model  # the training copy: vLLM loads its own, and the GPU must not hold both

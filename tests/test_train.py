@@ -333,9 +333,9 @@ def test_vllm_evaluation_after_training_finds_the_trained_model_gone(make_cfg, m
     real_train = methods.train
 
     def train(*args, **kwargs):
-        adapter, model, best = real_train(*args, **kwargs)
-        refs.extend([weakref.ref(model), weakref.ref(model.get_base_model())])
-        return adapter, model, best
+        result = real_train(*args, **kwargs)
+        refs.extend([weakref.ref(result.model), weakref.ref(result.model.get_base_model())])
+        return result
 
     alive: list[bool] = []
 
