@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, open_dict
-from peft import PeftModel
 from transformers import set_seed
 
 from lego_arta import distributed
 from lego_arta.checks import check_config
 from lego_arta.data import build_dataset, flat_counts, load_data, save_records, save_split, split_records
-from lego_arta.evaluation.evaluate import evaluate, make_backend
+from lego_arta.evaluation.evaluate import Weights, evaluate, make_backend
 from lego_arta.evaluation.generate import generator_id
 from lego_arta.evaluation.trivial import mean_box_answers
+from lego_arta.gpu_memory import peak_gpu_memory
 from lego_arta.models import load_model, load_processor, resolve_model_path
 from lego_arta.models.images import image_frame
 from lego_arta.runs import METRICS_FILE, VAL_FILE, save_config, write_metrics
@@ -41,27 +39,6 @@ def validation_split(cfg: DictConfig, records: list[Any]) -> tuple[list[Any], li
         return records, []
     by = "manual" if cfg.split.by == "manual" else "record"
     return split_records(records, test_size=float(val.size), seed=int(cfg.seed), by=by)
-
-
-def free_memory() -> None:
-    """Collect what nothing references any more (the trainer, its optimizer, the training copy of the model: they hold
-    reference cycles) and hand the freed GPU memory back to the driver, so that vLLM, which loads its own copy of the
-    weights, finds it free."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def peak_gpu_memory(stage: str) -> dict[str, float]:
-    """``{"memory/<stage>_peak_gib": ...}``: the most memory torch held allocated on this process's GPU since the last
-    call (GiB), then the count starts again; ``{}`` without CUDA. A run records ``load`` (the weights), ``train`` and
-    ``eval`` (weights included), to set beside ``make plan``'s lines; the plan's peak also counts
-    ``plan.overhead_gb`` for the CUDA context and the allocator's cache, which torch's count leaves out."""
-    if not torch.cuda.is_available():
-        return {}
-    peak = torch.cuda.max_memory_allocated() / 2**30
-    torch.cuda.reset_peak_memory_stats()
-    return {f"memory/{stage}_peak_gib": peak}
 
 
 def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
@@ -100,10 +77,9 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     vllm = cfg.eval.backend == "vllm"
     with tracking(cfg, run_dir) as tracker:
         tracker.summary(flat_counts(data.summary) | {f"data/dropped/{k}": n for k, n in data.dropped.items()})
-        adapter = str(cfg.method.adapter) if cfg.method.adapter else None
-        model: Any = None
+        weights = Weights(model_path, str(cfg.method.adapter) if cfg.method.adapter else None)
         if trains or not vllm:  # vLLM loads the weights itself
-            model, processor = load_model(cfg.model, cfg.paths.cache_dir)
+            weights.model, processor = load_model(cfg.model, cfg.paths.cache_dir)
             memory |= peak_gpu_memory("load")
         else:
             processor = load_processor(model_path, cfg.model)
@@ -119,28 +95,16 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
                 if main:
                     save_records(held_out, run_dir / VAL_FILE)
                 val_ds = build_dataset(held_out, records, cfg.data, int(cfg.seed), frame_of)
-            result = train_method(cfg, model, processor, train_ds, run_dir, tracker, val_ds)
-            trained, model, best = result.trained, result.model, result.best
-            del result  # the model must not outlive its last use (vLLM frees it below)
-            metrics |= best
+            assert weights.model is not None  # loaded above for every run that trains
+            result = train_method(cfg, weights.model, processor, train_ds, run_dir, tracker, val_ds)
+            weights = weights.after(result.trained, result.model)
+            metrics |= result.best
+            del result  # make_backend takes the model over: nothing else may hold it
             memory |= peak_gpu_memory("train")
-            if trained.kind == "adapter":
-                adapter = str(trained.path)
-            else:  # full fine-tuning: the trained weights are a model dir of their own (model.path=<it> reloads it)
-                model_path, adapter = str(trained.path), None
         if not trains or cfg.eval.after_train:
-            if vllm:
-                del model  # the training copy: vLLM loads its own, and the GPU must not hold both
-                free_memory()
-                backend = make_backend(cfg, processor, model_path=model_path, adapter=adapter)
-            else:
-                if adapter and not isinstance(model, PeftModel):
-                    model = PeftModel.from_pretrained(model, adapter)
-                if isinstance(model, PeftModel):
-                    model = model.merge_and_unload()  # faster generation; the adapter stays on disk
-                backend = make_backend(cfg, processor, model=model)
+            backend = make_backend(cfg, processor, weights)
             test_ds = build_dataset(data.test, data.train, cfg.data, int(cfg.seed), frame_of)
-            generator = generator_id(model_path, adapter, {"model": cfg.model, "eval": cfg.eval})
+            generator = generator_id(weights.path, weights.adapter, {"model": cfg.model, "eval": cfg.eval})
             mean_boxes = mean_box_answers(data.train, data.test)  # the trivial box answer, from the training split
             metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, generator, mean_boxes)
             if not vllm:  # vLLM's engine allocates outside torch's count
