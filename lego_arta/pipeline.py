@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, open_dict
-from transformers import set_seed
+from transformers import ProcessorMixin, set_seed
 
 from lego_arta import distributed
 from lego_arta.checks import check_config
-from lego_arta.data import build_dataset, flat_counts, load_data, save_records, save_split, split_records
+from lego_arta.data import DataSplit, build_dataset, flat_counts, load_data, save_records, save_split, split_records
+from lego_arta.data.prompts import FrameOf
 from lego_arta.evaluation.evaluate import Weights, evaluate, make_backend
 from lego_arta.evaluation.generate import generator_id
 from lego_arta.evaluation.trivial import mean_box_answers
@@ -19,7 +20,7 @@ from lego_arta.gpu_memory import peak_gpu_memory
 from lego_arta.models import load_model, load_processor, resolve_model_path
 from lego_arta.models.images import image_frame
 from lego_arta.runs import METRICS_FILE, VAL_FILE, save_config, write_metrics
-from lego_arta.tracking import tracking
+from lego_arta.tracking import Tracker, tracking
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,90 @@ def validation_split(cfg: DictConfig, records: list[Any]) -> tuple[list[Any], li
     return split_records(records, test_size=float(val.size), seed=int(cfg.seed), by=by)
 
 
+def prepare(cfg: DictConfig, run_dir: Path) -> tuple[DataSplit, str]:
+    """The data and the model path, checked before any model loads; the main process writes the resolved config
+    (again with ``data.revision`` when the data came from the hub) and the split files into ``run_dir``."""
+    main = distributed.is_main()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        save_config(cfg, run_dir)
+    set_seed(int(cfg.seed))
+    with distributed.main_process_first():  # the main process builds the tiny model and the scenes into the cache
+        model_path = resolve_model_path(cfg.model, cfg.paths.cache_dir)  # a bad model.path fails before the data
+        data = load_data(cfg)
+    if data.revision is not None:  # the commit of data.hub that was read: config.yaml and the W&B config say it
+        with open_dict(cfg):
+            cfg.data.revision = data.revision
+        if main:
+            save_config(cfg, run_dir)
+    if main:
+        save_split(data, run_dir)
+    return data, model_path
+
+
+def data_counts(data: DataSplit) -> dict[str, int]:
+    """``data/<split>/<task>``: the records of each split and task; ``data/dropped/<reason>``: those left out."""
+    return flat_counts(data.summary) | {f"data/dropped/{k}": n for k, n in data.dropped.items()}
+
+
+def load_stage(cfg: DictConfig, model_path: str, trains: bool) -> tuple[Weights, ProcessorMixin, dict[str, float]]:
+    """The weights to start from (``model_path``, with ``method.adapter`` when set), the processor and the memory
+    the loaded weights took; a run that only evaluates with vLLM loads no weights (vLLM loads its own)."""
+    adapter = str(cfg.method.adapter) if cfg.method.adapter else None
+    if not trains and cfg.eval.backend == "vllm":
+        return Weights(model_path, adapter), load_processor(model_path, cfg.model), {}
+    model, processor = load_model(cfg.model, cfg.paths.cache_dir)
+    return Weights(model_path, adapter, model), processor, peak_gpu_memory("load")
+
+
+def train_stage(
+    cfg: DictConfig,
+    weights: Weights,
+    processor: ProcessorMixin,
+    data: DataSplit,
+    frame_of: FrameOf,
+    run_dir: Path,
+    tracker: Tracker,
+) -> tuple[Weights, dict[str, float]]:
+    """Train ``weights`` with ``cfg.method`` on the training split (``method.tasks`` of it), validating on the
+    records held out (written to ``val.jsonl``) when ``eval.val`` says so; return the trained weights and the best
+    validation step's metrics."""
+    from lego_arta.methods import train
+
+    records, held_out = validation_split(cfg, training_records(cfg, data.train))
+    held_ids = {r.id for r in held_out}  # their answers must not reach training prompts as few-shot demos
+    pool = [r for r in data.train if r.id not in held_ids]
+    train_ds = build_dataset(records, pool, cfg.data, int(cfg.seed), frame_of)
+    val_ds = None
+    if held_out:
+        if distributed.is_main():
+            save_records(held_out, run_dir / VAL_FILE)
+        val_ds = build_dataset(held_out, records, cfg.data, int(cfg.seed), frame_of)
+    assert weights.model is not None  # load_stage loads the weights of every run that trains
+    result = train(cfg, weights.model, processor, train_ds, run_dir, tracker, val_ds)
+    return weights.after(result.trained, result.model), result.best
+
+
+def evaluate_stage(
+    cfg: DictConfig,
+    weights: Weights,
+    processor: ProcessorMixin,
+    data: DataSplit,
+    frame_of: FrameOf,
+    run_dir: Path,
+    tracker: Tracker,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Evaluate ``weights`` on the test split (demos and the mean-box reference from the training split); return the
+    metrics (``{}`` on the ranks other than the main one) and the peak GPU memory of the evaluation, unless vLLM
+    generated (its engine allocates outside torch's count)."""
+    backend = make_backend(cfg, processor, weights)
+    test_ds = build_dataset(data.test, data.train, cfg.data, int(cfg.seed), frame_of)
+    generator = generator_id(weights.path, weights.adapter, {"model": cfg.model, "eval": cfg.eval})
+    mean_boxes = mean_box_answers(data.train, data.test)  # the trivial box answer, from the training split
+    metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, generator, mean_boxes)
+    return metrics, {} if cfg.eval.backend == "vllm" else peak_gpu_memory("eval")
+
+
 def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     """Run ``cfg``: train with ``cfg.method`` (when ``train`` and the method trains), then evaluate.
 
@@ -57,58 +142,18 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     trains = train and cfg.method.name != "none"
     check_config(cfg, run_dir, trains)
     main = distributed.setup().is_main
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if main:
-        save_config(cfg, run_dir)
-    set_seed(int(cfg.seed))
-    with distributed.main_process_first():  # the main process builds the tiny model and the scenes into the cache
-        model_path = resolve_model_path(cfg.model, cfg.paths.cache_dir)  # a bad model.path fails before the data
-        data = load_data(cfg)
-    if data.revision is not None:  # the commit of data.hub that was read: config.yaml and the W&B config say it
-        with open_dict(cfg):
-            cfg.data.revision = data.revision
-        if main:
-            save_config(cfg, run_dir)
-    if main:
-        save_split(data, run_dir)
+    data, model_path = prepare(cfg, run_dir)
     metrics: dict[str, float] = {}
-    memory: dict[str, float] = {}
     frame_of = image_frame(int(cfg.model.min_pixels), int(cfg.model.max_pixels))  # the image_size of each sample
-    vllm = cfg.eval.backend == "vllm"
     with tracking(cfg, run_dir) as tracker:
-        tracker.summary(flat_counts(data.summary) | {f"data/dropped/{k}": n for k, n in data.dropped.items()})
-        weights = Weights(model_path, str(cfg.method.adapter) if cfg.method.adapter else None)
-        if trains or not vllm:  # vLLM loads the weights itself
-            weights.model, processor = load_model(cfg.model, cfg.paths.cache_dir)
-            memory |= peak_gpu_memory("load")
-        else:
-            processor = load_processor(model_path, cfg.model)
+        tracker.summary(data_counts(data))
+        weights, processor, memory = load_stage(cfg, model_path, trains)
         if trains:
-            from lego_arta.methods import train as train_method
-
-            records, held_out = validation_split(cfg, training_records(cfg, data.train))
-            held_ids = {r.id for r in held_out}  # their answers must not reach training prompts as few-shot demos
-            pool = [r for r in data.train if r.id not in held_ids]
-            train_ds = build_dataset(records, pool, cfg.data, int(cfg.seed), frame_of)
-            val_ds = None
-            if held_out:
-                if main:
-                    save_records(held_out, run_dir / VAL_FILE)
-                val_ds = build_dataset(held_out, records, cfg.data, int(cfg.seed), frame_of)
-            assert weights.model is not None  # loaded above for every run that trains
-            result = train_method(cfg, weights.model, processor, train_ds, run_dir, tracker, val_ds)
-            weights = weights.after(result.trained, result.model)
-            metrics |= result.best
-            del result  # make_backend takes the model over: nothing else may hold it
+            weights, metrics = train_stage(cfg, weights, processor, data, frame_of, run_dir, tracker)
             memory |= peak_gpu_memory("train")
         if not trains or cfg.eval.after_train:
-            backend = make_backend(cfg, processor, weights)
-            test_ds = build_dataset(data.test, data.train, cfg.data, int(cfg.seed), frame_of)
-            generator = generator_id(weights.path, weights.adapter, {"model": cfg.model, "eval": cfg.eval})
-            mean_boxes = mean_box_answers(data.train, data.test)  # the trivial box answer, from the training split
-            metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, generator, mean_boxes)
-            if not vllm:  # vLLM's engine allocates outside torch's count
-                memory |= peak_gpu_memory("eval")
+            metrics, eval_memory = evaluate_stage(cfg, weights, processor, data, frame_of, run_dir, tracker)
+            memory |= eval_memory
         if main:
             metrics |= memory
             tracker.summary(memory)
