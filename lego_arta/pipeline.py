@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from pathlib import Path
 from typing import Any
 
-import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import InterpolationResolutionError
-from peft import PeftModel
-from transformers import set_seed
+from omegaconf import DictConfig, open_dict
+from transformers import ProcessorMixin, set_seed
 
 from lego_arta import distributed
-from lego_arta.data import build_dataset, flat_counts, load_data, save_records, save_split, split_records
-from lego_arta.errors import ConfigError, MissingInputError
-from lego_arta.evaluation.evaluate import evaluate, make_backend
+from lego_arta.checks import check_config
+from lego_arta.data import DataSplit, build_dataset, flat_counts, load_data, save_records, save_split, split_records
+from lego_arta.data.prompts import FrameOf
+from lego_arta.evaluation.evaluate import Weights, evaluate, make_backend
 from lego_arta.evaluation.generate import generator_id
 from lego_arta.evaluation.trivial import mean_box_answers
+from lego_arta.gpu_memory import peak_gpu_memory
 from lego_arta.models import family, load_model, load_processor, resolve_model_path
-from lego_arta.models.loading import attention_implementation
 from lego_arta.runs import METRICS_FILE, VAL_FILE, save_config, write_metrics
-from lego_arta.tracking import tracking
+from lego_arta.tracking import Tracker, tracking
 
 log = logging.getLogger(__name__)
 
@@ -44,65 +41,88 @@ def validation_split(cfg: DictConfig, records: list[Any]) -> tuple[list[Any], li
     return split_records(records, test_size=float(val.size), seed=int(cfg.seed), by=by)
 
 
-def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
-    """Fail in seconds, before any data or model is loaded, on what the config alone shows to be wrong.
-
-    A value left at ``???`` (e.g. ``experiment=hybrid_sft_grpo`` without ``method.adapter=``), a ``method.adapter``
-    dir without an adapter, ``method.tasks`` outside ``data.tasks``, and, for a training run, the TRL config (unknown
-    fields, contradicting values) and the reward functions are built here; ``method=none`` warns that it ignores
-    ``method.args``. ``model.attn_implementation=flash_attention_2`` without flash-attn (or CUDA) fails here, and so
-    does ``eval.backend=vllm`` in a multi-process launch (vLLM would meet the launch's process group).
-    """
-    try:
-        OmegaConf.to_container(cfg, resolve=True)
-    except InterpolationResolutionError as err:  # e.g. ${lego_arta.required:...} of an unset value
-        reason = str(err).splitlines()[0].split(" raised while resolving interpolation: ")[-1]
-        raise ConfigError(reason if str(err.full_key) in reason else f"{err.full_key}: {reason}") from err
-    if missing := sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra.")):
-        raise ConfigError(f"no value for {', '.join(missing)}: set it on the command line ({missing[0]}=...)")
-    attention_implementation(cfg.model)
-    if int(cfg.eval.val.every_steps) > 0 and not 0.0 < float(cfg.eval.val.size) < 1.0:
-        raise ConfigError(f"eval.val.size={cfg.eval.val.size}: the share of training records held out, in (0, 1)")
-    family(cfg.model)  # an unknown model.family, or image budget keys that cannot work (min_pixels > max_pixels)
-    evaluates = not trains or cfg.eval.after_train
-    if evaluates and cfg.eval.backend == "vllm" and (world := distributed.ranks().world_size) > 1:
-        raise ConfigError(
-            f"eval.backend=vllm runs in one process, not in each of {world}: set eval.after_train=false and evaluate "
-            "afterwards with python experiments/evaluate.py eval.backend=vllm method.adapter=<run dir>/adapter"
-        )
-    if cfg.method.adapter and not (Path(str(cfg.method.adapter)) / "adapter_config.json").is_file():
-        raise MissingInputError(f"method.adapter={cfg.method.adapter}: no adapter_config.json in this directory")
-    if cfg.method.name == "none":
-        if cfg.method.args:
-            log.warning("method=none trains nothing: ignoring method.args (%s)", ", ".join(cfg.method.args))
-        return
-    if unknown := set(cfg.method.tasks or ()) - set(cfg.data.tasks):
-        raise ConfigError(f"method.tasks: {sorted(unknown)} not in data.tasks={list(cfg.data.tasks)}")
-    if trains:
-        from lego_arta.methods import trainer_config
-
-        trainer_config(cfg, run_dir)
+def prepare(cfg: DictConfig, run_dir: Path) -> tuple[DataSplit, str]:
+    """The data and the model path, checked before any model loads; the main process writes the resolved config
+    (again with ``data.revision`` when the data came from the hub) and the split files into ``run_dir``."""
+    main = distributed.is_main()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        save_config(cfg, run_dir)
+    set_seed(int(cfg.seed))
+    with distributed.main_process_first():  # the main process builds the tiny model and the scenes into the cache
+        model_path = resolve_model_path(cfg.model, cfg.paths.cache_dir)  # a bad model.path fails before the data
+        data = load_data(cfg)
+    if data.revision is not None:  # the commit of data.hub that was read: config.yaml and the W&B config say it
+        with open_dict(cfg):
+            cfg.data.revision = data.revision
+        if main:
+            save_config(cfg, run_dir)
+    if main:
+        save_split(data, run_dir)
+    return data, model_path
 
 
-def free_memory() -> None:
-    """Collect what nothing references any more (the trainer, its optimizer, the training copy of the model: they hold
-    reference cycles) and hand the freed GPU memory back to the driver, so that vLLM, which loads its own copy of the
-    weights, finds it free."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+def data_counts(data: DataSplit) -> dict[str, int]:
+    """``data/<split>/<task>``: the records of each split and task; ``data/dropped/<reason>``: those left out."""
+    return flat_counts(data.summary) | {f"data/dropped/{k}": n for k, n in data.dropped.items()}
 
 
-def peak_gpu_memory(stage: str) -> dict[str, float]:
-    """``{"memory/<stage>_peak_gib": ...}``: the most memory torch held allocated on this process's GPU since the last
-    call (GiB), then the count starts again; ``{}`` without CUDA. A run records ``load`` (the weights), ``train`` and
-    ``eval`` (weights included), to set beside ``make plan``'s lines; the plan's peak also counts
-    ``plan.overhead_gb`` for the CUDA context and the allocator's cache, which torch's count leaves out."""
-    if not torch.cuda.is_available():
-        return {}
-    peak = torch.cuda.max_memory_allocated() / 2**30
-    torch.cuda.reset_peak_memory_stats()
-    return {f"memory/{stage}_peak_gib": peak}
+def load_stage(cfg: DictConfig, model_path: str, trains: bool) -> tuple[Weights, ProcessorMixin, dict[str, float]]:
+    """The weights to start from (``model_path``, with ``method.adapter`` when set), the processor and the memory
+    the loaded weights took; a run that only evaluates with vLLM loads no weights (vLLM loads its own)."""
+    adapter = str(cfg.method.adapter) if cfg.method.adapter else None
+    if not trains and cfg.eval.backend == "vllm":
+        return Weights(model_path, adapter), load_processor(model_path, cfg.model), {}
+    model, processor = load_model(cfg.model, cfg.paths.cache_dir)
+    return Weights(model_path, adapter, model), processor, peak_gpu_memory("load")
+
+
+def train_stage(
+    cfg: DictConfig,
+    weights: Weights,
+    processor: ProcessorMixin,
+    data: DataSplit,
+    frame_of: FrameOf,
+    run_dir: Path,
+    tracker: Tracker,
+) -> tuple[Weights, dict[str, float]]:
+    """Train ``weights`` with ``cfg.method`` on the training split (``method.tasks`` of it), validating on the
+    records held out (written to ``val.jsonl``) when ``eval.val`` says so; return the trained weights and the best
+    validation step's metrics."""
+    from lego_arta.methods import train
+
+    records, held_out = validation_split(cfg, training_records(cfg, data.train))
+    held_ids = {r.id for r in held_out}  # their answers must not reach training prompts as few-shot demos
+    pool = [r for r in data.train if r.id not in held_ids]
+    train_ds = build_dataset(records, pool, cfg.data, int(cfg.seed), frame_of)
+    val_ds = None
+    if held_out:
+        if distributed.is_main():
+            save_records(held_out, run_dir / VAL_FILE)
+        val_ds = build_dataset(held_out, records, cfg.data, int(cfg.seed), frame_of)
+    assert weights.model is not None  # load_stage loads the weights of every run that trains
+    result = train(cfg, weights.model, processor, train_ds, run_dir, tracker, val_ds)
+    return weights.after(result.trained, result.model), result.best
+
+
+def evaluate_stage(
+    cfg: DictConfig,
+    weights: Weights,
+    processor: ProcessorMixin,
+    data: DataSplit,
+    frame_of: FrameOf,
+    run_dir: Path,
+    tracker: Tracker,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Evaluate ``weights`` on the test split (demos and the mean-box reference from the training split); return the
+    metrics (``{}`` on the ranks other than the main one) and the peak GPU memory of the evaluation, unless vLLM
+    generated (its engine allocates outside torch's count)."""
+    backend = make_backend(cfg, processor, weights)
+    test_ds = build_dataset(data.test, data.train, cfg.data, int(cfg.seed), frame_of)
+    generator = generator_id(weights.path, weights.adapter, {"model": cfg.model, "eval": cfg.eval})
+    mean_boxes = mean_box_answers(data.train, data.test)  # the trivial box answer, from the training split
+    metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, generator, mean_boxes)
+    return metrics, {} if cfg.eval.backend == "vllm" else peak_gpu_memory("eval")
 
 
 def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
@@ -121,71 +141,18 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     trains = train and cfg.method.name != "none"
     check_config(cfg, run_dir, trains)
     main = distributed.setup().is_main
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if main:
-        save_config(cfg, run_dir)
-    set_seed(int(cfg.seed))
-    with distributed.main_process_first():  # the main process builds the tiny model and the scenes into the cache
-        model_path = resolve_model_path(cfg.model, cfg.paths.cache_dir)  # a bad model.path fails before the data
-        data = load_data(cfg)
-    if data.revision is not None:  # the commit of data.hub that was read: config.yaml and the W&B config say it
-        with open_dict(cfg):
-            cfg.data.revision = data.revision
-        if main:
-            save_config(cfg, run_dir)
-    if main:
-        save_split(data, run_dir)
+    data, model_path = prepare(cfg, run_dir)
     metrics: dict[str, float] = {}
-    memory: dict[str, float] = {}
     frame_of = family(cfg.model).image_frame()  # the image_size of each sample: its answers' frame
-    vllm = cfg.eval.backend == "vllm"
     with tracking(cfg, run_dir) as tracker:
-        tracker.summary(flat_counts(data.summary) | {f"data/dropped/{k}": n for k, n in data.dropped.items()})
-        adapter = str(cfg.method.adapter) if cfg.method.adapter else None
-        model: Any = None
-        if trains or not vllm:  # vLLM loads the weights itself
-            model, processor = load_model(cfg.model, cfg.paths.cache_dir)
-            memory |= peak_gpu_memory("load")
-        else:
-            processor = load_processor(model_path, cfg.model)
+        tracker.summary(data_counts(data))
+        weights, processor, memory = load_stage(cfg, model_path, trains)
         if trains:
-            from lego_arta.methods import train as train_method
-
-            records, held_out = validation_split(cfg, training_records(cfg, data.train))
-            held_ids = {r.id for r in held_out}  # their answers must not reach training prompts as few-shot demos
-            pool = [r for r in data.train if r.id not in held_ids]
-            train_ds = build_dataset(records, pool, cfg.data, int(cfg.seed), frame_of)
-            val_ds = None
-            if held_out:
-                if main:
-                    save_records(held_out, run_dir / VAL_FILE)
-                val_ds = build_dataset(held_out, records, cfg.data, int(cfg.seed), frame_of)
-            trained, model, best = train_method(cfg, model, processor, train_ds, run_dir, tracker, val_ds)
-            metrics |= best
+            weights, metrics = train_stage(cfg, weights, processor, data, frame_of, run_dir, tracker)
             memory |= peak_gpu_memory("train")
-            if (trained / "adapter_config.json").is_file():
-                adapter = str(trained)
-                log.info("LoRA adapter saved to %s", trained)
-            else:  # full fine-tuning: the trained weights are a model dir of their own (model.path=<it> reloads it)
-                model_path, adapter = str(trained), None
-                log.info("fine-tuned model saved to %s", trained)
         if not trains or cfg.eval.after_train:
-            if vllm:
-                del model  # the training copy: vLLM loads its own, and the GPU must not hold both
-                free_memory()
-                backend = make_backend(cfg, processor, model_path=model_path, adapter=adapter)
-            else:
-                if adapter and not isinstance(model, PeftModel):
-                    model = PeftModel.from_pretrained(model, adapter)
-                if isinstance(model, PeftModel):
-                    model = model.merge_and_unload()  # faster generation; the adapter stays on disk
-                backend = make_backend(cfg, processor, model=model)
-            test_ds = build_dataset(data.test, data.train, cfg.data, int(cfg.seed), frame_of)
-            generator = generator_id(model_path, adapter, {"model": cfg.model, "eval": cfg.eval})
-            mean_boxes = mean_box_answers(data.train, data.test)  # the trivial box answer, from the training split
-            metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, generator, mean_boxes)
-            if not vllm:  # vLLM's engine allocates outside torch's count
-                memory |= peak_gpu_memory("eval")
+            metrics, eval_memory = evaluate_stage(cfg, weights, processor, data, frame_of, run_dir, tracker)
+            memory |= eval_memory
         if main:
             metrics |= memory
             tracker.summary(memory)

@@ -6,6 +6,7 @@ Run dir contract (read by reports and tests, no W&B account needed):
     history.jsonl    one JSON object per logged training step, TRL's keys ("step", "loss", "rewards/iou_v1/mean", ...)
     predictions.jsonl one JSON object per evaluated sample
     val.jsonl        the training records held out for validation (eval.val.every_steps > 0); val/ its answers
+    adapter/         the trained LoRA adapter, or model/ the whole model after full fine-tuning (:class:`Trained`)
     wandb_run_id.txt the W&B run id: a run started again in its dir (resumed, requeued) logs into the same W&B run
 """
 
@@ -15,8 +16,9 @@ import json
 import logging
 import math
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -32,6 +34,20 @@ ADAPTER_DIR = "adapter"  # a LoRA run saves its adapter here
 MODEL_DIR = "model"  # a full fine-tuning run (method.lora=null) saves the whole model here
 WANDB_ID_FILE = "wandb_run_id.txt"
 VAL_FILE = "val.jsonl"  # the training records held out for validation during training (eval.val)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What a training run saved into its run dir: a LoRA adapter (``adapter/``, on the base model) or, after full
+    fine-tuning (``method.lora=null``), a whole model (``model/``, loaded again with ``model.path=<it>``)."""
+
+    path: Path
+    kind: Literal["adapter", "model"]
+
+    @classmethod
+    def saved(cls, run_dir: Path, adapter: bool) -> Trained:
+        """The adapter dir of ``run_dir`` when ``adapter``, else its model dir."""
+        return cls(run_dir / ADAPTER_DIR, "adapter") if adapter else cls(run_dir / MODEL_DIR, "model")
 
 
 def save_config(cfg: DictConfig, run_dir: str | Path) -> Path:

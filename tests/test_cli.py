@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from lego_arta.checks import check_config
 from lego_arta.errors import ConfigError, UserError
-from lego_arta.pipeline import check_config
 from tests.conftest import ROOT
 
 

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from peft import LoraConfig
 
 from experiments.demo import budget_keys
-from lego_arta.pipeline import check_config
+from lego_arta.checks import check_config
 from lego_arta.rewards import build_reward_funcs
 from tests.conftest import CONF
 

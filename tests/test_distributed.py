@@ -147,7 +147,7 @@ def test_each_rank_logs_to_its_own_file(clean_env):
 
 def test_a_multi_process_launch_refuses_vllm_evaluation(make_cfg, clean_env, tmp_path):
     # vLLM in each training rank would meet the launch's process group: evaluate afterwards in one process
-    from lego_arta.pipeline import check_config
+    from lego_arta.checks import check_config
 
     cfg = make_cfg("method=sft", "eval.backend=vllm")
     check_config(cfg, tmp_path, trains=True)

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from experiments import evaluate as evaluate_script
-from lego_arta import pipeline
 from lego_arta.data import build_dataset, load_data
 from lego_arta.evaluation.generate import GenerationSettings, TransformersBackend, generate_predictions, generator_id
 from lego_arta.evaluation.trivial import mean_box
+from lego_arta.gpu_memory import peak_gpu_memory
 from lego_arta.models import load_model
 from lego_arta.runs import read_jsonl
 
@@ -211,12 +211,12 @@ def test_peak_gpu_memory_is_recorded_per_stage_and_restarts(monkeypatch):
     """On CUDA a run records torch's peak allocation of each stage in GiB (``metrics.json``, the W&B summary) and
     restarts the count for the next stage; without CUDA it records nothing."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert pipeline.peak_gpu_memory("train") == {}
+    assert peak_gpu_memory("train") == {}
     resets: list[str] = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 3 * 2**29)
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: resets.append("reset"))
-    assert pipeline.peak_gpu_memory("train") == {"memory/train_peak_gib": 1.5}
+    assert peak_gpu_memory("train") == {"memory/train_peak_gib": 1.5}
     assert resets == ["reset"]
 
 

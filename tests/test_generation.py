@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from transformers import GenerationConfig
 
-from lego_arta.evaluation.evaluate import make_backend
-from lego_arta.models import load_model
+from lego_arta.evaluation.evaluate import Weights, make_backend
+from lego_arta.models import load_model, resolve_model_path
 from tests.conftest import FIXTURE_7B
 
 PROMPT = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Was this step completed?"}]}]
@@ -79,9 +79,10 @@ def test_both_backends_get_the_same_settings_not_the_checkpoints(
     checkpoint = GenerationConfig.from_pretrained(FIXTURE_7B)
     assert (checkpoint.do_sample, checkpoint.repetition_penalty, checkpoint.temperature) == (True, 1.05, 1e-6)
     model.generation_config = checkpoint
-    hf = hf_effective_config(model, make_backend(cfg, processor, model=model), monkeypatch)
+    weights = Weights(resolve_model_path(cfg.model, cfg.paths.cache_dir), model=model)
+    hf = hf_effective_config(model, make_backend(cfg, processor, weights), monkeypatch)
     make_backend(
-        make_cfg("eval.max_new_tokens=3", *overrides, "eval.backend=vllm"), processor, model_path=str(FIXTURE_7B)
+        make_cfg("eval.max_new_tokens=3", *overrides, "eval.backend=vllm"), processor, Weights(str(FIXTURE_7B))
     )
     vllm = fake_vllm["params"]
     assert hf.max_new_tokens == vllm["max_tokens"] == 3

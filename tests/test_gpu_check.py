@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from experiments.gpu_check import stages
-from lego_arta.pipeline import check_config
+from lego_arta.checks import check_config
 from tests.conftest import ROOT
 
 

@@ -21,6 +21,7 @@ FORBIDDEN: dict[str, set[str]] = {
         "methods",
         "evaluation",
         "planning",
+        "checks",
         "pipeline",
         "report",
     },
@@ -32,13 +33,14 @@ FORBIDDEN: dict[str, set[str]] = {
         "methods",
         "evaluation",
         "planning",
+        "checks",
         "pipeline",
         "report",
     },
-    "models": {"data", "methods", "evaluation", "planning", "pipeline", "report"},
-    "data": {"methods", "evaluation", "planning", "pipeline", "report"},
-    "evaluation": {"methods", "planning", "pipeline", "report"},
-    "methods": {"planning", "pipeline", "report"},
+    "models": {"data", "methods", "evaluation", "planning", "checks", "pipeline", "report"},
+    "data": {"methods", "evaluation", "planning", "checks", "pipeline", "report"},
+    "evaluation": {"methods", "planning", "checks", "pipeline", "report"},
+    "methods": {"planning", "checks", "pipeline", "report"},
 }
 
 

@@ -143,8 +143,8 @@ def test_attention_follows_the_machine_and_refuses_what_it_cannot_run(
 
 def test_flash_attention_asked_for_here_fails_before_anything_loads(make_cfg, tmp_path):
     # this machine has no flash-attn (and no GPU): the config check says so, a user error (one line, exit 2)
+    from lego_arta.checks import check_config
     from lego_arta.errors import UserError
-    from lego_arta.pipeline import check_config
 
     cfg = make_cfg("model.attn_implementation=flash_attention_2")
     with pytest.raises(UserError, match=r"model\.attn_implementation=flash_attention_2"):

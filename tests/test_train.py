@@ -297,7 +297,8 @@ def test_a_stopped_run_started_again_ends_as_one_run(tmp_path, cache_dir, sig):
 
 
 def test_method_tasks_restricts_training_not_evaluation(make_cfg):
-    from lego_arta.pipeline import check_config, training_records
+    from lego_arta.checks import check_config
+    from lego_arta.pipeline import training_records
 
     cfg = make_cfg("method=grpo", "method.tasks=[object]", *FAST)
     data = load_data(cfg)
@@ -314,32 +315,33 @@ def test_method_tasks_restricts_training_not_evaluation(make_cfg):
     [("sft", True), ("grpo", True), pytest.param("sft", False, id="sft-control")],
 )
 def test_vllm_evaluation_after_training_finds_the_trained_model_gone(make_cfg, monkeypatch, method, free):
-    # eval.backend=vllm loads its own copy of the weights: when its backend is built, nothing may still hold the
-    # training copy (model, trainer, optimizer: reference cycles that only a gc pass frees). The control run skips
-    # the pipeline's free step and shows the model is then still alive: the check can fail.
+    # eval.backend=vllm loads its own copy of the weights: when vLLM starts, nothing may still hold the training copy
+    # (model, trainer, optimizer: reference cycles that only a gc pass frees). The control run skips make_backend's
+    # free step and shows the model is then still alive: the check can fail.
     import weakref
 
-    from lego_arta import methods, pipeline
+    from lego_arta import methods
+    from lego_arta.evaluation import evaluate
 
     refs: list[weakref.ref] = []
     real_train = methods.train
 
     def train(*args, **kwargs):
-        adapter, model, best = real_train(*args, **kwargs)
-        refs.extend([weakref.ref(model), weakref.ref(model.get_base_model())])
-        return adapter, model, best
+        result = real_train(*args, **kwargs)
+        refs.extend([weakref.ref(result.model), weakref.ref(result.model.get_base_model())])
+        return result
 
     alive: list[bool] = []
 
-    def vllm_backend(cfg, processor, model=None, model_path=None, adapter=None):
-        assert model is None and model_path and adapter
+    def vllm_backend(model_path, processor, *, adapter, **settings):
+        assert Path(model_path).is_dir() and Path(adapter, "adapter_config.json").is_file()
         alive.extend(ref() is not None for ref in refs)
         return lambda prompts, images: ["Yes"] * len(prompts)
 
     monkeypatch.setattr(methods, "train", train)
-    monkeypatch.setattr(pipeline, "make_backend", vllm_backend)
+    monkeypatch.setattr(evaluate, "VLLMBackend", vllm_backend)
     if not free:
-        monkeypatch.setattr(pipeline, "free_memory", lambda: None)
+        monkeypatch.setattr(evaluate, "free_memory", lambda: None)
     budget = GRPO if method == "grpo" else ["method=sft"]
     cfg = make_cfg(*budget, *FAST, "method.args.max_steps=1", "eval.after_train=true", "eval.backend=vllm")
     metrics = train_script.run(cfg)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from datasets import Dataset
 from omegaconf import DictConfig
+from peft import PeftModel
 from transformers import PreTrainedModel, ProcessorMixin
 
 from lego_arta import distributed
@@ -24,10 +26,11 @@ from lego_arta.evaluation.generate import (
     shard_files,
 )
 from lego_arta.evaluation.predictions_table import predictions_table
+from lego_arta.gpu_memory import free_memory
 from lego_arta.metrics import format_table, prediction_metrics
 from lego_arta.models import family
 from lego_arta.parsing import answer_text, completion_text
-from lego_arta.runs import PREDICTIONS_FILE
+from lego_arta.runs import PREDICTIONS_FILE, Trained
 from lego_arta.scores.semantic import semantic_similarity
 from lego_arta.tracking import Tracker
 
@@ -91,36 +94,62 @@ def limit_per_task(dataset: Dataset, limit: int) -> Dataset:
     return dataset.select(keep)
 
 
-def make_backend(
-    cfg: DictConfig,
-    processor: ProcessorMixin,
-    model: PreTrainedModel | None = None,
-    model_path: str | None = None,
-    adapter: str | None = None,
-) -> TransformersBackend | VLLMBackend:
-    """The generation backend named by ``eval.backend``: ``transformers`` (needs ``model``, adapter merged in) or
-    ``vllm`` (needs ``model_path``; loads ``adapter`` as a LoRA request); both get the same
-    :class:`~lego_arta.evaluation.generate.GenerationSettings` from ``eval``."""
+@dataclass
+class Weights:
+    """The model an evaluation runs: its dir and the LoRA adapter on it, which identify it (and which vLLM loads),
+    and the copy in memory, when there is one. :func:`make_backend` takes that copy over."""
+
+    path: str  # the model dir: the base model's, or model/ after full fine-tuning
+    adapter: str | None = None  # a LoRA adapter dir, on the model of ``path``
+    model: PreTrainedModel | None = None  # loaded, or trained; None: vLLM loads its own from the dirs
+
+    def after(self, trained: Trained, model: PreTrainedModel) -> Weights:
+        """These weights trained into ``model``: a new adapter on the same base, or a model dir of their own."""
+        if trained.kind == "adapter":
+            return Weights(self.path, str(trained.path), model)
+        return Weights(str(trained.path), None, model)
+
+
+def merged(model: PreTrainedModel, adapter: str | None) -> PreTrainedModel:
+    """``model`` with its LoRA adapter (or, when it has none yet, the one in ``adapter``) merged into its weights:
+    faster generation; the adapter stays on disk."""
+    if isinstance(model, PeftModel):  # trained with LoRA
+        return model.merge_and_unload()
+    if adapter:
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    return model
+
+
+def make_backend(cfg: DictConfig, processor: ProcessorMixin, weights: Weights) -> TransformersBackend | VLLMBackend:
+    """The generation backend named by ``eval.backend``, for ``weights``; both get the same
+    :class:`~lego_arta.evaluation.generate.GenerationSettings` from ``eval``.
+
+    It takes ``weights.model`` over (the caller keeps no other reference to it): ``transformers`` generates with it,
+    the adapter merged in; ``vllm`` loads its own copy from ``weights.path`` (and ``weights.adapter`` as a LoRA
+    request) once this one and what else nothing references (a trainer, its optimizer) are freed: the GPU must not
+    hold both.
+    """
     eval_cfg, model_cfg = cfg.eval, cfg.model
     settings = GenerationSettings.from_config(eval_cfg)
     backend = eval_cfg.backend
+    model, weights.model = weights.model, None  # the only reference now: vLLM can free it, the backend keeps it
     if backend == "transformers":
         if model is None:
             raise ValueError("eval.backend=transformers needs the loaded model")
         return TransformersBackend(
-            model,
+            merged(model, weights.adapter),
             processor,
             settings=settings,
             family=family(model_cfg),
         )
     if backend == "vllm":
-        if model_path is None:
-            raise ValueError("eval.backend=vllm needs the model path")
+        del model  # the training copy: vLLM loads its own
+        free_memory()
         return VLLMBackend(
-            model_path,
+            weights.path,
             processor,
             settings=settings,
-            adapter=adapter,
+            adapter=weights.adapter,
             family=family(model_cfg),
             seed=int(cfg.seed),
         )

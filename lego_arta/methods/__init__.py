@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import Dataset
@@ -11,7 +12,18 @@ from transformers import PreTrainedModel, ProcessorMixin, Trainer, TrainingArgum
 from lego_arta.errors import ConfigError
 from lego_arta.methods.common import fit, trainer_args
 from lego_arta.methods.validation import ValidationCallback, best_checkpoint
+from lego_arta.runs import Trained
 from lego_arta.tracking import Tracker
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` gives back: the trained model, what it saved (a LoRA adapter or a whole model) and the best
+    validation step's metrics (:func:`lego_arta.methods.validation.best_checkpoint`; empty without validation)."""
+
+    model: PreTrainedModel
+    trained: Trained
+    best: dict[str, float]
 
 
 def trainer_config(cfg: DictConfig, run_dir: Path) -> TrainingArguments:
@@ -38,10 +50,8 @@ def train(
     run_dir: Path,
     tracker: Tracker,
     val_dataset: Dataset | None = None,
-) -> tuple[Path, PreTrainedModel, dict[str, float]]:
-    """Train with ``cfg.method``, validating on ``val_dataset`` every ``eval.val.every_steps`` steps when given;
-    return the saved adapter (or full model) dir, the trained model and the best validation step's metrics
-    (:func:`lego_arta.methods.validation.best_checkpoint`; empty without validation)."""
+) -> TrainResult:
+    """Train with ``cfg.method``, validating on ``val_dataset`` every ``eval.val.every_steps`` steps when given."""
     name = cfg.method.name
     trainer: Trainer
     if name == "sft":
@@ -56,6 +66,6 @@ def train(
         raise ConfigError(f"method={name} does not train (valid: sft, grpo)")
     if val_dataset is not None:
         trainer.add_callback(ValidationCallback(cfg, processor, val_dataset, run_dir, tracker))
-    saved = fit(trainer, cfg, run_dir, processor)
+    trained = fit(trainer, cfg, run_dir, processor)
     best = best_checkpoint(trainer.state, str(cfg.eval.val.best)) if val_dataset is not None else {}
-    return saved, trainer.model, best  # type: ignore[return-value]
+    return TrainResult(trainer.model, trained, best)  # type: ignore[arg-type]

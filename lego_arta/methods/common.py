@@ -22,7 +22,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from lego_arta.distributed import barrier, ranks
 from lego_arta.errors import ConfigError
 from lego_arta.methods.callbacks import HistoryCallback, RolloutsCallback, SaveOnSignalCallback
-from lego_arta.runs import ADAPTER_DIR, HISTORY_FILE, MODEL_DIR
+from lego_arta.runs import HISTORY_FILE, Trained
 from lego_arta.tracking import Tracker, report_to
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def lora_setup(model: PreTrainedModel, method_cfg: DictConfig) -> tuple[PreTrain
     full fine-tuning of every parameter that is not frozen (the vision tower stays frozen unless
     ``model.freeze_vision=false``).
     """
-    if method_cfg.adapter:  # checked before anything loaded (pipeline.check_config)
+    if method_cfg.adapter:  # checked before anything loaded (checks.check_config)
         path = Path(str(method_cfg.adapter))
         log.info("continuing from the LoRA adapter %s", path)
         return PeftModel.from_pretrained(model, str(path), is_trainable=True), None
@@ -117,10 +117,10 @@ def last_complete_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
-def fit(trainer: Trainer, cfg: DictConfig, run_dir: Path, processor: ProcessorMixin) -> Path:
+def fit(trainer: Trainer, cfg: DictConfig, run_dir: Path, processor: ProcessorMixin) -> Trained:
     """Train, from the run dir's newest complete checkpoint when there is one (``resume=true``, the default: a run
     that was stopped, requeued or killed goes on where it was); save the final LoRA adapter (``adapter/``) or, after
-    full fine-tuning, the whole model (``model/``), with the processor; return that dir."""
+    full fine-tuning, the whole model (``model/``), with the processor; return what was saved."""
     for cb in trainer.callback_handler.callbacks:
         if isinstance(cb, RolloutsCallback):
             cb.trainer = trainer
@@ -128,12 +128,13 @@ def fit(trainer: Trainer, cfg: DictConfig, run_dir: Path, processor: ProcessorMi
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    out = run_dir / (ADAPTER_DIR if isinstance(trainer.model, PeftModel) else MODEL_DIR)
-    trainer.save_model(str(out))  # safetensors, written by the main process only
+    trained = Trained.saved(run_dir, adapter=isinstance(trainer.model, PeftModel))
+    trainer.save_model(str(trained.path))  # safetensors, written by the main process only
     if trainer.is_world_process_zero():
-        processor.save_pretrained(str(out))
+        processor.save_pretrained(str(trained.path))
     barrier()  # every rank reads the saved weights next (generator_id hashes them)
-    return out
+    log.info("%s saved to %s", "LoRA adapter" if trained.kind == "adapter" else "fine-tuned model", trained.path)
+    return trained
 
 
 def check_train_split(dataset: Dataset) -> None:

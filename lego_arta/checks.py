@@ -1,0 +1,56 @@
+"""The config checks a run makes before it loads any data or model: what the config alone shows to be wrong."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
+
+from lego_arta import distributed
+from lego_arta.errors import ConfigError, MissingInputError
+from lego_arta.models import family
+from lego_arta.models.loading import attention_implementation
+
+log = logging.getLogger(__name__)
+
+
+def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
+    """Fail in seconds, before any data or model is loaded, on what the config alone shows to be wrong.
+
+    A value left at ``???`` (e.g. ``experiment=hybrid_sft_grpo`` without ``method.adapter=``), a ``method.adapter``
+    dir without an adapter, ``method.tasks`` outside ``data.tasks``, and, for a training run, the TRL config (unknown
+    fields, contradicting values) and the reward functions are built here; ``method=none`` warns that it ignores
+    ``method.args``. ``model.attn_implementation=flash_attention_2`` without flash-attn (or CUDA) fails here, and so
+    does ``eval.backend=vllm`` in a multi-process launch (vLLM would meet the launch's process group).
+    """
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except InterpolationResolutionError as err:  # e.g. ${lego_arta.required:...} of an unset value
+        reason = str(err).splitlines()[0].split(" raised while resolving interpolation: ")[-1]
+        raise ConfigError(reason if str(err.full_key) in reason else f"{err.full_key}: {reason}") from err
+    if missing := sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra.")):
+        raise ConfigError(f"no value for {', '.join(missing)}: set it on the command line ({missing[0]}=...)")
+    attention_implementation(cfg.model)
+    if int(cfg.eval.val.every_steps) > 0 and not 0.0 < float(cfg.eval.val.size) < 1.0:
+        raise ConfigError(f"eval.val.size={cfg.eval.val.size}: the share of training records held out, in (0, 1)")
+    family(cfg.model)  # an unknown model.family, or image budget keys that cannot work (min_pixels > max_pixels)
+    evaluates = not trains or cfg.eval.after_train
+    if evaluates and cfg.eval.backend == "vllm" and (world := distributed.ranks().world_size) > 1:
+        raise ConfigError(
+            f"eval.backend=vllm runs in one process, not in each of {world}: set eval.after_train=false and evaluate "
+            "afterwards with python experiments/evaluate.py eval.backend=vllm method.adapter=<run dir>/adapter"
+        )
+    if cfg.method.adapter and not (Path(str(cfg.method.adapter)) / "adapter_config.json").is_file():
+        raise MissingInputError(f"method.adapter={cfg.method.adapter}: no adapter_config.json in this directory")
+    if cfg.method.name == "none":
+        if cfg.method.args:
+            log.warning("method=none trains nothing: ignoring method.args (%s)", ", ".join(cfg.method.args))
+        return
+    if unknown := set(cfg.method.tasks or ()) - set(cfg.data.tasks):
+        raise ConfigError(f"method.tasks: {sorted(unknown)} not in data.tasks={list(cfg.data.tasks)}")
+    if trains:
+        from lego_arta.methods import trainer_config
+
+        trainer_config(cfg, run_dir)
