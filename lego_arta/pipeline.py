@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -24,6 +24,9 @@ from lego_arta.models.images import image_frame
 from lego_arta.models.loading import attention_implementation
 from lego_arta.runs import METRICS_FILE, VAL_FILE, save_config, write_metrics
 from lego_arta.tracking import tracking
+
+if TYPE_CHECKING:
+    from lego_arta.rewards import RewardFunc
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ def validation_split(cfg: DictConfig, records: list[Any]) -> tuple[list[Any], li
     return split_records(records, test_size=float(val.size), seed=int(cfg.seed), by=by)
 
 
-def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
+def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> tuple[list[RewardFunc], list[float]] | None:
     """Fail in seconds, before any data or model is loaded, on what the config alone shows to be wrong.
 
     A value left at ``???`` (e.g. ``experiment=hybrid_sft_grpo`` without ``method.adapter=``), a ``method.adapter``
@@ -53,6 +56,10 @@ def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
     fields, contradicting values) and the reward functions are built here; ``method=none`` warns that it ignores
     ``method.args``. ``model.attn_implementation=flash_attention_2`` without flash-attn (or CUDA) fails here, and so
     does ``eval.backend=vllm`` in a multi-process launch (vLLM would meet the launch's process group).
+
+    Returns:
+        for a GRPO training run, the reward functions and TRL ``reward_weights`` it built, for the trainer to take
+        (they are built once per run); else ``None``.
     """
     try:
         OmegaConf.to_container(cfg, resolve=True)
@@ -80,13 +87,19 @@ def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
     if cfg.method.name == "none":
         if cfg.method.args:
             log.warning("method=none trains nothing: ignoring method.args (%s)", ", ".join(cfg.method.args))
-        return
+        return None
     if unknown := set(cfg.method.tasks or ()) - set(cfg.data.tasks):
         raise ConfigError(f"method.tasks: {sorted(unknown)} not in data.tasks={list(cfg.data.tasks)}")
-    if trains:
-        from lego_arta.methods import trainer_config
+    if not trains:
+        return None
+    from lego_arta.methods import trainer_config
 
-        trainer_config(cfg, run_dir)
+    trainer_config(cfg, run_dir)
+    if cfg.method.name != "grpo":
+        return None
+    from lego_arta.methods.grpo import grpo_rewards
+
+    return grpo_rewards(cfg)
 
 
 def free_memory() -> None:
@@ -124,7 +137,7 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     """
     run_dir = Path(cfg.paths.output_dir)
     trains = train and cfg.method.name != "none"
-    check_config(cfg, run_dir, trains)
+    rewards = check_config(cfg, run_dir, trains)
     main = distributed.setup().is_main
     run_dir.mkdir(parents=True, exist_ok=True)
     if main:
@@ -165,7 +178,7 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
                 if main:
                     save_records(held_out, run_dir / VAL_FILE)
                 val_ds = build_dataset(held_out, records, cfg.data, int(cfg.seed), frame_of)
-            trained, model, best = train_method(cfg, model, processor, train_ds, run_dir, tracker, val_ds)
+            trained, model, best = train_method(cfg, model, processor, train_ds, run_dir, tracker, val_ds, rewards)
             metrics |= best
             memory |= peak_gpu_memory("train")
             if (trained / "adapter_config.json").is_file():

@@ -14,7 +14,6 @@ from omegaconf import OmegaConf
 from peft import LoraConfig
 
 from lego_arta.pipeline import check_config
-from lego_arta.rewards import build_reward_funcs
 from tests.conftest import CONF
 
 METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
@@ -82,11 +81,15 @@ def test_every_experiment_builds_its_trainer_config_lora_and_rewards_without_a_m
     shown = [f"method.adapter={adapter}" if o.startswith("method.adapter=") else o for o in shown]
     cfg = make_cfg(*shown, "++method.args.bf16=false")  # bf16 needs a GPU
     trains = cfg.method.name != "none"
-    check_config(cfg, tmp_path / "run", trains=trains)  # the TRL config and, for GRPO, the reward functions
+    rewards = check_config(cfg, tmp_path / "run", trains=trains)  # the TRL config and, for GRPO, the rewards
     if trains:
         assert isinstance(instantiate(cfg.method.lora), LoraConfig)
-        funcs, weights = build_reward_funcs(cfg.reward)
+    if cfg.method.name == "grpo":  # built once: the trainer takes them
+        assert rewards is not None
+        funcs, weights = rewards
         assert funcs and len(funcs) == len(weights)
+    else:
+        assert rewards is None
 
 
 def test_a_required_value_left_unset_names_the_override():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from datasets import Dataset
 from omegaconf import DictConfig
@@ -13,9 +14,12 @@ from lego_arta.methods.common import fit, trainer_args
 from lego_arta.methods.validation import ValidationCallback, best_checkpoint
 from lego_arta.tracking import Tracker
 
+if TYPE_CHECKING:
+    from lego_arta.rewards import RewardFunc
+
 
 def trainer_config(cfg: DictConfig, run_dir: Path) -> TrainingArguments:
-    """The TRL config of ``cfg.method`` (and, for GRPO, its reward functions) built without a model: a config check."""
+    """The TRL config of ``cfg.method`` built without a model: a config check."""
     if cfg.method.name == "sft":
         from trl import SFTConfig
 
@@ -23,9 +27,6 @@ def trainer_config(cfg: DictConfig, run_dir: Path) -> TrainingArguments:
     if cfg.method.name == "grpo":
         from trl import GRPOConfig
 
-        from lego_arta.rewards import build_reward_funcs
-
-        build_reward_funcs(cfg.reward)
         return trainer_args(GRPOConfig, cfg, run_dir)
     raise ConfigError(f"method={cfg.method.name} does not train (valid: sft, grpo)")
 
@@ -38,10 +39,12 @@ def train(
     run_dir: Path,
     tracker: Tracker,
     val_dataset: Dataset | None = None,
+    rewards: tuple[list[RewardFunc], list[float]] | None = None,
 ) -> tuple[Path, PreTrainedModel, dict[str, float]]:
     """Train with ``cfg.method``, validating on ``val_dataset`` every ``eval.val.every_steps`` steps when given;
     return the saved adapter (or full model) dir, the trained model and the best validation step's metrics
-    (:func:`lego_arta.methods.validation.best_checkpoint`; empty without validation)."""
+    (:func:`lego_arta.methods.validation.best_checkpoint`; empty without validation). GRPO takes ``rewards`` (the
+    reward functions and weights :func:`lego_arta.pipeline.check_config` built) when given, else builds them."""
     name = cfg.method.name
     trainer: Trainer
     if name == "sft":
@@ -51,7 +54,7 @@ def train(
     elif name == "grpo":
         from lego_arta.methods.grpo import build_grpo_trainer
 
-        trainer = build_grpo_trainer(cfg, model, processor, train_dataset, run_dir, tracker)
+        trainer = build_grpo_trainer(cfg, model, processor, train_dataset, run_dir, tracker, rewards)
     else:
         raise ConfigError(f"method={name} does not train (valid: sft, grpo)")
     if val_dataset is not None:
