@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
@@ -13,10 +14,13 @@ from lego_arta.errors import ConfigError, MissingInputError
 from lego_arta.models import family
 from lego_arta.models.loading import attention_implementation
 
+if TYPE_CHECKING:
+    from lego_arta.rewards import RewardFunc
+
 log = logging.getLogger(__name__)
 
 
-def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
+def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> tuple[list[RewardFunc], list[float]] | None:
     """Fail in seconds, before any data or model is loaded, on what the config alone shows to be wrong.
 
     A value left at ``???`` (e.g. ``experiment=hybrid_sft_grpo`` without ``method.adapter=``), a ``method.adapter``
@@ -24,6 +28,10 @@ def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
     fields, contradicting values) and the reward functions are built here; ``method=none`` warns that it ignores
     ``method.args``. ``model.attn_implementation=flash_attention_2`` without flash-attn (or CUDA) fails here, and so
     does ``eval.backend=vllm`` in a multi-process launch (vLLM would meet the launch's process group).
+
+    Returns:
+        for a GRPO training run, the reward functions and TRL ``reward_weights`` it built, for the trainer to take
+        (they are built once per run); else ``None``.
     """
     try:
         OmegaConf.to_container(cfg, resolve=True)
@@ -47,10 +55,16 @@ def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> None:
     if cfg.method.name == "none":
         if cfg.method.args:
             log.warning("method=none trains nothing: ignoring method.args (%s)", ", ".join(cfg.method.args))
-        return
+        return None
     if unknown := set(cfg.method.tasks or ()) - set(cfg.data.tasks):
         raise ConfigError(f"method.tasks: {sorted(unknown)} not in data.tasks={list(cfg.data.tasks)}")
-    if trains:
-        from lego_arta.methods import trainer_config
+    if not trains:
+        return None
+    from lego_arta.methods import trainer_config
 
-        trainer_config(cfg, run_dir)
+    trainer_config(cfg, run_dir)
+    if cfg.method.name != "grpo":
+        return None
+    from lego_arta.methods.grpo import grpo_rewards
+
+    return grpo_rewards(cfg)

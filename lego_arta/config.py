@@ -17,12 +17,15 @@ Registered when ``lego_arta`` is imported, so before any entry script's ``@hydra
 - ``method/args=ignored``: the ``method.args`` node of ``method=none``, open to any key. A multirun composes its base
   config with the default ``method=none`` before it composes each job, so ``-m method=sft,grpo
   method.args.max_steps=2`` must compose there too; ``method=none`` trains nothing and warns that it ignores them.
+- ``reward/iou=v1|v2``: the study's IoU reward nodes (:func:`iou_reward_nodes`), the ``reward.iou`` of
+  ``conf/reward/v1.yaml`` / ``v2.yaml``; ``lego_arta.rewards.REWARDS`` builds ``iou_v1`` / ``iou_v2`` from that file.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import NoReturn
 
@@ -35,6 +38,7 @@ from lego_arta.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
+IOU_REWARDS = "lego_arta/rewards/iou.yaml"  # package data: the study's IoU reward nodes, their constants' one home
 
 
 def required(key: str, hint: str) -> NoReturn:
@@ -59,6 +63,15 @@ def needs_extra(extra: str, target: str) -> str:
     return target
 
 
+def iou_reward_nodes() -> DictConfig:
+    """The study's IoU reward nodes by variant (``v1``, ``v2``: ``_target_`` and constants) of
+    ``lego_arta/rewards/iou.yaml``, read as package data: an installed package has them without the repository."""
+    text = (resources.files("lego_arta") / "rewards" / "iou.yaml").read_text(encoding="utf-8")
+    nodes = OmegaConf.create(text)
+    assert isinstance(nodes, DictConfig), IOU_REWARDS
+    return nodes
+
+
 def _register() -> None:
     OmegaConf.register_new_resolver("lego_arta.root", lambda: str(ROOT), replace=True)
     OmegaConf.register_new_resolver("lego_arta.now", shared_now, use_cache=True, replace=True)
@@ -74,6 +87,8 @@ def _register() -> None:
     ignored = OmegaConf.create({})
     OmegaConf.set_struct(ignored, False)  # stays open when Hydra closes the composed config
     ConfigStore.instance().store(group="method/args", name="ignored", node=ignored)
+    for variant, node in iou_reward_nodes().items():
+        ConfigStore.instance().store(group="reward/iou", name=str(variant), node=node)
 
 
 _register()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, open_dict
 from transformers import ProcessorMixin, set_seed
@@ -20,6 +20,9 @@ from lego_arta.gpu_memory import peak_gpu_memory
 from lego_arta.models import family, load_model, load_processor, resolve_model_path
 from lego_arta.runs import METRICS_FILE, VAL_FILE, save_config, write_metrics
 from lego_arta.tracking import Tracker, tracking
+
+if TYPE_CHECKING:
+    from lego_arta.rewards import RewardFunc
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +88,11 @@ def train_stage(
     frame_of: FrameOf,
     run_dir: Path,
     tracker: Tracker,
+    rewards: tuple[list[RewardFunc], list[float]] | None = None,
 ) -> tuple[Weights, dict[str, float]]:
     """Train ``weights`` with ``cfg.method`` on the training split (``method.tasks`` of it), validating on the
-    records held out (written to ``val.jsonl``) when ``eval.val`` says so; return the trained weights and the best
-    validation step's metrics."""
+    records held out (written to ``val.jsonl``) when ``eval.val`` says so; GRPO scores with ``rewards`` (built by
+    the config checks); return the trained weights and the best validation step's metrics."""
     from lego_arta.methods import train
 
     records, held_out = validation_split(cfg, training_records(cfg, data.train))
@@ -101,7 +105,7 @@ def train_stage(
             save_records(held_out, run_dir / VAL_FILE)
         val_ds = build_dataset(held_out, records, cfg.data, int(cfg.seed), frame_of)
     assert weights.model is not None  # load_stage loads the weights of every run that trains
-    result = train(cfg, weights.model, processor, train_ds, run_dir, tracker, val_ds)
+    result = train(cfg, weights.model, processor, train_ds, run_dir, tracker, val_ds, rewards)
     return weights.after(result.trained, result.model), result.best
 
 
@@ -139,7 +143,7 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     """
     run_dir = Path(cfg.paths.output_dir)
     trains = train and cfg.method.name != "none"
-    check_config(cfg, run_dir, trains)
+    rewards = check_config(cfg, run_dir, trains)  # GRPO's reward functions, built once
     main = distributed.setup().is_main
     data, model_path = prepare(cfg, run_dir)
     metrics: dict[str, float] = {}
@@ -148,7 +152,7 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
         tracker.summary(data_counts(data))
         weights, processor, memory = load_stage(cfg, model_path, trains)
         if trains:
-            weights, metrics = train_stage(cfg, weights, processor, data, frame_of, run_dir, tracker)
+            weights, metrics = train_stage(cfg, weights, processor, data, frame_of, run_dir, tracker, rewards)
             memory |= peak_gpu_memory("train")
         if not trains or cfg.eval.after_train:
             metrics, eval_memory = evaluate_stage(cfg, weights, processor, data, frame_of, run_dir, tracker)

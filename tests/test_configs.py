@@ -15,7 +15,6 @@ from peft import LoraConfig
 
 from experiments.demo import budget_keys
 from lego_arta.checks import check_config
-from lego_arta.rewards import build_reward_funcs
 from tests.conftest import CONF
 
 METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
@@ -110,11 +109,15 @@ def test_every_experiment_builds_its_trainer_config_lora_and_rewards_without_a_m
     shown = [f"method.adapter={adapter}" if o.startswith("method.adapter=") else o for o in shown]
     cfg = make_cfg(*shown, "++method.args.bf16=false")  # bf16 needs a GPU
     trains = cfg.method.name != "none"
-    check_config(cfg, tmp_path / "run", trains=trains)  # the TRL config and, for GRPO, the reward functions
+    rewards = check_config(cfg, tmp_path / "run", trains=trains)  # the TRL config and, for GRPO, the rewards
     if trains:
         assert isinstance(instantiate(cfg.method.lora), LoraConfig)
-        funcs, weights = build_reward_funcs(cfg.reward)
+    if cfg.method.name == "grpo":  # built once: the trainer takes them
+        assert rewards is not None
+        funcs, weights = rewards
         assert funcs and len(funcs) == len(weights)
+    else:
+        assert rewards is None
 
 
 def test_a_required_value_left_unset_names_the_override():
@@ -133,13 +136,14 @@ def test_training_methods_use_lora_r8_on_the_language_model_only(make_cfg):
 
 
 def test_rewards_differ_only_in_values():
-    v1, v2 = (OmegaConf.load(CONF / "reward" / f"{name}.yaml") for name in ("v1", "v2"))
+    # v2 is v1 with the other node of the reward/iou group (lego_arta/rewards/iou.yaml): same keys, other constants
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         composed = {n: compose("config", overrides=[f"reward={n}", "logger=none"]).reward for n in ("v1", "v2")}
-    assert set(composed["v1"].keys()) == set(composed["v2"].keys())
-    assert set(composed["v1"].iou.keys()) == set(composed["v2"].iou.keys())
-    assert composed["v1"].iou.penalty == v1.iou.penalty == 0.5
-    assert composed["v2"].iou.penalty == v2.iou.penalty == 1.0
+    v1, v2 = (OmegaConf.to_container(composed[n]) for n in ("v1", "v2"))
+    assert isinstance(v1, dict) and isinstance(v2, dict)
+    assert v1.keys() == v2.keys() and v1["iou"].keys() == v2["iou"].keys()
+    assert {key for key in v1 if v1[key] != v2[key]} == {"name", "iou"}
+    assert (v1["iou"]["penalty"], v2["iou"]["penalty"]) == (0.5, 1.0)
 
 
 def test_unknown_group_option_names_the_option(make_cfg):

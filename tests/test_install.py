@@ -1,10 +1,15 @@
-"""The install paths: CPU by default, the GPU path in the order flash-attn needs, a vLLM range that fits the pins."""
+"""The install paths: CPU by default, the GPU path in the order flash-attn needs, a vLLM range that fits the pins,
+and a built wheel that scores away from the repository."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
@@ -80,3 +85,48 @@ def test_the_vllm_extra_admits_exactly_the_releases_that_fit_torch_transformers_
             and TRL_VLLM[0] <= Version(version) <= TRL_VLLM[1]
         )
         assert (Version(version) in extra.specifier) is fits, version
+
+
+# run by the installed package, from a folder outside the repository: the registry's IoU rewards on the doctest's
+# samples (an exact box; a box with a raw coordinate outside [0, 100], exact once clamped; an off-task answer)
+SCORE = """
+import json, lego_arta, lego_arta.config
+from lego_arta.rewards import REWARDS
+ref = '[{"bbox_2d": [0, 0, 10, 10], "label": "brick"}]'
+answers = ['[{"bbox_2d": [0, 0, 10, 10]}]', '[{"bbox_2d": [-10, 0, 10, 10]}]', "Yes"]
+print(json.dumps({
+    "file": lego_arta.__file__,
+    "conf": str(lego_arta.config.CONF_DIR),
+    **{name: REWARDS[name](answers, solution=[ref, ref, "Yes"]) for name in ("iou_v1", "iou_v2")},
+}))
+"""
+
+
+def test_a_non_editable_install_imports_the_rewards_and_scores(tmp_path: Path):
+    # the IoU rewards' constants are package data (lego_arta/rewards/iou.yaml), not the repository's conf/: a wheel
+    # installed into a bare folder imports lego_arta.rewards and scores. The wheel is built from a copy of the sources,
+    # so that the build leaves no build/ or *.egg-info in the repository.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "lego_arta", source / "lego_arta", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    dist, site = tmp_path / "dist", tmp_path / "site"
+    offline = ["--no-deps", "--no-index"]  # no network: the build uses the venv's setuptools (the dev extra)
+    subprocess.run(
+        [*pip, "wheel", *offline, "--no-build-isolation", "-w", dist, source], check=True, capture_output=True
+    )
+    (wheel,) = dist.glob("lego_arta-*.whl")
+    subprocess.run([*pip, "install", *offline, "--target", site, wheel], check=True, capture_output=True)
+    # the dependencies come from the venv; the repository is neither the working dir nor on the path
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(site)}
+    proc = subprocess.run(
+        [sys.executable, "-c", SCORE], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.splitlines()[-1])
+    assert Path(got["file"]).is_relative_to(site), got["file"]
+    assert not Path(got["conf"]).exists()  # no conf/ beside the installed package: nothing read it
+    # v1: 1 + 0.4 range bonus + 0.1 count; 1 x 0.5 penalty + 0.3 + 0.1. v2: iou + 0.1 count for both
+    assert got["iou_v1"] == [pytest.approx(1.5), pytest.approx(0.9), None]
+    assert got["iou_v2"] == [pytest.approx(1.1), pytest.approx(1.1), None]

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from nltk.translate.bleu_score import SmoothingFunction, modified_precision, sentence_bleu
-from omegaconf import OmegaConf
+from omegaconf import open_dict
 
+from lego_arta.config import iou_reward_nodes
 from lego_arta.errors import ConfigError
 from lego_arta.rewards import REWARDS, IoUReward, build_reward_funcs
 from lego_arta.scores import bleu4, clipped_matches
@@ -372,29 +373,23 @@ def test_build_reward_funcs_from_the_real_configs(group, iou_name, penalty, rang
     )
 
 
-def test_build_reward_funcs_from_the_plain_v1_file():
-    # v1.yaml has no defaults list: OmegaConf.load gives the same reward list as the composed group
-    funcs, weights = build_reward_funcs(OmegaConf.load(CONF / "reward" / "v1.yaml"))
-    assert [f.__name__ for f in funcs] == ["format", "iou_v1", "label_rouge", "state", "grounding"]
-    assert weights == [1.0, 0.5, 0.5, 1.0, 0.5]
-
-
 def test_build_reward_funcs_drops_zero_weights_and_rejects_unknown_keys():
-    cfg = OmegaConf.load(CONF / "reward" / "v1.yaml")
+    cfg = _compose_reward("v1")
     # weight 0 drops the function
     cfg.weights.grounding = 0
     cfg.weights.iou = 0.0
     funcs, weights = build_reward_funcs(cfg)
     assert [f.__name__ for f in funcs] == ["format", "label_rouge", "state"]
     assert weights == [1.0, 0.5, 1.0]
-    # an unknown key names itself and the valid keys
-    cfg.weights.bleu = 1.0
-    with pytest.raises(ValueError, match=r"unknown reward weight key 'bleu'.*valid keys: format, iou, label_rouge"):
+    # a weight key without a reward node names itself and the reward nodes
+    with open_dict(cfg):
+        cfg.weights.bleu = 1.0
+    with pytest.raises(ConfigError, match=r"unknown reward weight key 'bleu'.*valid keys: iou, format, label_rouge"):
         build_reward_funcs(cfg)
 
 
-def test_build_reward_funcs_needs_the_iou_node():
-    with pytest.raises(ValueError, match=r"reward\.iou"):
+def test_a_weight_needs_its_reward_node():
+    with pytest.raises(ConfigError, match=r"reward\.iou is no reward node with a _target_"):
         build_reward_funcs({"weights": {"iou": 1.0}})
 
 
@@ -414,10 +409,12 @@ def test_bleu_from_counts_matches_nltk(length):
         assert clipped_matches(hyp, ref, 20)[:4] == numerators  # 11 ** 20 > 2 ** 63: always the Counter path
 
 
-def test_registry_iou_rewards_are_the_reward_configs():
-    # iou_v1 / iou_v2 of the registry are built from conf/reward/v1.yaml / v2.yaml: their constants live there only
+def test_the_iou_constants_have_one_home_read_by_the_registry_and_the_reward_group():
+    # lego_arta/rewards/iou.yaml (package data) is the one copy: REWARDS builds iou_v1 / iou_v2 from it, and
+    # reward=v1 / v2 compose its nodes as reward.iou (the reward/iou config group); conf/ holds no constant
+    package = iou_reward_nodes()
     for variant in ("v1", "v2"):
-        node = OmegaConf.load(CONF / "reward" / f"{variant}.yaml").iou
+        node = package[variant]
         reward = REWARDS[node.name]
         assert isinstance(reward, IoUReward)
         assert (reward.penalty, reward.range_bonus, reward.count_bonus) == (
@@ -425,12 +422,48 @@ def test_registry_iou_rewards_are_the_reward_configs():
             node.range_bonus,
             node.count_bonus,
         )
+        assert _compose_reward(variant).iou == node
+    for path in (CONF / "reward").glob("*.yaml"):
+        assert not {"penalty:", "range_bonus:", "count_bonus:"} & set(path.read_text().split()), path
 
 
-def test_iou_reward_config_keys_are_required():
-    # no code-side fallback: a missing constant is a config error naming the node
-    with pytest.raises(ValueError, match=r"reward\.iou: .*count_bonus"):
-        build_reward_funcs({"iou": {"name": "iou_x", "penalty": 1.0, "range_bonus": 0.0}, "weights": {"iou": 1.0}})
+IOU_TARGET = "lego_arta.rewards.detection.IoUReward"
+
+
+@pytest.mark.parametrize(
+    ("node", "message"),
+    [
+        # no code-side fallback: a missing constant is a config error naming the node and the constant
+        pytest.param(
+            {"_target_": IOU_TARGET, "name": "iou_x", "penalty": 1.0, "range_bonus": 0.0},
+            r"reward\.iou: .*count_bonus",
+            id="missing-constant",
+        ),
+        # a misspelled constant names itself
+        pytest.param(
+            {"_target_": IOU_TARGET, "name": "x", "penalty": 1, "range_bonus": 0, "count_bonus": 0, "penaltty": 1},
+            r"reward\.iou: .*unexpected keyword argument 'penaltty'",
+            id="misspelled-constant",
+        ),
+        # a target that does not import
+        pytest.param({"_target_": f"{IOU_TARGET}s"}, r"reward\.iou: Error locating target", id="bad-target"),
+        # a node without _target_ (the old form of reward.iou)
+        pytest.param(
+            {"name": "iou_x", "penalty": 1.0, "range_bonus": 0.0, "count_bonus": 0.0},
+            r"reward\.iou is no reward node with a _target_",
+            id="no-target",
+        ),
+        # a partial has no __name__, which TRL keys a reward by
+        pytest.param(
+            {"_target_": IOU_TARGET, "_partial_": True, "name": "iou_x"},
+            r"reward\.iou: .*not a reward with a __name__",
+            id="partial",
+        ),
+    ],
+)
+def test_a_reward_node_that_does_not_build_is_a_config_error_naming_it(node, message):
+    with pytest.raises(ConfigError, match=message):
+        build_reward_funcs({"iou": node, "weights": {"iou": 1.0}})
 
 
 def test_iou_rewards_log_the_bare_matched_iou_for_trl():

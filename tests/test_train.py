@@ -161,14 +161,20 @@ def test_grpo_validates_while_training_and_keeps_the_best_checkpoint(make_cfg, t
     assert [row["train/global_step"] for row in logged] == [2, 4]
 
 
-def test_grpo_with_the_semantic_grounding_reward_has_its_own_curve(make_cfg, cache_dir):
+def test_grpo_with_the_semantic_grounding_reward_has_its_own_curve(make_cfg, cache_dir, monkeypatch):
     # reward=v2_semantic with the tiny offline sentence encoder (reward.semantic.model unset: built into the cache);
-    # the evaluation scores eval/semantic with the same encoder
+    # the evaluation scores eval/semantic with the same encoder. The rewards are built once, by the config check
+    # before anything loads, and the trainer takes them.
+    from lego_arta.methods import grpo
     from lego_arta.models.tiny_encoder import build_tiny_sentence_encoder
+
+    built = []
+    monkeypatch.setattr(grpo, "grpo_rewards", lambda cfg, build=grpo.grpo_rewards: built.append(1) or build(cfg))
 
     semantic = ["eval.after_train=true", f"eval.semantic_model={build_tiny_sentence_encoder(cache_dir)}"]
     cfg = make_cfg(*GRPO, *FAST, "reward=v2_semantic", "method.tasks=[grounding]", *semantic)
     metrics = train_script.run(cfg)
+    assert built == [1]
     assert 0.0 <= metrics["eval/semantic_lo"] <= metrics["eval/semantic"] <= metrics["eval/semantic_hi"] <= 100.0
     rows = [row for row in read_jsonl(Path(cfg.paths.output_dir) / "history.jsonl") if "reward" in row]
     assert [row["step"] for row in rows] == list(range(1, cfg.method.args.max_steps + 1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from datasets import Dataset
 from omegaconf import DictConfig
@@ -14,6 +15,9 @@ from lego_arta.methods.common import fit, trainer_args
 from lego_arta.methods.validation import ValidationCallback, best_checkpoint
 from lego_arta.runs import Trained
 from lego_arta.tracking import Tracker
+
+if TYPE_CHECKING:
+    from lego_arta.rewards import RewardFunc
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class TrainResult:
 
 
 def trainer_config(cfg: DictConfig, run_dir: Path) -> TrainingArguments:
-    """The TRL config of ``cfg.method`` (and, for GRPO, its reward functions) built without a model: a config check."""
+    """The TRL config of ``cfg.method`` built without a model: a config check."""
     if cfg.method.name == "sft":
         from trl import SFTConfig
 
@@ -35,9 +39,6 @@ def trainer_config(cfg: DictConfig, run_dir: Path) -> TrainingArguments:
     if cfg.method.name == "grpo":
         from trl import GRPOConfig
 
-        from lego_arta.rewards import build_reward_funcs
-
-        build_reward_funcs(cfg.reward)
         return trainer_args(GRPOConfig, cfg, run_dir)
     raise ConfigError(f"method={cfg.method.name} does not train (valid: sft, grpo)")
 
@@ -50,8 +51,11 @@ def train(
     run_dir: Path,
     tracker: Tracker,
     val_dataset: Dataset | None = None,
+    rewards: tuple[list[RewardFunc], list[float]] | None = None,
 ) -> TrainResult:
-    """Train with ``cfg.method``, validating on ``val_dataset`` every ``eval.val.every_steps`` steps when given."""
+    """Train with ``cfg.method``, validating on ``val_dataset`` every ``eval.val.every_steps`` steps when given. GRPO
+    takes ``rewards`` (the reward functions and weights :func:`lego_arta.checks.check_config` built) when given,
+    else builds them."""
     name = cfg.method.name
     trainer: Trainer
     if name == "sft":
@@ -61,7 +65,7 @@ def train(
     elif name == "grpo":
         from lego_arta.methods.grpo import build_grpo_trainer
 
-        trainer = build_grpo_trainer(cfg, model, processor, train_dataset, run_dir, tracker)
+        trainer = build_grpo_trainer(cfg, model, processor, train_dataset, run_dir, tracker, rewards)
     else:
         raise ConfigError(f"method={name} does not train (valid: sft, grpo)")
     if val_dataset is not None:

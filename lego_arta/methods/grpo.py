@@ -21,7 +21,7 @@ from trl import GRPOConfig, GRPOTrainer
 from lego_arta.distributed import main_process_first
 from lego_arta.methods.common import callbacks, check_train_split, lora_setup, trainer_args
 from lego_arta.models.tiny_encoder import build_tiny_sentence_encoder
-from lego_arta.rewards import build_reward_funcs
+from lego_arta.rewards import RewardFunc, build_reward_funcs
 from lego_arta.tracking import Tracker
 
 # the dataset columns the rewards read (TRL passes every column but the prompt as a keyword argument)
@@ -91,6 +91,12 @@ def tiny_encoder(cfg: DictConfig) -> str:
         return str(build_tiny_sentence_encoder(cfg.paths.cache_dir))
 
 
+def grpo_rewards(cfg: DictConfig) -> tuple[list[RewardFunc], list[float]]:
+    """The run's reward functions and TRL ``reward_weights``: :func:`lego_arta.rewards.build_reward_funcs` of
+    ``cfg.reward``, with the tiny offline encoder (built on first use) when ``reward.semantic.model`` is null."""
+    return build_reward_funcs(cfg.reward, default_encoder=lambda: tiny_encoder(cfg))
+
+
 def build_grpo_trainer(
     cfg: DictConfig,
     model: PreTrainedModel,
@@ -98,15 +104,17 @@ def build_grpo_trainer(
     train_dataset: Dataset,
     run_dir: Path,
     tracker: Tracker,
+    rewards: tuple[list[RewardFunc], list[float]] | None = None,
 ) -> GRPOTrainer:
     """A ``GRPOTrainer`` whose reward functions receive ``solution``, ``task`` and ``image_size`` as keyword
     arguments.
 
-    Mixed-task batches work: a reward returns None for samples of another task, and TRL leaves them out of that
-    reward's mean (``rewards/<name>/mean``).
+    ``rewards``: the :func:`grpo_rewards` of ``cfg`` when already built (:func:`lego_arta.checks.check_config`
+    builds them before anything loads); ``None``: built here. Mixed-task batches work: a reward returns None for
+    samples of another task, and TRL leaves them out of that reward's mean (``rewards/<name>/mean``).
     """
     check_train_split(train_dataset)
-    funcs, weights = build_reward_funcs(cfg.reward, default_encoder=lambda: tiny_encoder(cfg))
+    funcs, weights = rewards if rewards is not None else grpo_rewards(cfg)
     args = trainer_args(GRPOConfig, cfg, run_dir)
     args.reward_weights = weights
     policy, peft_config = lora_setup(model, cfg.method)

@@ -28,9 +28,10 @@ class IoUReward(TaskReward):
     ``count_bonus`` if #valid predicted boxes == #valid reference boxes. Then
     ``reward = iou * (penalty if any raw coordinate is outside [0, 100] else 1) + range_bonus * inside + count``:
     the penalty and the bonus read the raw answer (thesis section 4.3: "the reward is scaled based on whether the
-    model's raw output was normalized before post-processing"). The study's variants are ``conf/reward/v1.yaml``
-    (0.5, 0.1, 0.1) and ``v2.yaml`` (1.0, 0.0, 0.1: ``iou + count``); the range bonus is literally per coordinate,
-    so it grows with the number of boxes (4 coordinates per box). ``None`` for other tasks.
+    model's raw output was normalized before post-processing"). The study's variants are the nodes ``v1``
+    (0.5, 0.1, 0.1) and ``v2`` (1.0, 0.0, 0.1: ``iou + count``) of ``lego_arta/rewards/iou.yaml``; the range bonus
+    is literally per coordinate, so it grows with the number of boxes (4 coordinates per box). ``None`` for other
+    tasks.
 
     Side metrics, through TRL's ``log_metric`` (batch means, one scale for every variant): ``iou/matched`` (the bare
     matched IoU), ``frame/grid_share`` (answers with a box whose raw coordinates are all <= 105, read on the grid)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from lego_arta.errors import ConfigError
 from lego_arta.parsing import answer_text, find_yes_no, parse_yes_no, word_tokens
 from lego_arta.rewards.base import Sample, TaskReward, samples
 from lego_arta.scores import bleu4, rouge_n
@@ -66,20 +67,24 @@ class GroundingSemanticReward(TaskReward):
 
     Args:
         encoder: the sentence encoder (a hub id or a local dir), or a function that gives it on first use (the tiny
-            offline encoder is built then, not when the reward is configured).
+            offline encoder is built then, not when the reward is configured); ``None`` (``reward.semantic.model``
+            unset): a :class:`~lego_arta.errors.ConfigError` on first use.
     """
 
     __name__ = "grounding_semantic"
     task = "grounding"
 
-    def __init__(self, encoder: str | Callable[[], str]) -> None:
+    def __init__(self, encoder: str | Callable[[], str] | None) -> None:
         self._encoder = encoder
 
     def __repr__(self) -> str:
-        return f"GroundingSemanticReward({self._encoder if isinstance(self._encoder, str) else 'built on first use'})"
+        shown = self._encoder if isinstance(self._encoder, str) else "built on first use" if self._encoder else "unset"
+        return f"GroundingSemanticReward({shown})"
 
     @property
     def encoder(self) -> str:
+        if self._encoder is None:
+            raise ConfigError("reward.semantic.model is not set: a sentence-transformers model (hub id or local dir)")
         if not isinstance(self._encoder, str):
             self._encoder = self._encoder()
         return self._encoder
