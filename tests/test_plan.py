@@ -14,6 +14,7 @@ from transformers import AutoModelForImageTextToText
 
 from experiments import plan as plan_script
 from lego_arta.data import build_rows, load_data
+from lego_arta.models import family
 from lego_arta.models.loading import load_processor
 from lego_arta.planning.memory import GB, Dims, Workload, estimate
 from lego_arta.planning.meta import empty_model, parameter_counts, with_lora
@@ -68,7 +69,7 @@ def test_counts_on_the_tiny_model_are_exact(make_cfg):
     assert "216 training prompts" in source and len(prompts) == len(rows) == 216
     images = [[Image.open(p) for p in row["images"]] for row in rows]
     expected = processor_lengths(processor, rows, images)
-    assert [p.tokens(cfg.model.min_pixels, cfg.model.max_pixels) for p in prompts] == expected
+    assert [p.tokens(family(cfg.model)) for p in prompts] == expected
     assert plan["prompt_tokens"]["max"] == max(expected)
     # a GRPO step: per_device_train_batch_size 2 x accumulation 1 x 1 GPU completions, 2 per prompt
     assert plan["grpo_step"]["completions"] == 2 and plan["grpo_step"]["prompts"] == 1
@@ -115,7 +116,7 @@ def test_counts_on_the_7b_fixture_are_exact(make_cfg):
     rows = build_rows(records, pool, cfg.data, int(cfg.seed))
     page = Image.new("RGB", (3600, 2400), (90, 90, 90))
     expected = processor_lengths(processor, rows, [[page] * len(r["images"]) for r in rows])
-    assert [p.tokens(cfg.model.min_pixels, cfg.model.max_pixels) for p in prompts] == expected
+    assert [p.tokens(family(cfg.model)) for p in prompts] == expected
     assert plan["by_task"]["state"]["prompt_tokens_max"] == expected[2] == max(expected)
     # GRPO step: 4 per device x 2 accumulation = 8 completions, 4 prompts x 2 generations, <= 8 x 164 new tokens
     step = plan["grpo_step"]
