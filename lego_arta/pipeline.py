@@ -155,7 +155,8 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
             weights, metrics = train_stage(cfg, weights, processor, data, frame_of, run_dir, tracker, rewards)
             memory |= peak_gpu_memory("train")
         if not trains or cfg.eval.after_train:
-            metrics, eval_memory = evaluate_stage(cfg, weights, processor, data, frame_of, run_dir, tracker)
+            test_metrics, eval_memory = evaluate_stage(cfg, weights, processor, data, frame_of, run_dir, tracker)
+            metrics |= test_metrics  # beside the best validation step's (val/best_*)
             memory |= eval_memory
         if main:
             metrics |= memory

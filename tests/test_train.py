@@ -130,9 +130,11 @@ def test_grpo_logs_every_reward_curve_to_offline_wandb(make_cfg, tmp_path):
 def test_grpo_validates_while_training_and_keeps_the_best_checkpoint(make_cfg, tmp_path):
     validation = ["eval.val.every_steps=2", "eval.val.limit=2", "eval.val.best=f1_theme"]
     steps = ["method.args.max_steps=4", "method.args.save_steps=1", "method.args.save_total_limit=2"]
-    cfg = make_cfg(*GRPO, *FAST, *steps, *validation, "logger=wandb")
+    # evaluated after training too: the test metrics join the best validation step's, neither replaces the other
+    cfg = make_cfg(*GRPO, *FAST, *steps, *validation, "logger=wandb", "eval.after_train=true")
     metrics = train_script.run(cfg)
     run_dir = Path(cfg.paths.output_dir)
+    assert "eval/f1_theme" in metrics and "val/best_step" in metrics
     # val/* at steps 2 and 4, in rows of their own beside the training rows
     rows = [row for row in read_jsonl(run_dir / "history.jsonl") if "val/f1_theme" in row]
     assert [row["step"] for row in rows] == [2, 4]
