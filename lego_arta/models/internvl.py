@@ -10,6 +10,7 @@ boxes are on a 0-1000 grid of the image, whatever its size (InternVL's grounding
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Mapping
@@ -82,8 +83,9 @@ class InternVL(Family):
             if int(self.cfg[key]) < 1:
                 raise ConfigError(f"model.{key}={self.cfg[key]}: must be at least 1 (InternVL's image budget)")
 
+    @functools.cached_property
     def _tiler(self) -> GotOcr2ImageProcessorPil:
-        """The image processor's tiling at this budget (its own ``get_number_of_image_patches``)."""
+        """The image processor's tiling at this budget (its own ``get_number_of_image_patches``), built once."""
         return GotOcr2ImageProcessorPil(
             size={"height": self.tile_size, "width": self.tile_size}, max_patches=self.max_tiles, crop_to_patches=True
         )
@@ -94,7 +96,7 @@ class InternVL(Family):
         >>> InternVL({"max_tiles": 12, "tile_size": 448, "tokens_per_tile": 256}).tiles(3600, 2400)  # 3 x 2 + 1
         7
         """
-        return int(self._tiler().get_number_of_image_patches(height, width, {}))
+        return int(self._tiler.get_number_of_image_patches(height, width, {}))
 
     def build_tiny(self, tiny: Mapping[str, Any], cache_dir: str | Path) -> Path:
         return build_tiny_internvl(tiny, cache_dir, self.tile_size, self.max_tiles, self.tokens_per_tile)
