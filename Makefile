@@ -14,6 +14,8 @@ PY := $(VENV)/bin/python
 # one stamp per (torch spec, extras): another TORCH_SPEC or EXTRAS installs again instead of a silent no-op
 STAMP := $(VENV)/.installed-$(shell printf '%s|%s' '$(TORCH_SPEC)' '$(EXTRAS)' | cksum | cut -d' ' -f1)
 ARGS ?=
+# pytest-xdist workers for make test / test-fast: one per core (each computes on one thread: tests/conftest.py)
+TEST_WORKERS ?= auto
 
 help:  ## list the targets and what each does
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -38,10 +40,10 @@ install-gpu:  ## CUDA torch + torchvision ($(GPU_TORCH_SPEC)), flash-attn withou
 	$(MAKE) install TORCH_SPEC="$(GPU_TORCH_SPEC)" EXTRAS=dev,gpu
 
 test: $(STAMP)  ## the whole suite, end-to-end tiny-model runs included (the README's cookbook: make test-cookbook)
-	$(PY) -m pytest -q -m "not cookbook" $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not cookbook" $(ARGS)
 
 test-fast: $(STAMP)  ## skip the end-to-end runs
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow" $(ARGS)
 
 test-cookbook: $(STAMP)  ## every README cookbook command, as typed, in a fresh copy of the repo (~15 min)
 	$(PY) -m pytest -q -m cookbook $(ARGS)

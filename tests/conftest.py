@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,23 @@ CONF = CONF_DIR
 # Qwen2.5-VL-7B-Instruct's own config and processor files, no weights (fixtures/qwen2_5_vl_7b/README.txt)
 FIXTURE_7B = Path(__file__).parent / "fixtures" / "qwen2_5_vl_7b"
 __all__ = ["CONF", "FIXTURE_7B", "ROOT"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs one worker per core), each worker computes on one thread, and so do the
+    runs it starts (``OMP_NUM_THREADS``, as torchrun sets it): torch's default of one thread per core would have every
+    worker contend for every core. Only the speed changes, not what is computed."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The end-to-end runs (``slow``) first, in file order: under pytest-xdist the longest start at once and the short
+    tests fill the other workers, instead of one long run starting last and running alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -269,39 +270,50 @@ def _logged_steps(run_dir: Path) -> list[int]:
     return [row["step"] for row in read_jsonl(run_dir / "history.jsonl") if "loss" in row]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_a_stopped_run_started_again_ends_as_one_run(tmp_path, cache_dir, sig):
-    # WANDB_SERVICE: this pytest process's own W&B service (set by the in-process W&B tests); a user's shell has none,
-    # and a child connected to it would find the killed run's id still registered there
-    env = {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, "PYTHONPATH": str(ROOT)}
-    run_dir = tmp_path / "run"
+def _stop(run_dir: Path, cache_dir: Path, env: dict[str, str], sig: signal.Signals, ready: Callable[[], bool]) -> int:
+    """Start the run, send ``sig`` once ``ready()`` holds, return its exit code."""
     proc = subprocess.Popen(_train_cmd(run_dir, cache_dir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
-    # SIGTERM: as soon as training runs (the run saves at the next step boundary); SIGKILL: after a checkpoint
-    ready = (
-        (lambda: len(_logged_steps(run_dir)) >= 3)
-        if sig == signal.SIGTERM
-        else (lambda: (run_dir / "checkpoint-5" / "trainer_state.json").exists())
-    )
     while not ((run_dir / "history.jsonl").exists() and ready()):
         assert proc.poll() is None and time.time() < deadline, "the run ended before the signal"
         time.sleep(0.05)
     proc.send_signal(sig)
     code = proc.wait()
-    assert not (run_dir / "adapter").exists()  # it really stopped mid-training
-    if sig == signal.SIGTERM:
-        # exited as the signal meant, after saving a checkpoint at the step it was on: no step is lost
+    assert not (run_dir / "adapter").exists(), sig  # it really stopped mid-training
+    if sig == signal.SIGTERM:  # a Slurm time limit or scancel: exits as the signal meant
         assert code == 128 + signal.SIGTERM, proc.stderr.read().decode()[-2000:] if proc.stderr else code
-        assert _final_step(run_dir) == _logged_steps(run_dir)[-1] < 30
+    return code
+
+
+def test_a_run_stopped_twice_and_started_again_ends_as_one_run(tmp_path, cache_dir):
+    # one run, three starts of the same command: stopped by SIGTERM (a time limit: it saves where it is), then by
+    # SIGKILL (an OOM kill or a node failure: nothing saved, the newest periodic checkpoint is where it goes on)
+    # WANDB_SERVICE: this pytest process's own W&B service (set by the in-process W&B tests); a user's shell has none,
+    # and a child connected to it would find the killed run's id still registered there
+    env = {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, "PYTHONPATH": str(ROOT)}
+    run_dir = tmp_path / "run"
+    _stop(run_dir, cache_dir, env, signal.SIGTERM, lambda: len(_logged_steps(run_dir)) >= 3)
+    # saved a checkpoint at the step it was on: no step is lost
+    stopped_at = _logged_steps(run_dir)[-1]
+    assert _final_step(run_dir) == stopped_at < 30
     run_id = (run_dir / "wandb_run_id.txt").read_text().strip()
+    # killed after the next periodic checkpoint (save_steps=5) past where the first start stopped
+    next_save = (stopped_at // 5 + 1) * 5
+    _stop(
+        run_dir,
+        cache_dir,
+        env,
+        signal.SIGKILL,
+        lambda: (run_dir / f"checkpoint-{next_save}" / "trainer_state.json").exists(),
+    )
     again = subprocess.run(_train_cmd(run_dir, cache_dir), env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:] + (run_dir / "train.log").read_text()[-3000:]
     assert _final_step(run_dir) == 30  # method.args.max_steps, as a run that was never stopped ends
     assert _logged_steps(run_dir) == list(range(1, 31))  # one history row per step: none missing, none twice
-    # one W&B run: both starts logged under the id kept in the run dir (offline: one folder per start)
+    # one W&B run: every start logged under the id kept in the run dir (offline: one folder per start)
     assert (run_dir / "wandb_run_id.txt").read_text().strip() == run_id
     offline = sorted((run_dir / "wandb").glob("offline-run-*"))
-    assert len(offline) == 2 and {p.name.rsplit("-", 1)[1] for p in offline} == {run_id}
+    assert len(offline) == 3 and {p.name.rsplit("-", 1)[1] for p in offline} == {run_id}
 
 
 def test_method_tasks_restricts_training_not_evaluation(make_cfg):
