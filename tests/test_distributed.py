@@ -156,7 +156,7 @@ def test_a_multi_process_launch_refuses_vllm_evaluation(make_cfg, clean_env, tmp
         check_config(cfg, tmp_path, trains=True)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=20)
 def test_torchrun_two_cpu_processes_make_one_run(tmp_path, cache_dir):
     # as a user types it (plus the quick budget, fewer scenes, and the output and cache dirs of the test); SFT and GRPO
     # in one sweep, so the processes start once: each job is one run of two ranks

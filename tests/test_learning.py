@@ -11,7 +11,7 @@ import pytest
 from lego_arta.pipeline import run_experiment
 from lego_arta.runs import read_jsonl
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=80)  # on 2 cores: the longest test, started first under xdist
 
 # the demo's scenes and stage overrides (demo.sft, demo.grpo), evaluated on the two tasks its SFT trains on, shorter
 TASKS = ["experiment=demo", "data.tasks=[grounding,object]"]

@@ -285,6 +285,7 @@ def _stop(run_dir: Path, cache_dir: Path, env: dict[str, str], sig: signal.Signa
     return code
 
 
+@pytest.mark.slow(seconds=35)
 def test_a_run_stopped_twice_and_started_again_ends_as_one_run(tmp_path, cache_dir):
     # one run, three starts of the same command: stopped by SIGTERM (a time limit: it saves where it is), then by
     # SIGKILL (an OOM kill or a node failure: nothing saved, the newest periodic checkpoint is where it goes on)
