@@ -52,6 +52,20 @@ def test_tiny_build_is_deterministic_and_reused(make_cfg, tmp_path, offline):
     assert (first / "model.safetensors").stat().st_mtime_ns == stamp
 
 
+def test_a_tiny_build_another_process_finished_first_is_kept(make_cfg, tmp_path, offline):
+    # two jobs of a parallel sweep build the same tiny model into one cache: the one that finishes second must not
+    # replace the dir the first one may be loading from (the builds are the same: same settings and seed)
+    from lego_arta.models.qwen2_5_vl import TINY_FILES
+    from lego_arta.models.tiny import save_tiny
+
+    tiny = OmegaConf.to_container(make_cfg().model.tiny, resolve=True)
+    out = build_tiny_qwen2_5_vl(tiny, tmp_path)
+    weights = (out / "model.safetensors").stat()
+    assert save_tiny(out, tiny, [], {"late.txt": "the second build"}, TINY_FILES) == out
+    assert (out / "model.safetensors").stat().st_ino == weights.st_ino and not (out / "late.txt").exists()
+    assert [p.name for p in tmp_path.glob("models/*")] == [out.name]  # no temporary dir left behind
+
+
 def test_tiny_processor_files_are_laid_out_as_the_7b_checkpoint_ships_them(make_cfg, tmp_path, offline):
     """AutoProcessor assembles the tiny processor from the same files as the real one. A ``Qwen2_5_VLProcessor``
     built and saved without a video processor failed on a GPU machine, where torchvision (the gpu extra) makes the

@@ -27,9 +27,12 @@ from transformers.processing_utils import ProcessorMixin
 
 from lego_arta.errors import ConfigError
 from lego_arta.models.family import Family, ImageBudgetError
-from lego_arta.models.tiny import save_tiny, tiny_dir, train_tokenizer
+from lego_arta.models.tiny import is_built, save_tiny, tiny_dir, train_tokenizer
 
 log = logging.getLogger(__name__)
+
+# a tiny InternVL dir is complete with these
+TINY_FILES = ("model.safetensors", "processor_config.json")
 
 # InternVL's image tokens by the tokenizer attribute InternVLProcessor reads (transformers' InternVL conversion
 # script adds them to the Qwen2.5 tokenizer under these names)
@@ -177,7 +180,7 @@ def build_tiny_internvl(
     """
     settings = {**tiny, "tile_size": tile_size, "max_tiles": max_tiles}
     out = tiny_dir("tiny_internvl", settings, cache_dir)
-    if (out / "model.safetensors").exists() and (out / "processor_config.json").exists():
+    if is_built(out, TINY_FILES):
         return out
     log.info("building the tiny InternVL into %s", out)
     seed, text, vision = int(tiny["seed"]), dict(tiny["text"]), dict(tiny["vision"])
@@ -217,7 +220,7 @@ def build_tiny_internvl(
     # video processor itself, which a processor saved here without one would lack
     processor_config = {"image_seq_length": tokens_per_tile, "processor_class": InternVLProcessor.__name__}
     files = {"chat_template.jinja": CHAT_TEMPLATE, "processor_config.json": json.dumps(processor_config, indent=2)}
-    save_tiny(out, settings, [model, image_processor, tokenizer], files)
+    save_tiny(out, settings, [model, image_processor, tokenizer], files, TINY_FILES)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("tiny InternVL built: %.2fM parameters, vocab %d, %s", n_params / 1e6, len(tokenizer), out)
     return out

@@ -28,9 +28,12 @@ from trl.chat_template_utils import qwen2_5_vl_chat_template
 
 from lego_arta.errors import ConfigError
 from lego_arta.models.family import Family, ImageBudgetError
-from lego_arta.models.tiny import SPECIAL_TOKENS, save_tiny, tiny_dir, train_tokenizer
+from lego_arta.models.tiny import SPECIAL_TOKENS, is_built, save_tiny, tiny_dir, train_tokenizer
 
 log = logging.getLogger(__name__)
+
+# a tiny Qwen2.5-VL dir is complete with these (its processor files laid out as the 7B checkpoint ships them)
+TINY_FILES = ("model.safetensors", "preprocessor_config.json")
 
 
 def resized_size(height: int, width: int, min_pixels: int, max_pixels: int, factor: int = 28) -> tuple[int, int]:
@@ -128,7 +131,7 @@ def build_tiny_qwen2_5_vl(
     """
     tiny = dict(tiny)
     out = tiny_dir("tiny_qwen2_5_vl", tiny, cache_dir)
-    if (out / "model.safetensors").exists() and (out / "preprocessor_config.json").exists():
+    if is_built(out, TINY_FILES):
         return out
     log.info("building the tiny Qwen2.5-VL into %s", out)
     seed = int(tiny["seed"])
@@ -168,7 +171,8 @@ def build_tiny_qwen2_5_vl(
         patch_size=vision["patch_size"],
         merge_size=vision["spatial_merge_size"],
     )
-    save_tiny(out, tiny, [model, image_processor, tokenizer], {"chat_template.jinja": qwen2_5_vl_chat_template})
+    files = {"chat_template.jinja": qwen2_5_vl_chat_template}
+    save_tiny(out, tiny, [model, image_processor, tokenizer], files, TINY_FILES)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("tiny Qwen2.5-VL built: %.2fM parameters, vocab %d, %s", n_params / 1e6, len(tokenizer), out)
     return out

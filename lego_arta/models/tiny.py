@@ -15,7 +15,7 @@ import logging
 import random
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,10 +131,19 @@ def tiny_dir(name: str, tiny: Mapping[str, Any], cache_dir: str | Path) -> Path:
     return Path(cache_dir) / "models" / f"{name}-{settings_hash(tiny)}"
 
 
-def save_tiny(out: Path, tiny: Mapping[str, Any], parts: list[Any], files: Mapping[str, str]) -> Path:
+def is_built(out: Path, required: Sequence[str]) -> bool:
+    """Whether ``out`` holds every one of the ``required`` files (a dir of an older layout lacks some)."""
+    return all((out / name).exists() for name in required)
+
+
+def save_tiny(
+    out: Path, tiny: Mapping[str, Any], parts: list[Any], files: Mapping[str, str], required: Sequence[str]
+) -> Path:
     """Write ``parts`` (each with ``save_pretrained``) and the text ``files`` into ``out`` atomically; return ``out``.
 
-    The settings go to ``tiny_settings.json`` beside them.
+    The settings go to ``tiny_settings.json`` beside them. When another process built the same model into ``out``
+    first (jobs of a parallel sweep, test workers sharing a cache), its files stay and this build is dropped: the same
+    settings and seed give the same files, and that process may be reading them.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".building-"))
@@ -144,9 +153,16 @@ def save_tiny(out: Path, tiny: Mapping[str, Any], parts: list[Any], files: Mappi
         for name, text in files.items():
             (tmp / name).write_text(text)
         (tmp / "tiny_settings.json").write_text(json.dumps(tiny, indent=2, sort_keys=True, default=str))
-        if out.exists():
+        if is_built(out, required):
+            log.info("%s was built by another process meanwhile: kept", out)
+            return out
+        if out.exists():  # an older layout: rebuilt
             shutil.rmtree(out)
-        tmp.rename(out)
+        try:
+            tmp.rename(out)
+        except OSError:  # another process renamed its build into place since the check above
+            if not is_built(out, required):
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
