@@ -42,7 +42,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One build cache for the session: the tiny model and synthetic scenes are built once."""
+    """One build cache for the session: the tiny model and synthetic scenes are built once. Under pytest-xdist the
+    workers share it (the builds are atomic, and a build another worker finished first is kept)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "cache"  # the run's dir, above each worker's own
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("cache")
 
 
