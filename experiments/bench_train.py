@@ -142,8 +142,9 @@ def _functions(stats: pstats.Stats) -> dict[str, tuple[float, set[str]]]:
     """Per function (lines merged): cumulative seconds and the functions that called it."""
     out: dict[str, tuple[float, set[str]]] = {}
     for (path, _, name), (_, _, _, cumulative, callers) in stats.stats.items():  # type: ignore[attr-defined]
-        seconds, called_by = out.get(_key(path, name), (0.0, set()))
-        out[_key(path, name)] = (seconds + cumulative, called_by | {_key(p, n) for p, _, n in callers})
+        key = _key(path, name)
+        seconds, called_by = out.get(key, (0.0, set()))
+        out[key] = (seconds + cumulative, called_by | {_key(p, n) for p, _, n in callers})
     return out
 
 

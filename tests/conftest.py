@@ -15,13 +15,15 @@ CONF = CONF_DIR
 # Qwen2.5-VL-7B-Instruct's own config and processor files, no weights (fixtures/qwen2_5_vl_7b/README.txt)
 FIXTURE_7B = Path(__file__).parent / "fixtures" / "qwen2_5_vl_7b"
 __all__ = ["CONF", "FIXTURE_7B", "ROOT"]
+# set in each pytest-xdist worker (``make test`` runs one per core); None in a single-process run
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (``make test`` runs one worker per core), each worker computes on one thread, and so do the
     runs it starts (``OMP_NUM_THREADS``, as torchrun sets it): torch's default of one thread per core would have every
     worker contend for every core. Only the speed changes, not what is computed."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    if XDIST_WORKER:
         import torch
 
         torch.set_num_threads(1)
@@ -44,7 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One build cache for the session: the tiny model and synthetic scenes are built once. Under pytest-xdist the
     workers share it (the builds are atomic, and a build another worker finished first is kept)."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    if XDIST_WORKER:
         shared = tmp_path_factory.getbasetemp().parent / "cache"  # the run's dir, above each worker's own
         shared.mkdir(exist_ok=True)
         return shared

@@ -153,16 +153,14 @@ def save_tiny(
         for name, text in files.items():
             (tmp / name).write_text(text)
         (tmp / "tiny_settings.json").write_text(json.dumps(tiny, indent=2, sort_keys=True, default=str))
-        if is_built(out, required):
-            log.info("%s was built by another process meanwhile: kept", out)
-            return out
-        if out.exists():  # an older layout: rebuilt
+        if out.exists() and not is_built(out, required):  # an older layout: rebuilt
             shutil.rmtree(out)
         try:
             tmp.rename(out)
-        except OSError:  # another process renamed its build into place since the check above
+        except OSError:  # the dir is there and not empty: another process built the same model first
             if not is_built(out, required):
                 raise
+            log.info("%s was built by another process meanwhile: kept", out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
