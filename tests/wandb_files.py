@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +43,32 @@ def _payloads(data: bytes):
             yield b"".join(chunks)
 
 
-def read_offline_run(run_dir: Path) -> dict[str, Any]:
-    """``{"history": [{key: value}], "config": {...}, "tags": [...], "group": str}`` of one offline run dir."""
+def _records(path: Path, timeout: float) -> list[Any]:
+    """The records of a finished run's file, the last one its ``exit``.
+
+    ``run.finish()`` returns once the service has the exit record, but the service writes the file's last block when
+    it closes the run's stream, after ``finish`` has returned (``inform_finish`` is not waited on). A run read in the
+    process that finished it may still be short of its tail, so this waits for the ``exit`` record.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        records = []
+        for payload in _payloads(path.read_bytes()):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(payload)
+            records.append(record)
+        if records and records[-1].WhichOneof("record_type") == "exit":
+            return records
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path}: no exit record after {timeout:.0f} s (was the run finished?)")
+        time.sleep(0.1)
+
+
+def read_offline_run(run_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
+    """``{"history": [{key: value}], "config": {...}, "tags": [...], "group": str}`` of one finished offline run dir."""
     (path,) = run_dir.glob("*.wandb")
     out: dict[str, Any] = {"history": [], "config": {}, "tags": [], "group": None}
-    for payload in _payloads(path.read_bytes()):
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(payload)
+    for record in _records(path, timeout):
         kind = record.WhichOneof("record_type")
         if kind == "history":
             row = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
