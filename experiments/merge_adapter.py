@@ -15,11 +15,9 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
-from peft import PeftModel
-from transformers import AutoModelForImageTextToText, AutoProcessor
 
-import lego_arta.models  # noqa: F401  (applies the CPU workarounds before any processor is loaded)
 from lego_arta.cli import hydra_task, launch
+from lego_arta.errors import MissingInputError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +27,15 @@ def merge(adapter: str | Path, out: str | Path | None = None) -> Path:
     adapter = Path(adapter)
     config_file = adapter / "adapter_config.json"
     if not config_file.exists():
-        raise FileNotFoundError(f"adapter={adapter}: no adapter_config.json in this directory")
+        raise MissingInputError(f"adapter={adapter}: no adapter_config.json in this directory")
+
+    # imported here, not at the top: the model stack takes seconds to import, and Hydra reports an override typo
+    # or prints --cfg before it is needed
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import lego_arta.models  # noqa: F401  (applies the CPU workarounds before any processor is loaded)
+
     base = json.loads(config_file.read_text())["base_model_name_or_path"]
     out = Path(out) if out else adapter.with_name(adapter.name + "-merged")
     model = AutoModelForImageTextToText.from_pretrained(base)

@@ -14,11 +14,14 @@ import hydra
 from omegaconf import DictConfig
 
 from lego_arta.cli import hydra_task, launch
-from lego_arta.pipeline import run_experiment
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train (unless ``method=none``), evaluate when ``eval.after_train``, return the metrics."""
+    # imported here, not at the top: the model stack takes seconds to import, and Hydra reports an override
+    # typo or prints --cfg before it is needed
+    from lego_arta.pipeline import run_experiment
+
     return run_experiment(cfg, train=True)
 
 

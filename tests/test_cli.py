@@ -133,6 +133,31 @@ def test_the_entry_script_prints_one_error_line_and_exits_2(tmp_path, args, last
         assert not list(Path(tmp_path).rglob("split_summary.json"))  # no data was loaded
 
 
+@pytest.mark.parametrize(
+    ("script", "args", "last_line"),
+    [
+        ("train.py", ["reward.iou.penaltty=0.3"], "error: reward.iou.penaltty: no such key."),
+        ("train.py", ["--cfg", "job", "--package", "reward.iou"], "count_bonus: 0.1"),
+        ("evaluate.py", ["--cfg", "job", "--package", "eval.val"], "mode: max"),
+        ("merge_adapter.py", ["adapter=/nonexistent"], "error: adapter=/nonexistent: no adapter_config.json"),
+    ],
+)
+def test_a_config_error_or_cfg_comes_before_the_model_stack_is_imported(tmp_path, script, args, last_line):
+    # torch and transformers take seconds to import: an override typo, --cfg and a missing path say so without them
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", str(ROOT / "experiments" / script), *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LEGO_ARTA_ROOT": str(tmp_path)},
+        cwd=tmp_path,
+    )
+    timed = "import time:"
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith(timed)}
+    assert "hydra" in imported and not {"torch", "transformers"} & imported
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if not line.startswith(timed)]
+    assert any(line.startswith(last_line) for line in lines[-3:]), lines[-3:]
+
+
 def test_a_hub_id_is_found_in_a_cache_laid_out_as_huggingface_hub_lays_it_out(tmp_path, monkeypatch):
     from huggingface_hub import constants
 

@@ -65,7 +65,7 @@ def _records(path: Path, timeout: float) -> list[Any]:
 
 
 def read_offline_run(run_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
-    """``{"history": [{key: value}], "config": {...}, "tags": [...], "group": str}`` of one finished offline run dir."""
+    """``{"history": [{key: value}], "config": {...}, "tags": [...], "group": str}`` of a finished offline run dir."""
     (path,) = run_dir.glob("*.wandb")
     out: dict[str, Any] = {"history": [], "config": {}, "tags": [], "group": None}
     for record in _records(path, timeout):
