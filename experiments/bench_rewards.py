@@ -106,9 +106,8 @@ def synthetic_batch(n: int, seed: int = 0) -> tuple[list[Any], list[str], list[s
             solution = " ".join(rng.choices(WORDS, k=rng.randint(5, 25)))
             completion = _wrap(rng, " ".join(rng.choices(WORDS, k=rng.randint(0, 30))), "maybe the blue one")
             task = "grounding"
-        if rng.random() < 0.2:
-            completion = [{"role": "assistant", "content": completion}]
-        completions.append(completion)
+        # a conversational completion (a list of messages), as TRL passes them for chat datasets
+        completions.append([{"role": "assistant", "content": completion}] if rng.random() < 0.2 else completion)
         solutions.append(solution)
         tasks.append(task)
     return completions, solutions, tasks

@@ -105,11 +105,12 @@ def _bare(cfg: Any, rows: Any, out: Path) -> Any:
         "data_seed": int(cfg.seed),
     }
     if cfg.method.name == "sft":
-        args = SFTConfig(**common, max_length=None, completion_only_loss=True)
+        sft_args = SFTConfig(**common, max_length=None, completion_only_loss=True)
         data = rows.select_columns(["prompt", "completion", "images"])
-        return SFTTrainer(model=model, args=args, train_dataset=data, processing_class=processor, peft_config=lora)
+        return SFTTrainer(model=model, args=sft_args, train_dataset=data, processing_class=processor, peft_config=lora)
     funcs, weights = build_reward_funcs(cfg.reward)
-    args = GRPOConfig(
+    reward_funcs: list[Any] = list(funcs)  # TRL's parameter: a list of model ids, models or callables (invariant)
+    grpo_args = GRPOConfig(
         **common,
         num_generations=a.num_generations,
         max_completion_length=a.max_completion_length,
@@ -119,7 +120,12 @@ def _bare(cfg: Any, rows: Any, out: Path) -> Any:
     )
     data = rows.select_columns(["prompt", "images", "solution", "task", "id"])
     return GRPOTrainer(
-        model=model, reward_funcs=funcs, args=args, train_dataset=data, processing_class=processor, peft_config=lora
+        model=model,
+        reward_funcs=reward_funcs,
+        args=grpo_args,
+        train_dataset=data,
+        processing_class=processor,
+        peft_config=lora,
     )
 
 
