@@ -33,10 +33,7 @@ import enum
 import hashlib
 import json
 import logging
-import os
 import random
-import shutil
-import tempfile
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +41,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from lego_arta.cache import build_dir
 from lego_arta.data.drawing import (
     BACKGROUND,
     BASE,
@@ -157,25 +155,14 @@ class SyntheticSettings:
 def ensure_synthetic(settings: SyntheticSettings, cache_dir: str | Path) -> Path:
     """The dataset dir for ``settings`` under ``<cache_dir>/data/``, generated on first use and reused after.
 
-    Generation writes into a temporary sibling dir that is renamed into place when complete, so an interrupted
-    generation never leaves a half dataset that a later run would reuse.
+    Generation goes through :func:`lego_arta.cache.build_dir`: an interrupted generation never leaves a half dataset
+    that a later run would reuse, and runs that start together share the first complete one.
     """
     final = Path(cache_dir).expanduser().resolve() / "data" / f"synthetic-{settings.digest()}"
     if final.is_dir():
         log.info("reusing synthetic data at %s", final)
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        generate(settings, tmp)
-        os.rename(tmp, final)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not final.is_dir():  # not "another process finished first"
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    build_dir(final, lambda tmp: generate(settings, tmp), Path.is_dir)
     log.info("generated synthetic data at %s", final)
     return final
 

@@ -13,8 +13,6 @@ import hashlib
 import json
 import logging
 import random
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,8 @@ from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 from transformers import Qwen2Tokenizer
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 from trl.chat_template_utils import qwen2_5_vl_chat_template
+
+from lego_arta.cache import build_dir
 
 log = logging.getLogger(__name__)
 
@@ -139,28 +139,18 @@ def is_built(out: Path, required: Sequence[str]) -> bool:
 def save_tiny(
     out: Path, tiny: Mapping[str, Any], parts: list[Any], files: Mapping[str, str], required: Sequence[str]
 ) -> Path:
-    """Write ``parts`` (each with ``save_pretrained``) and the text ``files`` into ``out`` atomically; return ``out``.
+    """Write ``parts`` (each with ``save_pretrained``) and the text ``files`` into ``out`` with
+    :func:`lego_arta.cache.build_dir` (atomic; a complete dir another process built first is kept); return ``out``.
 
-    The settings go to ``tiny_settings.json`` beside them. When another process built the same model into ``out``
-    first (jobs of a parallel sweep, test workers sharing a cache), its files stay and this build is dropped: the same
-    settings and seed give the same files, and that process may be reading them.
+    The settings go to ``tiny_settings.json`` beside them; a dir without every one of the ``required`` files (an older
+    layout) is rebuilt.
     """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".building-"))
-    try:
+
+    def write(tmp: Path) -> None:
         for part in parts:
             part.save_pretrained(tmp)
         for name, text in files.items():
             (tmp / name).write_text(text)
         (tmp / "tiny_settings.json").write_text(json.dumps(tiny, indent=2, sort_keys=True, default=str))
-        if out.exists() and not is_built(out, required):  # an older layout: rebuilt
-            shutil.rmtree(out)
-        try:
-            tmp.rename(out)
-        except OSError:  # the dir is there and not empty: another process built the same model first
-            if not is_built(out, required):
-                raise
-            log.info("%s was built by another process meanwhile: kept", out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+
+    return build_dir(out, write, lambda path: is_built(path, required))

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
 import torch
 from transformers import BertConfig, BertModel
 
+from lego_arta.cache import build_dir
 from lego_arta.models.tiny import train_tokenizer
 
 SETTINGS = {"vocab_size": 2048, "hidden_size": 32, "layers": 2, "heads": 2, "max_length": 256, "seed": 0}
@@ -44,14 +44,14 @@ def build_tiny_sentence_encoder(cache_dir: str | Path) -> Path:
         max_position_embeddings=int(s["max_length"]),
         pad_token_id=tokenizer.pad_token_id,
     )
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=Path(cache_dir)) as tmp:
-        BertModel(config).save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        transformer = Transformer(tmp, max_seq_length=int(s["max_length"]))
-        pooling = Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
-        staging = Path(tmp) / "encoder"
-        SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(staging))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staging), out)
+
+    def write(out_tmp: Path) -> None:
+        with tempfile.TemporaryDirectory(dir=out_tmp.parent) as bert:  # the BERT the sentence model wraps
+            BertModel(config).save_pretrained(bert)
+            tokenizer.save_pretrained(bert)
+            transformer = Transformer(bert, max_seq_length=int(s["max_length"]))
+            pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+            SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(out_tmp))
+
+    build_dir(out, write, lambda path: (path / "modules.json").is_file())
     return out
