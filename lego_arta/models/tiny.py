@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,8 +22,6 @@ from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 from trl.chat_template_utils import qwen2_5_vl_chat_template
 
 from lego_arta.cache import build_dir
-
-log = logging.getLogger(__name__)
 
 # Qwen2.5-VL's special tokens, in the order the real tokenizer numbers them (after the BPE vocab).
 SPECIAL_TOKENS = [
