@@ -98,5 +98,5 @@ def apply() -> None:
     if not has_torchvision():
         _processor_without_video()
         log.debug(
-            "torchvision missing: Qwen2.5-VL and InternVL processors patched to build without its video processor"
+            "torchvision missing: Qwen2.5-VL and InternVL processors patched to build without their video processors"
         )

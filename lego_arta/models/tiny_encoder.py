@@ -9,8 +9,6 @@ runs anywhere. Built once into ``<cache>/models/tiny_sentence_encoder-<hash>`` a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tempfile
 from pathlib import Path
 
@@ -18,9 +16,14 @@ import torch
 from transformers import BertConfig, BertModel
 
 from lego_arta.cache import build_dir
-from lego_arta.models.tiny import train_tokenizer
+from lego_arta.models.tiny import tiny_dir, train_tokenizer
 
 SETTINGS = {"vocab_size": 2048, "hidden_size": 32, "layers": 2, "heads": 2, "max_length": 256, "seed": 0}
+
+
+def is_complete(path: Path) -> bool:
+    """Whether ``path`` holds a saved sentence-transformers model."""
+    return (path / "modules.json").is_file()
 
 
 def build_tiny_sentence_encoder(cache_dir: str | Path) -> Path:
@@ -28,9 +31,8 @@ def build_tiny_sentence_encoder(cache_dir: str | Path) -> Path:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
-    digest = hashlib.sha256(json.dumps(SETTINGS, sort_keys=True).encode()).hexdigest()[:10]
-    out = Path(cache_dir) / "models" / f"tiny_sentence_encoder-{digest}"
-    if (out / "modules.json").is_file():
+    out = tiny_dir("tiny_sentence_encoder", SETTINGS, cache_dir)
+    if is_complete(out):
         return out
     s = SETTINGS
     tokenizer = train_tokenizer(int(s["vocab_size"]), int(s["seed"]))
@@ -53,5 +55,5 @@ def build_tiny_sentence_encoder(cache_dir: str | Path) -> Path:
             pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
             SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(out_tmp))
 
-    build_dir(out, write, lambda path: (path / "modules.json").is_file())
+    build_dir(out, write, is_complete)
     return out
