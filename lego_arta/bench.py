@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +12,11 @@ BENCH_DIR = ROOT / "bench"
 
 
 def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    import torch
+    """What the numbers were measured on: :func:`lego_arta.provenance.provenance` (CPU model, numeric path, threads,
+    versions, GPU), as every run records it."""
+    from lego_arta.provenance import provenance
 
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
+    return provenance()
 
 
 def write_bench(name: str, report: dict[str, Any], out: str | Path | None = None) -> Path:

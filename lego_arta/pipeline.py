@@ -18,7 +18,7 @@ from lego_arta.evaluation.generate import generator_id
 from lego_arta.evaluation.trivial import mean_box_answers
 from lego_arta.gpu_memory import peak_gpu_memory
 from lego_arta.models import family, load_model, load_processor, resolve_model_path
-from lego_arta.runs import METRICS_FILE, VAL_FILE, save_config, write_metrics
+from lego_arta.runs import METRICS_FILE, VAL_FILE, save_config, write_metrics, write_provenance
 from lego_arta.tracking import Tracker, tracking
 
 if TYPE_CHECKING:
@@ -46,11 +46,13 @@ def validation_split(cfg: DictConfig, records: list[Any]) -> tuple[list[Any], li
 
 def prepare(cfg: DictConfig, run_dir: Path) -> tuple[DataSplit, str]:
     """The data and the model path, checked before any model loads; the main process writes the resolved config
-    (again with ``data.revision`` when the data came from the hub) and the split files into ``run_dir``."""
+    (again with ``data.revision`` when the data came from the hub), ``provenance.json`` and the split files into
+    ``run_dir``."""
     main = distributed.is_main()
     run_dir.mkdir(parents=True, exist_ok=True)
     if main:
         save_config(cfg, run_dir)
+        write_provenance(run_dir)  # the machine and numeric path: figures name what produced them
     set_seed(int(cfg.seed))
     with distributed.main_process_first():  # the main process builds the tiny model and the scenes into the cache
         model_path = resolve_model_path(cfg.model, cfg.paths.cache_dir)  # a bad model.path fails before the data

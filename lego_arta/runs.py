@@ -7,6 +7,7 @@ Run dir contract (read by reports and tests, no W&B account needed):
     predictions.jsonl one JSON object per evaluated sample
     val.jsonl        the training records held out for validation (eval.val.every_steps > 0); val/ its answers
     adapter/         the trained LoRA adapter, or model/ the whole model after full fine-tuning (:class:`Trained`)
+    provenance.json  what produced its digits: CPU, numeric path, threads, versions (:mod:`lego_arta.provenance`)
     wandb_run_id.txt the W&B run id: a run started again in its dir (resumed, requeued) logs into the same W&B run
 """
 
@@ -34,6 +35,7 @@ ADAPTER_DIR = "adapter"  # a LoRA run saves its adapter here
 MODEL_DIR = "model"  # a full fine-tuning run (method.lora=null) saves the whole model here
 WANDB_ID_FILE = "wandb_run_id.txt"
 VAL_FILE = "val.jsonl"  # the training records held out for validation during training (eval.val)
+PROVENANCE_FILE = "provenance.json"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,27 @@ def write_metrics(metrics: Mapping[str, float], run_dir: str | Path) -> Path:
     clean = {k: (float(v) if v is not None and math.isfinite(float(v)) else None) for k, v in metrics.items()}
     path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def write_provenance(run_dir: str | Path) -> dict[str, Any]:
+    """Write this process's :func:`lego_arta.provenance.provenance` to ``run_dir/provenance.json``; return it."""
+    from lego_arta.provenance import provenance
+
+    prov = provenance()
+    path = Path(run_dir) / PROVENANCE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(prov, indent=2, sort_keys=True) + "\n")
+    return prov
+
+
+def read_provenance(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's ``provenance.json``, or None when it has none (a run from before it was written) or it is not
+    a JSON object."""
+    try:
+        prov = json.loads((Path(run_dir) / PROVENANCE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return prov if isinstance(prov, dict) else None
 
 
 def append_jsonl(path: str | Path, row: Mapping[str, Any]) -> None:

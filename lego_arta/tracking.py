@@ -27,7 +27,7 @@ from PIL.Image import Image as PILImage
 
 from lego_arta.distributed import is_main
 from lego_arta.errors import ConfigError, UserError
-from lego_arta.runs import WANDB_ID_FILE
+from lego_arta.runs import WANDB_ID_FILE, read_provenance
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,9 @@ class WandbTracker(Tracker):
         # the HF callback would otherwise log model checkpoints as artifacts
         os.environ.setdefault("WANDB_LOG_MODEL", "false")
         config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        prov = read_provenance(run_dir)  # written by the pipeline before tracking starts
+        if prov is not None:
+            config["provenance"] = prov
         id_file = run_dir / WANDB_ID_FILE
         run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
         id_file.parent.mkdir(parents=True, exist_ok=True)
