@@ -9,6 +9,9 @@ Stages (each a normal run dir under outputs/demo/, with config.yaml, metrics.jso
   grpo_*    method=grpo, LoRA r8 on the SFT stage's model (or adapter), reward v1 and v2, one run per seed (the
             ablation's bands)
 then the report: outputs/demo/report.md (Table 1) and outputs/demo/reward_curves.png.
+The GRPO stages depend only on the SFT stage: `demo.workers` of them run side by side, each in its own process on one
+compute thread (generation on the tiny model gains nothing from a second thread); `demo.workers=1` runs them in
+this process, one after another, on every core.
 Stage sizes live in conf/experiment/demo.yaml (`demo.*`); extra overrides apply to every stage and win over its own.
 `debug=quick` (conf/debug/quick.yaml) shrinks every stage: its values win over a stage's own, as they win over an
 overlay's in a plain run, and values typed on the command line win over them. Another overlay with the same `demo.*`
@@ -18,11 +21,13 @@ stage plan runs the same way (`experiment=ablation` builds on demo.yaml), into o
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import shutil
 import sys
 import time
 import traceback
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -34,6 +39,7 @@ from lego_arta.report import write_report
 from lego_arta.runs import ADAPTER_DIR, MODEL_DIR
 
 log = logging.getLogger("demo")
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 
 
 def stages(demo: Any, out: Path, sft_lora: bool = True) -> list[tuple[str, list[str]]]:
@@ -78,7 +84,9 @@ def compose_stages(overrides: Sequence[str]) -> tuple[DictConfig, Path, list[Sta
     own size as it wins over an overlay's values in a plain run (``debug`` comes after ``experiment`` in the defaults
     list); a value typed in ``overrides`` still wins over the budget.
     """
-    experiment = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), "demo")
+    # the last experiment= wins, as a later value does on any command line (make ablation ARGS="experiment=...")
+    named = [o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")]
+    experiment = named[-1] if named else "demo"
     overrides = [f"experiment={experiment}", *(o for o in overrides if not o.startswith("experiment="))]
     probe = compose_config(overrides, output_dir=ROOT / "outputs" / experiment)
     out = Path(probe.paths.log_dir) / probe.experiment_name
@@ -93,31 +101,69 @@ def compose_stages(overrides: Sequence[str]) -> tuple[DictConfig, Path, list[Sta
     return probe, out, [compose(*stage) for stage in stages(probe.demo, out, sft_lora=sft.method.lora is not None)]
 
 
+class Outcome(NamedTuple):
+    name: str
+    seconds: float
+    error: str | None  # "<type>: <message>" of a failed stage, None when it finished
+    trace: str | None  # its traceback, written to <stage>/error.txt
+
+
+def run_stage(stage: Stage) -> Outcome:
+    """Run one stage (train, evaluate) and time it; a failure is returned, not raised, so the others go on."""
+    start = time.perf_counter()
+    log.info("=== stage %s: %s", stage.name, " ".join(stage.overrides))
+    try:
+        run_experiment(stage.cfg, train=True)
+    except Exception as err:  # one failing stage must not lose the others
+        return Outcome(stage.name, time.perf_counter() - start, f"{type(err).__name__}: {err}", traceback.format_exc())
+    return Outcome(stage.name, time.perf_counter() - start, None, None)
+
+
+def _worker_init() -> None:
+    """A stage process: the demo's log format, and torch on one thread (the processes share the cores)."""
+    import torch
+
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    torch.set_num_threads(1)
+
+
+def run_stages(stages: Sequence[Stage], workers: int) -> Iterator[Outcome]:
+    """Each stage's outcome: in this process one after another (``workers`` <= 1), else ``workers`` processes side by
+    side (spawned: a fresh interpreter each, as a sweep job would be), in the order they finish."""
+    if workers <= 1 or len(stages) <= 1:
+        yield from map(run_stage, stages)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(stages)), mp_context=context, initializer=_worker_init) as pool:
+        yield from pool.map(run_stage, stages)
+
+
 def run(overrides: list[str]) -> dict[str, Any]:
-    """Run every stage, then the report; a failed stage is reported and the others go on."""
+    """Run every stage, then the report; a failed stage is reported and the others go on.
+
+    The stages before the first GRPO stage (baseline, SFT) run here in turn; the GRPO stages, which need only the SFT
+    stage's model, ``demo.workers`` at a time (:func:`run_stages`).
+    """
     probe, out, planned = compose_stages(overrides)
     if out.exists():
         shutil.rmtree(out)  # a demo is a fresh run: stale stages would mix into the report
     out.mkdir(parents=True)
-    timings: dict[str, float] = {}
+    first_grpo = next((i for i, stage in enumerate(planned) if stage.name.startswith("grpo_")), len(planned))
+    outcomes = [*run_stages(planned[:first_grpo], 1), *run_stages(planned[first_grpo:], int(probe.demo.workers))]
     failed: dict[str, str] = {}
-    for name, stage_overrides, cfg in planned:
-        start = time.perf_counter()
-        log.info("=== stage %s: %s", name, " ".join(stage_overrides))
-        try:
-            run_experiment(cfg, train=True)
-        except Exception as err:  # one failing stage must not lose the others
-            failed[name] = f"{type(err).__name__}: {err}"
-            (out / name).mkdir(parents=True, exist_ok=True)
-            (out / name / "error.txt").write_text(traceback.format_exc())
-            log.error("stage %s failed: %s", name, failed[name])
-        timings[name] = time.perf_counter() - start
+    for outcome in outcomes:
+        if outcome.error is not None:
+            failed[outcome.name] = outcome.error
+            (out / outcome.name).mkdir(parents=True, exist_ok=True)
+            (out / outcome.name / "error.txt").write_text(outcome.trace or outcome.error)
+            log.error("stage %s failed: %s", outcome.name, outcome.error)
+    timings = {outcome.name: outcome.seconds for outcome in outcomes}
     report = write_report(out, out, smoothing=float(probe.demo.smoothing))
     return {"out": out, "timings": timings, "failed": failed, "report": report}
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     start = time.perf_counter()
     result = run(sys.argv[1:])
     out: Path = result["out"]

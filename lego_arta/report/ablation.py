@@ -11,6 +11,11 @@ For each, the difference of the means (v2 - v1) with Welch's t-test and its 95% 
 two-sided, difference of means), and Cohen's d (pooled sample std). The verdict says plainly when the test cannot
 decide: with 3 seeds per arm, the smallest two-sided permutation p-value possible is 2 / C(6, 3) = 0.1.
 
+Power, for the endpoint: how often the same permutation test would reject at 0.05 with ``n`` seeds per arm, estimated
+by resampling each arm's own seeds (:func:`resampled_power`). A t-test power formula assumes normal arms, and an arm
+whose seeds either collapse or do not is bimodal; resampling keeps whatever shape the pilot seeds have.
+:func:`seeds_for_power` searches the seeds per arm that give 80%.
+
 >>> c = compare([0.10, 0.12, 0.11], [0.30, 0.33, 0.29])
 >>> round(c.diff, 4), round(c.p_permutation, 2), c.min_p_permutation
 (0.1967, 0.1, 0.1)
@@ -35,6 +40,10 @@ from lego_arta.report.curves import MATCHED_IOU, load_history
 ALPHA: Final = 0.05
 BASELINE, VARIANT = "v1", "v2"
 LAST_FRACTION: Final = 0.25  # the training value of a run: its mean over the last quarter of logged steps
+POWER: Final = 0.8  # the power the seeds per arm are searched for
+POWER_DRAWS: Final = 1000  # resampled experiments per power estimate
+POWER_PERMUTATIONS: Final = 999  # relabellings per resampled experiment (exact where there are fewer)
+MAX_SEEDS: Final = 200  # seeds_for_power searches up to this many per arm
 
 
 class Comparison(NamedTuple):
@@ -51,6 +60,8 @@ class Comparison(NamedTuple):
     p_permutation: float
     min_p_permutation: float
     cohens_d: float
+    power: float = math.nan  # of the exact permutation test at these seeds per arm, by resampling (resampled_power)
+    seeds_for_power: float = math.nan  # seeds per arm for POWER; inf beyond MAX_SEEDS; NaN when not computed
 
 
 def compare(baseline: Sequence[float], variant: Sequence[float], confidence: float = 0.95) -> Comparison:
@@ -67,7 +78,7 @@ def compare(baseline: Sequence[float], variant: Sequence[float], confidence: flo
     low, high = welch.confidence_interval(confidence)
     permutation = stats.permutation_test(
         (b, a),
-        lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+        _difference_of_means,
         permutation_type="independent",
         n_resamples=np.inf,  # every relabelling: exact
         alternative="two-sided",
@@ -87,6 +98,70 @@ def compare(baseline: Sequence[float], variant: Sequence[float], confidence: flo
         min_p_permutation=2 / math.comb(len(a) + len(b), len(a)),
         cohens_d=diff / pooled if pooled > 0 else math.copysign(math.inf, diff) if diff else nan,
     )
+
+
+def _difference_of_means(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
+    return np.mean(x, axis=axis) - np.mean(y, axis=axis)
+
+
+def resampled_power(
+    baseline: Sequence[float], variant: Sequence[float], n: int, *, alpha: float = ALPHA, seed: int = 0
+) -> float:
+    """The power of the two-sided permutation test of :func:`compare` with ``n`` seeds per arm, at the effect the
+    pilot seeds show: the share of :data:`POWER_DRAWS` experiments, each drawing ``n`` values per arm with replacement
+    from that arm's seeds, in which the test rejects at ``alpha`` (:data:`POWER_PERMUTATIONS` random relabellings each,
+    every relabelling where there are fewer; one ``scipy.stats.permutation_test`` over all experiments at once).
+
+    >>> resampled_power([1.0, 1.1, 0.9], [2.0, 2.1, 1.9], 5)  # arms that never overlap: every experiment rejects
+    1.0
+    >>> resampled_power([1.0, 2.0], [1.0, 2.0], 5) < 0.2  # no effect: rejections at about the test's level
+    True
+    """
+    rng = np.random.default_rng(seed)
+    a, b = np.asarray(baseline, dtype=float), np.asarray(variant, dtype=float)
+    experiments_b = rng.choice(b, size=(POWER_DRAWS, n), replace=True)
+    experiments_a = rng.choice(a, size=(POWER_DRAWS, n), replace=True)
+    result = stats.permutation_test(
+        (experiments_b, experiments_a),
+        _difference_of_means,
+        permutation_type="independent",
+        n_resamples=POWER_PERMUTATIONS,
+        alternative="two-sided",
+        vectorized=True,
+        axis=1,
+        rng=rng,
+    )
+    return float(np.mean(result.pvalue < alpha))
+
+
+def seeds_for_power(
+    baseline: Sequence[float], variant: Sequence[float], *, target: float = POWER, seed: int = 0
+) -> float:
+    """The fewest seeds per arm whose :func:`resampled_power` reaches ``target`` (a bisection over 2 to
+    :data:`MAX_SEEDS`); ``inf`` when even that many do not (no effect, or too small a one).
+
+    >>> seeds_for_power([1.0, 1.1, 0.9], [2.0, 2.1, 1.9])  # 3 vs 3 already reject at the smallest p, 0.1 > 0.05
+    4
+    """
+    if resampled_power(baseline, variant, MAX_SEEDS, seed=seed) < target:
+        return math.inf
+    low, high = 2, MAX_SEEDS  # power(low) < target is assumed (2 vs 2 cannot reject: its smallest p is 0.33)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if resampled_power(baseline, variant, middle, seed=seed) >= target:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def with_power(c: Comparison, baseline: Sequence[float], variant: Sequence[float]) -> Comparison:
+    """``c`` with its :func:`resampled_power` at its own seeds per arm (the smaller arm) and its
+    :func:`seeds_for_power`; unchanged below 2 values per arm."""
+    if min(len(baseline), len(variant)) < 2:
+        return c
+    n = min(len(baseline), len(variant))
+    return c._replace(power=resampled_power(baseline, variant, n), seeds_for_power=seeds_for_power(baseline, variant))
 
 
 def verdict(c: Comparison, alpha: float = ALPHA) -> str:
@@ -109,12 +184,12 @@ def per_seed_values(runs: pd.DataFrame) -> pd.DataFrame:
     ``train`` is the run's mean matched IoU over its last quarter of logged steps (NaN without a history); ``eval``
     its ``eval/iou`` (NaN when not evaluated). Repeats of one seed count once, as in Table 1.
     """
-    columns = ["reward", "seed", "train", "eval", "start", "model"]
+    columns = ["reward", "seed", "train", "eval", "start", "model", "numeric_path"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     grpo = runs[(runs["method"] == "grpo") & runs["reward"].isin([BASELINE, VARIANT]) & (runs["status"] == OK)]
     rows: list[dict[str, Any]] = []
-    for _, run in grpo.drop_duplicates(["reward", "seed", "start", "model"]).iterrows():
+    for _, run in grpo.drop_duplicates(["reward", "seed", "start", "model", "numeric_path"]).iterrows():
         history = load_history(run["run_dir"])
         train = math.nan
         if MATCHED_IOU in history.columns:
@@ -131,6 +206,7 @@ def per_seed_values(runs: pd.DataFrame) -> pd.DataFrame:
                 "eval": float(value) if value is not None else math.nan,
                 "start": run["start"],
                 "model": run["model"],
+                "numeric_path": run["numeric_path"],
             }
         )
     return pd.DataFrame(rows, columns=columns)
@@ -142,20 +218,30 @@ SCALES: Final[dict[str, str]] = {
 }
 
 
+ENDPOINT: Final = "eval"  # the scale named before the runs: its comparison carries the power
+
+
 def ablation(runs: pd.DataFrame) -> list[tuple[str, str, Comparison]]:
-    """``(arm label, scale, v2 - v1 comparison)`` per GRPO start (the base model, an adapter or a fine-tuned model, per
-    model) and scale
-    (``train``: matched IoU over the last quarter of training; ``eval``: test IoU); only where an arm has a value."""
+    """``(arm label, scale, v2 - v1 comparison)`` per GRPO start (the base model, an adapter or a fine-tuned model),
+    model, numeric path (:mod:`lego_arta.provenance`: runs that round otherwise are other experiments, never pooled)
+    and scale (``train``: matched IoU over the last quarter of training; ``eval``: test IoU, the endpoint, with its
+    power); only where an arm has a value."""
     values = per_seed_values(runs)
+    values["numeric_path"] = values["numeric_path"].fillna(MISSING)
     out = []
-    for (start, model), group in values.groupby(["start", "model"], sort=True):
+    for (start, model, path), group in values.groupby(["start", "model", "numeric_path"], sort=True):
         label = f"GRPO from {STARTS.get(start, start)}" if start else "GRPO"
         if values["model"].nunique() > 1:
             label = f"{model}: {label}"
+        if values["numeric_path"].nunique() > 1:
+            label = f"{label}, numeric path {path}"
         for scale in SCALES:
             arms = {r: group.loc[group["reward"] == r, scale].dropna().tolist() for r in (BASELINE, VARIANT)}
             if arms[BASELINE] or arms[VARIANT]:
-                out.append((label, scale, compare(arms[BASELINE], arms[VARIANT])))
+                comparison = compare(arms[BASELINE], arms[VARIANT])
+                if scale == ENDPOINT:
+                    comparison = with_power(comparison, arms[BASELINE], arms[VARIANT])
+                out.append((label, scale, comparison))
     return out
 
 
@@ -168,6 +254,8 @@ ABLATION_COLUMNS: Final = (
     "p Welch",
     "p exact permutation",
     "Cohen's d",
+    "power (resampled)",
+    "seeds per arm for 80%",
 )
 
 
@@ -175,7 +263,7 @@ def ablation_table(comparisons: Sequence[tuple[str, str, Comparison]]) -> pd.Dat
     """The comparisons of :func:`ablation` as display cells (:data:`ABLATION_COLUMNS`), a row per arm and scale.
 
     >>> ablation_table([("GRPO", "eval", compare([1.0, 2.0], [3.0, 4.0]))]).iloc[0].tolist()
-    ['GRPO', 'test IoU (eval/iou)', '1.5 (2)', '3.5 (2)', '+2 [-1.042, 5.042]', '0.106', '0.333', '2.83']
+    ['GRPO', 'test IoU (eval/iou)', '1.5 (2)', '3.5 (2)', '+2 [-1.042, 5.042]', '0.106', '0.333', '2.83', '–', '–']
     """
     rows = []
     for label, scale, c in comparisons:
@@ -190,9 +278,17 @@ def ablation_table(comparisons: Sequence[tuple[str, str, Comparison]]) -> pd.Dat
                 _p(c.p_welch),
                 _p(c.p_permutation),
                 f"{c.cohens_d:.2f}",
+                MISSING if math.isnan(c.power) else f"{c.power:.2f} at {min(c.n_baseline, c.n_variant)}",
+                _seeds(c.seeds_for_power),
             ]
         )
     return pd.DataFrame(rows, columns=list(ABLATION_COLUMNS))
+
+
+def _seeds(n: float) -> str:
+    if math.isnan(n):
+        return MISSING
+    return f"> {MAX_SEEDS}" if math.isinf(n) else str(int(n))
 
 
 def _p(p: float) -> str:

@@ -19,7 +19,8 @@ import pandas as pd
 import yaml
 
 from lego_arta.errors import MissingInputError
-from lego_arta.runs import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_DIR
+from lego_arta.provenance import describe
+from lego_arta.runs import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_DIR, read_provenance
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ RUN_COLUMNS: Final = (
     "status",
     "error",
     "has_history",
+    "numeric_path",
+    "machine",
     "run_dir",
 )
 
@@ -59,7 +62,8 @@ def collect_runs(sweep_dir: str | Path) -> pd.DataFrame:
 
     Returns:
         Columns ``RUN_COLUMNS`` (``status`` is ``ok`` or ``failed``, ``error`` says why; ``reward`` is ``-`` for
-        methods without a reward) followed by every key of the runs' ``metrics.json`` (sorted), NaN where missing.
+        methods without a reward; ``numeric_path`` and ``machine`` come from ``provenance.json``, None without one)
+        followed by every key of the runs' ``metrics.json`` (sorted), NaN where missing.
         Rows are ordered by method (none, sft, grpo, others), reward, seed and run dir.
 
     Raises:
@@ -131,8 +135,13 @@ def _read_run(run_dir: Path) -> dict[str, Any] | None:
         "status": OK,
         "error": "",
         "has_history": (run_dir / HISTORY_FILE).is_file(),
+        "numeric_path": None,  # what produced its digits (provenance.json), None for a run without one
+        "machine": None,
         "run_dir": str(run_dir),
     }
+    prov = read_provenance(run_dir)
+    if prov is not None:
+        row.update(numeric_path=prov.get("numeric_path"), machine=describe(prov))
     metrics_path = run_dir / METRICS_FILE
     try:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))

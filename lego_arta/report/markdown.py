@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from lego_arta.report.curves import BANDS
 from lego_arta.report.stats import METRIC_RANGE, METRICS, MISSING, TOO_WIDE
 from lego_arta.report.study import STUDY_LABEL
 from lego_arta.report.versus import COLUMNS, row_verdicts
-from lego_arta.runs import METRICS_FILE
+from lego_arta.runs import METRICS_FILE, PROVENANCE_FILE
 
 ABLATION_ALIGN: Final = "llrrrrrr"  # the arm and scale left, the numbers right
 
@@ -87,6 +88,23 @@ def table1_section(parts: ReportParts) -> list[str]:
             "the few-shot baseline), so they are the same run, not more seeds."
         )
     return out
+
+
+def machines_section(parts: ReportParts) -> list[str]:
+    """What produced the digits: each machine and numeric path (``provenance.json``) with its runs."""
+    runs = parts.runs
+    lines = []
+    for machine, group in runs.groupby(runs["machine"].fillna(""), sort=True):
+        names = ", ".join(_relative(Path(d), parts.root) for d in group["run_dir"])
+        what = machine or f"not recorded (runs made before {PROVENANCE_FILE})"
+        lines.append(f"- {what}: {len(group)} run{'s' if len(group) != 1 else ''} ({names})")
+    return [
+        "### Machines",
+        "The CPU (or GPU), torch's CPU capability, BLAS, compute threads, the kernel settings in the environment and "
+        "the numeric path: a hash of each kernel family's output on fixed inputs. Runs on other numeric paths round "
+        "differently; the ablation compares seeds within one path.",
+        "\n".join(lines),
+    ]
 
 
 def study_section(parts: ReportParts) -> list[str]:
@@ -221,6 +239,7 @@ def runs_section(parts: ReportParts) -> list[str]:
 SECTIONS: Final[tuple[Callable[[ReportParts], list[str]], ...]] = (
     title_section,
     table1_section,
+    machines_section,
     study_section,
     references_section,
     extra_section,
@@ -250,13 +269,23 @@ def versus_markdown(lines: pd.DataFrame) -> str:
 def ablation_markdown(comparisons: Sequence[tuple[str, str, Comparison]]) -> str:
     """The ablation's comparisons (:func:`lego_arta.report.ablation.ablation`) as a table
     (:func:`lego_arta.report.ablation.ablation_table`) and a verdict per line."""
-    verdicts = [f"- {label}, {SCALES[scale]}: {verdict(c)}." for label, scale, c in comparisons]
+    verdicts = [f"- {label}, {SCALES[scale]}: {verdict(c)}{_power(c)}." for label, scale, c in comparisons]
     note = (
         "One value per seed: the matched IoU (no bonus, the scale both rewards share) averaged over the last quarter "
-        "of training steps, and the test IoU. Two-sided tests; the exact permutation test relabels the seeds in "
-        "every possible way."
+        "of training steps, and the test IoU, the endpoint named before the runs. Two-sided tests; the exact "
+        "permutation test relabels the seeds in every possible way. Power (endpoint only): the share of 1,000 "
+        "experiments, each drawing that many seeds per arm with replacement from the arm's own seeds, in which the "
+        "permutation test rejects at 0.05; beside it, the seeds per arm that would give 80%. Arms on other numeric "
+        "paths (see Machines) are compared separately."
     )
     return "\n\n".join([note, to_markdown(ablation_table(comparisons), align=ABLATION_ALIGN), "\n".join(verdicts)])
+
+
+def _power(c: Comparison) -> str:
+    if math.isnan(c.power):
+        return ""
+    need = "more than 200" if math.isinf(c.seeds_for_power) else f"{int(c.seeds_for_power)}"
+    return f"; power {c.power:.2f} at {min(c.n_baseline, c.n_variant)} seeds per arm, 80% needs {need} per arm"
 
 
 def _describe(run: Mapping[str, Any]) -> str:
