@@ -3,6 +3,7 @@ the trivial answers and SFT, reward curves, failed runs.
 
     python experiments/report.py                     # the newest multirun under outputs/ (= make report)
     python experiments/report.py sweep_dir=outputs/reward_ablation/multirun/2025-01-01_12-00-00 smoothing=0.6
+    python experiments/report.py "sweep_dir=[outputs/ablation,outputs/ablation_mkl_compatible]" out_dir=outputs/paths
 
 Writes report.md, report.csv, runs.csv and (when a GRPO run logged rewards) reward_curves.png into out_dir
 (default: the sweep dir), then prints report.md and where the files are.
@@ -17,15 +18,16 @@ from omegaconf import DictConfig
 
 from lego_arta.cli import hydra_task, launch
 from lego_arta.report import write_report
-from lego_arta.report.collect import latest_sweep
+from lego_arta.report.collect import common_root, latest_sweep
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Write the report of ``cfg.sweep_dir`` (or the newest multirun) into ``cfg.out_dir`` (or the sweep dir)."""
-    sweep_dir = cfg.sweep_dir if cfg.sweep_dir is not None else latest_sweep(cfg.paths.log_dir)
+    named = cfg.sweep_dir
+    sweep_dir = latest_sweep(cfg.paths.log_dir) if named is None else named if isinstance(named, str) else list(named)
     return write_report(
         sweep_dir,
-        cfg.out_dir if cfg.out_dir is not None else sweep_dir,
+        cfg.out_dir if cfg.out_dir is not None else common_root(sweep_dir),
         smoothing=float(cfg.smoothing),
         show_study=bool(cfg.show_study),
         band=str(cfg.band),

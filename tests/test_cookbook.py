@@ -10,6 +10,7 @@ are printed (``pytest -s``) and kept in ``cookbook.json``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -70,12 +71,14 @@ def cookbook(readme: str) -> list[str]:
 def with_budget(command: str) -> str:
     """``command`` with the quick budget at its end (inside ``ARGS="..."`` for make targets), where it runs a model."""
     words = shlex.split(command)
+    env = list(itertools.takewhile(lambda w: re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", w), words))  # VAR=value make ...
+    words = words[len(env) :]
     if words[0] == "make":
         if words[1] not in ("demo", "ablation", "sweep", "paper"):
             return command
         args = next((w.removeprefix("ARGS=") for w in words if w.startswith("ARGS=")), "")
         rest = [w for w in words if not w.startswith("ARGS=")]
-        return shlex.join([*rest, f"ARGS={' '.join([args, QUICK]).strip()}"])
+        return shlex.join([*env, *rest, f"ARGS={' '.join([args, QUICK]).strip()}"])
     script = next((w for w in words if w.startswith("experiments/")), "")
     if script.endswith(("train.py", "evaluate.py", "demo.py")):
         return f"{command} {QUICK}"

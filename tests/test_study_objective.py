@@ -122,3 +122,16 @@ def test_paper_grpo_puts_lora_on_lm_head_as_vlm_r1(make_cfg):
     assert all(re.fullmatch(pattern, n) for n in names)
     assert not re.fullmatch(pattern, "model.visual.blocks.0.attn.qkv")
     assert not re.fullmatch(pattern, "model.language_model.embed_tokens")
+
+
+def test_the_unscaled_ablation_changes_only_the_std_scaling(tmp_path):
+    # experiment=ablation_unscaled repeats ablation.yaml's grpo_extra: it must differ in scale_rewards and nothing else
+    def grpo_args(experiment: str) -> dict[str, Any]:
+        _, _, stages = compose_stages([f"experiment={experiment}", "logger=none"])
+        return {s.name: dict(s.cfg.method.args) for s in stages if s.name.startswith("grpo_")}
+
+    scaled, unscaled = grpo_args("ablation"), grpo_args("ablation_unscaled")
+    assert scaled.keys() == unscaled.keys()
+    for name, args in scaled.items():
+        assert unscaled[name] == args | {"scale_rewards": "none"}, name
+        assert args["scale_rewards"] == "group"

@@ -43,7 +43,7 @@ LAST_FRACTION: Final = 0.25  # the training value of a run: its mean over the la
 POWER: Final = 0.8  # the power the seeds per arm are searched for
 POWER_DRAWS: Final = 1000  # resampled experiments per power estimate
 POWER_PERMUTATIONS: Final = 999  # relabellings per resampled experiment (exact where there are fewer)
-MAX_SEEDS: Final = 200  # seeds_for_power searches up to this many per arm
+MAX_SEEDS: Final = 128  # seeds_for_power searches up to this many per arm
 
 
 class Comparison(NamedTuple):
@@ -137,15 +137,17 @@ def resampled_power(
 def seeds_for_power(
     baseline: Sequence[float], variant: Sequence[float], *, target: float = POWER, seed: int = 0
 ) -> float:
-    """The fewest seeds per arm whose :func:`resampled_power` reaches ``target`` (a bisection over 2 to
-    :data:`MAX_SEEDS`); ``inf`` when even that many do not (no effect, or too small a one).
+    """The fewest seeds per arm whose :func:`resampled_power` reaches ``target``: doubling from 4 until it does (at most
+    :data:`MAX_SEEDS`), then bisecting; ``inf`` when even :data:`MAX_SEEDS` do not (no effect, or too small a one).
 
-    >>> seeds_for_power([1.0, 1.1, 0.9], [2.0, 2.1, 1.9])  # 3 vs 3 already reject at the smallest p, 0.1 > 0.05
+    >>> seeds_for_power([1.0, 1.1, 0.9], [2.0, 2.1, 1.9])  # 3 vs 3 cannot reject (smallest p 0.1); 4 vs 4 can
     4
     """
-    if resampled_power(baseline, variant, MAX_SEEDS, seed=seed) < target:
-        return math.inf
-    low, high = 2, MAX_SEEDS  # power(low) < target is assumed (2 vs 2 cannot reject: its smallest p is 0.33)
+    low, high = 2, 4  # 2 vs 2 never reject at 0.05: the smallest two-sided p is 2 / C(4, 2) = 0.33
+    while resampled_power(baseline, variant, high, seed=seed) < target:
+        if high >= MAX_SEEDS:
+            return math.inf
+        low, high = high, min(2 * high, MAX_SEEDS)
     while high - low > 1:
         middle = (low + high) // 2
         if resampled_power(baseline, variant, middle, seed=seed) >= target:
@@ -184,12 +186,12 @@ def per_seed_values(runs: pd.DataFrame) -> pd.DataFrame:
     ``train`` is the run's mean matched IoU over its last quarter of logged steps (NaN without a history); ``eval``
     its ``eval/iou`` (NaN when not evaluated). Repeats of one seed count once, as in Table 1.
     """
-    columns = ["reward", "seed", "train", "eval", "start", "model", "numeric_path"]
+    columns = ["reward", "seed", "train", "eval", "start", "model", "experiment_name", "numeric_path"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     grpo = runs[(runs["method"] == "grpo") & runs["reward"].isin([BASELINE, VARIANT]) & (runs["status"] == OK)]
     rows: list[dict[str, Any]] = []
-    for _, run in grpo.drop_duplicates(["reward", "seed", "start", "model", "numeric_path"]).iterrows():
+    for _, run in grpo.drop_duplicates(["reward", "seed", *GROUPS]).iterrows():
         history = load_history(run["run_dir"])
         train = math.nan
         if MATCHED_IOU in history.columns:
@@ -206,6 +208,7 @@ def per_seed_values(runs: pd.DataFrame) -> pd.DataFrame:
                 "eval": float(value) if value is not None else math.nan,
                 "start": run["start"],
                 "model": run["model"],
+                "experiment_name": run["experiment_name"],
                 "numeric_path": run["numeric_path"],
             }
         )
@@ -219,20 +222,24 @@ SCALES: Final[dict[str, str]] = {
 
 
 ENDPOINT: Final = "eval"  # the scale named before the runs: its comparison carries the power
+GROUPS: Final = ("start", "model", "experiment_name", "numeric_path")  # never pooled: each its own comparison
 
 
 def ablation(runs: pd.DataFrame) -> list[tuple[str, str, Comparison]]:
     """``(arm label, scale, v2 - v1 comparison)`` per GRPO start (the base model, an adapter or a fine-tuned model),
-    model, numeric path (:mod:`lego_arta.provenance`: runs that round otherwise are other experiments, never pooled)
-    and scale (``train``: matched IoU over the last quarter of training; ``eval``: test IoU, the endpoint, with its
+    model, experiment and numeric path (:mod:`lego_arta.provenance`: runs that round otherwise are never pooled), and
+    scale (``train``: matched IoU over the last quarter of training; ``eval``: test IoU, the endpoint, with its
     power); only where an arm has a value."""
     values = per_seed_values(runs)
-    values["numeric_path"] = values["numeric_path"].fillna(MISSING)
+    for key in ("experiment_name", "numeric_path"):
+        values[key] = values[key].fillna(MISSING)
     out = []
-    for (start, model, path), group in values.groupby(["start", "model", "numeric_path"], sort=True):
+    for (start, model, experiment, path), group in values.groupby(list(GROUPS), sort=True):
         label = f"GRPO from {STARTS.get(start, start)}" if start else "GRPO"
         if values["model"].nunique() > 1:
             label = f"{model}: {label}"
+        if values["experiment_name"].nunique() > 1:
+            label = f"{experiment}: {label}"
         if values["numeric_path"].nunique() > 1:
             label = f"{label}, numeric path {path}"
         for scale in SCALES:

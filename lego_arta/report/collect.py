@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -51,14 +52,29 @@ RUN_COLUMNS: Final = (
 )
 
 
-def collect_runs(sweep_dir: str | Path) -> pd.DataFrame:
-    """One row per run dir found (recursively) under ``sweep_dir``, failed jobs included.
+SweepDirs = str | Path | Sequence[str | Path]  # one folder of run dirs, or several reported together
+
+
+def sweep_roots(sweep_dir: SweepDirs) -> list[Path]:
+    """The folders of ``sweep_dir``: itself, or each of a list (e.g. one ablation per numeric path)."""
+    return [Path(sweep_dir)] if isinstance(sweep_dir, str | Path) else [Path(p) for p in sweep_dir]
+
+
+def common_root(sweep_dir: SweepDirs) -> Path:
+    """The folder that holds every folder of ``sweep_dir``: the report's title and default output dir."""
+    roots = sweep_roots(sweep_dir)
+    return roots[0] if len(roots) == 1 else Path(os.path.commonpath([p.resolve() for p in roots]))
+
+
+def collect_runs(sweep_dir: SweepDirs) -> pd.DataFrame:
+    """One row per run dir found (recursively) under ``sweep_dir`` (or under each of its folders), failed jobs
+    included.
 
     A run dir is a folder with a ``config.yaml`` (or, for a job that died before writing it, Hydra's
     ``.hydra/config.yaml``) whose config names a ``method.name``; W&B's own ``config.yaml`` files are skipped.
 
     Args:
-        sweep_dir: a Hydra multirun dir, a single run dir, or any folder holding run dirs.
+        sweep_dir: a Hydra multirun dir, a single run dir, or any folder holding run dirs; or a list of them.
 
     Returns:
         Columns ``RUN_COLUMNS`` (``status`` is ``ok`` or ``failed``, ``error`` says why; ``reward`` is ``-`` for
@@ -69,10 +85,12 @@ def collect_runs(sweep_dir: str | Path) -> pd.DataFrame:
     Raises:
         MissingInputError: ``sweep_dir`` is not a directory.
     """
-    root = Path(sweep_dir)
-    if not root.is_dir():
-        raise MissingInputError(f"sweep_dir={root}: no such directory")
-    rows = [row for run_dir in _find_run_dirs(root) if (row := _read_run(run_dir)) is not None]
+    roots = sweep_roots(sweep_dir)
+    for root in roots:
+        if not root.is_dir():
+            raise MissingInputError(f"sweep_dir={root}: no such directory")
+    run_dirs = sorted({run_dir for root in roots for run_dir in _find_run_dirs(root)})
+    rows = [row for run_dir in run_dirs if (row := _read_run(run_dir)) is not None]
     metric_keys = sorted({k for row in rows for k in row if k not in RUN_COLUMNS})
     runs = pd.DataFrame(rows, columns=[*RUN_COLUMNS, *metric_keys])
     runs["seed"] = pd.Series([row["seed"] for row in rows], dtype=object)  # ints stay ints next to a missing seed

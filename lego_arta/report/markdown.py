@@ -11,7 +11,7 @@ from typing import Any, Final
 import pandas as pd
 
 from lego_arta.markdown_table import markdown_table
-from lego_arta.report.ablation import SCALES, Comparison, ablation_table, verdict
+from lego_arta.report.ablation import MAX_SEEDS, SCALES, Comparison, ablation_table, verdict
 from lego_arta.report.collect import NO_REWARD
 from lego_arta.report.curves import BANDS
 from lego_arta.report.stats import METRIC_RANGE, METRICS, MISSING, TOO_WIDE
@@ -19,7 +19,7 @@ from lego_arta.report.study import STUDY_LABEL
 from lego_arta.report.versus import COLUMNS, row_verdicts
 from lego_arta.runs import METRICS_FILE, PROVENANCE_FILE
 
-ABLATION_ALIGN: Final = "llrrrrrr"  # the arm and scale left, the numbers right
+ABLATION_ALIGN: Final = "llrrrrrrrr"  # the arm and scale left, the numbers right
 
 
 def to_markdown(table: pd.DataFrame, columns: Sequence[str] | None = None, align: str | None = None) -> str:
@@ -284,7 +284,7 @@ def ablation_markdown(comparisons: Sequence[tuple[str, str, Comparison]]) -> str
 def _power(c: Comparison) -> str:
     if math.isnan(c.power):
         return ""
-    need = "more than 200" if math.isinf(c.seeds_for_power) else f"{int(c.seeds_for_power)}"
+    need = f"more than {MAX_SEEDS}" if math.isinf(c.seeds_for_power) else f"{int(c.seeds_for_power)}"
     return f"; power {c.power:.2f} at {min(c.n_baseline, c.n_variant)} seeds per arm, 80% needs {need} per arm"
 
 

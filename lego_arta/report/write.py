@@ -11,7 +11,7 @@ import pandas as pd
 
 from lego_arta.errors import MissingInputError
 from lego_arta.report.ablation import ablation
-from lego_arta.report.collect import OK, collect_runs
+from lego_arta.report.collect import OK, SweepDirs, collect_runs, common_root
 from lego_arta.report.curves import reward_curves, validation_curves
 from lego_arta.report.markdown import ReportParts, render
 from lego_arta.report.signal import signal_table
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def write_report(
-    sweep_dir: str | Path,
+    sweep_dir: SweepDirs,
     out_dir: str | Path | None = None,
     *,
     smoothing: float = 0.0,
@@ -37,8 +37,8 @@ def write_report(
     a run validated during training) ``validation_curves.png``.
 
     Args:
-        sweep_dir: folder holding the run dirs (see :func:`collect_runs`).
-        out_dir: where to write; ``sweep_dir`` by default.
+        sweep_dir: folder holding the run dirs (see :func:`collect_runs`), or a list of such folders.
+        out_dir: where to write; ``sweep_dir`` (the folder holding all of them) by default.
         smoothing: EMA weight of the reward curves (0 = raw).
         show_study: put the study's reported Table 1 beside ours.
         band: spread shown around the curves: ``minmax`` or ``std``.
@@ -51,11 +51,11 @@ def write_report(
     Raises:
         MissingInputError: ``sweep_dir`` does not exist or holds no run dir.
     """
-    root = Path(sweep_dir)
-    runs = collect_runs(root)
+    root = common_root(sweep_dir)
+    runs = collect_runs(sweep_dir)
     if runs.empty:
         raise MissingInputError(
-            f"no run dirs under sweep_dir {str(root)!r}: expected folders with {CONFIG_FILE} (with method.name) "
+            f"no run dirs under sweep_dir {sweep_dir!s}: expected folders with {CONFIG_FILE} (with method.name) "
             f"and {METRICS_FILE}"
         )
     out = Path(out_dir) if out_dir is not None else root
