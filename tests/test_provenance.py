@@ -110,7 +110,8 @@ def test_resampled_power(v1, v2, expected):
 
 def test_seeds_for_power_grows_as_the_effect_shrinks():
     steady = [3.0, 3.5, 2.8, 4.0, 3.2]
-    large, small = seeds_for_power([0.0, 0.2, 0.4, 0.3, 0.1], steady), seeds_for_power([2.0, 3.3, 3.7, 2.4, 3.0], steady)
+    collapsed, mixed = [0.0, 0.2, 0.4, 0.3, 0.1], [2.0, 3.3, 3.7, 2.4, 3.0]
+    large, small = seeds_for_power(collapsed, steady), seeds_for_power(mixed, steady)
     assert 2 < large < small < 128
-    assert resampled_power([0.0, 0.2, 0.4, 0.3, 0.1], steady, int(large)) >= 0.8
+    assert resampled_power(collapsed, steady, int(large)) >= 0.8
     assert seeds_for_power(steady, steady) == float("inf")  # no effect: no number of seeds gives 80%

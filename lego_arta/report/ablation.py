@@ -137,7 +137,7 @@ def resampled_power(
 def seeds_for_power(
     baseline: Sequence[float], variant: Sequence[float], *, target: float = POWER, seed: int = 0
 ) -> float:
-    """The fewest seeds per arm whose :func:`resampled_power` reaches ``target``: doubling from 4 until it does (at most
+    """The fewest seeds per arm whose :func:`resampled_power` reaches ``target``: doubling from 4 until it does (up to
     :data:`MAX_SEEDS`), then bisecting; ``inf`` when even :data:`MAX_SEEDS` do not (no effect, or too small a one).
 
     >>> seeds_for_power([1.0, 1.1, 0.9], [2.0, 2.1, 1.9])  # 3 vs 3 cannot reject (smallest p 0.1); 4 vs 4 can
