@@ -60,7 +60,7 @@ format: $(STAMP)
 demo: $(STAMP)  ## baseline -> SFT -> GRPO v1/v2 -> eval -> report on the tiny model + synthetic scenes
 	$(PY) experiments/demo.py $(ARGS)
 
-ablation: $(STAMP)  ## the reward ablation in the study's regime: SFT in pixels -> GRPO asked for the grid, v1 vs v2 x 5 seeds
+ablation: $(STAMP)  ## the reward ablation in the study's regime and objective: SFT in pixels -> GRPO asked for the grid, v1 vs v2 x 10 seeds
 	$(PY) experiments/demo.py experiment=ablation $(ARGS)
 
 sweep: $(STAMP)  ## the ablation multirun on the configured model: GRPO x reward=v1,v2 x seeds (experiment=reward_ablation)
