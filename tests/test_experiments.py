@@ -12,7 +12,7 @@ from experiments import demo
 from experiments.dashboard import EVAL_KEYS, REWARD_KEYS, SIGNAL_KEYS, build_workspace
 from lego_arta.report.collect import collect_runs
 from lego_arta.rewards import REWARDS
-from lego_arta.runs import read_jsonl
+from lego_arta.runs import read_jsonl, read_provenance
 from lego_arta.sample_metrics import STUDY_METRICS
 from tests.conftest import CONF
 
@@ -81,6 +81,10 @@ def test_demo_runs_end_to_end_and_reports_every_method(tmp_path, cache_dir):
     assert (out / "reward_curves.png").stat().st_size > 10_000
     runs = collect_runs(out)
     assert sorted(runs["method"]) == ["grpo", "grpo", "none", "sft"]
+    # every stage names what produced its digits; the GRPO stages ran side by side (demo.workers=2), one thread each
+    assert runs["machine"].notna().all() and runs["numeric_path"].nunique() == 1
+    assert all(read_provenance(out / name)["threads"] == 1 for name in ("grpo_v1_s0", "grpo_v2_s0"))
+    assert "### Machines" in (out / "report.md").read_text()
 
 
 @pytest.mark.slow
