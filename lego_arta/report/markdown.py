@@ -19,6 +19,7 @@ from lego_arta.report.study import STUDY_LABEL
 from lego_arta.report.versus import COLUMNS, row_verdicts
 from lego_arta.runs import METRICS_FILE, PROVENANCE_FILE
 
+MACHINE_RUNS_SHOWN: Final = 4  # run dirs named per machine in the report; more are shortened to first, ..., last
 ABLATION_ALIGN: Final = "llrrrrrrrr"  # the arm and scale left, the numbers right
 
 
@@ -95,7 +96,8 @@ def machines_section(parts: ReportParts) -> list[str]:
     runs = parts.runs
     lines = []
     for machine, group in runs.groupby(runs["machine"].fillna(""), sort=True):
-        names = ", ".join(_relative(Path(d), parts.root) for d in group["run_dir"])
+        dirs = [_relative(Path(d), parts.root) for d in group["run_dir"]]
+        names = ", ".join(dirs) if len(dirs) <= MACHINE_RUNS_SHOWN else f"{', '.join(dirs[:2])}, ..., {dirs[-1]}"
         what = machine or f"not recorded (runs made before {PROVENANCE_FILE})"
         lines.append(f"- {what}: {len(group)} run{'s' if len(group) != 1 else ''} ({names})")
     return [
