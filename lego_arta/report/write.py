@@ -11,7 +11,7 @@ import pandas as pd
 
 from lego_arta.errors import MissingInputError
 from lego_arta.report.ablation import ablation
-from lego_arta.report.collect import OK, SweepDirs, collect_runs, common_root
+from lego_arta.report.collect import OK, SweepDirs, collect_runs, common_root, sweep_roots
 from lego_arta.report.curves import reward_curves, validation_curves
 from lego_arta.report.markdown import ReportParts, render
 from lego_arta.report.signal import signal_table
@@ -54,8 +54,9 @@ def write_report(
     root = common_root(sweep_dir)
     runs = collect_runs(sweep_dir)
     if runs.empty:
+        named = ", ".join(repr(str(p)) for p in sweep_roots(sweep_dir))
         raise MissingInputError(
-            f"no run dirs under sweep_dir {sweep_dir!s}: expected folders with {CONFIG_FILE} (with method.name) "
+            f"no run dirs under sweep_dir {named}: expected folders with {CONFIG_FILE} (with method.name) "
             f"and {METRICS_FILE}"
         )
     out = Path(out_dir) if out_dir is not None else root
