@@ -23,8 +23,8 @@ QUARTER: Final = 0.25
 def signal_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per finished GRPO run with a history: ``reward``, ``seed``, ``steps``, ``no advantage`` (mean share of
     groups with equal rewards), ``varies: <component>`` (mean share of groups in which it varies), ``on grid`` and
-    ``entropy`` (mean over the first quarter of steps → over the last). Sorted by reward and seed; empty when no run
-    qualifies.
+    ``entropy`` (mean over the first quarter of steps → over the last); first ``experiment`` when the runs come from
+    several. Sorted by experiment, reward and seed; empty when no run qualifies.
 
     Args:
         runs: the frame of :func:`lego_arta.report.collect.collect_runs`.
@@ -33,11 +33,13 @@ def signal_table(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     grpo = runs[(runs["method"] == "grpo") & (runs["status"] == OK) & runs["has_history"]]
     rows: list[dict[str, Any]] = []
-    for _, run in grpo.sort_values(["reward", "seed"]).iterrows():
+    several = grpo["experiment_name"].nunique() > 1  # runs of several experiments (paths) reported together
+    for _, run in grpo.sort_values(["experiment_name", "reward", "seed"]).iterrows():
         history = load_history(run["run_dir"])
         if history.empty:
             continue
-        row: dict[str, Any] = {"reward": run["reward"], "seed": run["seed"], "steps": len(history)}
+        row: dict[str, Any] = {"experiment": run["experiment_name"]} if several else {}
+        row |= {"reward": run["reward"], "seed": run["seed"], "steps": len(history)}
         row["no advantage"] = _mean(history, ZERO_STD)
         for key in sorted(c for c in history.columns if c.endswith(VARYING)):
             row[f"varies: {key.removeprefix('rewards/').removesuffix(VARYING)}"] = _mean(history, key)
