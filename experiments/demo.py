@@ -2,6 +2,7 @@
 
     python experiments/demo.py [OVERRIDE ...]          # e.g. demo.seeds=[0] method.args.max_steps=20
     python experiments/demo.py experiment=ablation     # make ablation: the reward ablation in the study's regime
+    python experiments/demo.py experiment=ablation_unscaled   # the same without the group-std scaling
 
 Stages (each a normal run dir under outputs/demo/, with config.yaml, metrics.json, W&B offline run):
   baseline  method=none, the untrained model few-shot
@@ -129,7 +130,7 @@ def _worker_init() -> None:
 
 def run_stages(stages: Sequence[Stage], workers: int) -> Iterator[Outcome]:
     """Each stage's outcome: in this process one after another (``workers`` <= 1), else ``workers`` processes side by
-    side (spawned: a fresh interpreter each, as a sweep job would be), in the order they finish."""
+    side (spawned: a fresh interpreter each, as a sweep job would be); in the stages' order either way."""
     if workers <= 1 or len(stages) <= 1:
         yield from map(run_stage, stages)
         return
