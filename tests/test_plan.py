@@ -39,6 +39,15 @@ def r8(text) -> int:
     return text.num_hidden_layers * 8 * (9 * text.hidden_size + 2 * kv + 3 * text.intermediate_size)
 
 
+def lm_head_r8(text) -> int:
+    """LoRA r8 on lm_head (paper GRPO, as VLM-R1's trainer): 8 (hidden + vocab)."""
+    return 8 * (text.hidden_size + text.vocab_size)
+
+
+# LoRA r8 parameters of the 7B: SFT (LLaMA-Factory's targets, the language model's projections) and GRPO (lm_head too)
+SFT_7B_LORA, GRPO_7B_LORA = 20_185_088, 20_185_088 + 8 * (3584 + 152_064)
+
+
 def processor_lengths(processor, rows, images) -> list[int]:
     # what the model is fed: the processor's own input_ids for the rendered prompt and its images
     out = []
@@ -103,8 +112,9 @@ def test_counts_on_the_7b_fixture_are_exact(make_cfg):
     cfg = make_cfg("experiment=paper_grpo_v1", config_name="plan")
     assert cfg.data.root is None and cfg.data.hub is None  # no real data here: the stated example prompts
     plan = make_plan(cfg)
-    assert (plan["params_total"], plan["params_trainable"]) == (8_292_166_656, 20_185_088)
-    assert plan["params_trainable"] == r8(empty_model(model_files(cfg)[0]).config.text_config)
+    assert (plan["params_total"], plan["params_trainable"]) == (8_292_166_656, GRPO_7B_LORA)
+    text = empty_model(model_files(cfg)[0]).config.text_config
+    assert plan["params_trainable"] == r8(text) + lm_head_r8(text)
     assert plan["visual_tokens_per_image"]["max"] == 2542  # a 3600 x 2400 page at 2600 x 28 x 28
     assert "data.root is not set" in plan["prompts_from"] and "3600x2400" in plan["prompts_from"]
     # the example prompts (demos + reasoning prefix) through the fixture's processor, with real 3600 x 2400 images
@@ -205,7 +215,8 @@ def test_plan_runs_for_every_paper_overlay(make_cfg, capsys, experiment):
     assert "ESTIMATE" in out and "verdict: fits" in out and plan["verdict"] == "fits"
     assert Path(plan["model_files"]).name == "qwen2_5_vl_7b"
     assert plan["params_total"] == 8_292_166_656
-    assert plan["params_trainable"] == (0 if experiment == "paper_baseline" else 20_185_088)
+    expected = {"paper_baseline": 0, "paper_sft": SFT_7B_LORA}.get(experiment, GRPO_7B_LORA)
+    assert plan["params_trainable"] == expected
     if experiment != "paper_baseline":  # the trained overlays have a measured H200 step time
         assert "wall time on h200, ESTIMATE" in out
 
