@@ -23,8 +23,7 @@ from lego_arta.report.collect import common_root, latest_sweep
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Write the report of ``cfg.sweep_dir`` (or the newest multirun) into ``cfg.out_dir`` (or the sweep dir)."""
-    named = cfg.sweep_dir
-    sweep_dir = latest_sweep(cfg.paths.log_dir) if named is None else named if isinstance(named, str) else list(named)
+    sweep_dir = cfg.sweep_dir if cfg.sweep_dir is not None else latest_sweep(cfg.paths.log_dir)  # one dir, or a list
     return write_report(
         sweep_dir,
         cfg.out_dir if cfg.out_dir is not None else common_root(sweep_dir),

@@ -7,21 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from lego_arta.config import ROOT
+from lego_arta.provenance import provenance
 
 BENCH_DIR = ROOT / "bench"
-
-
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on: :func:`lego_arta.provenance.provenance` (CPU model, numeric path, threads,
-    versions, GPU), as every run records it."""
-    from lego_arta.provenance import provenance
-
-    return provenance()
 
 
 def write_bench(name: str, report: dict[str, Any], out: str | Path | None = None) -> Path:
     """Write ``report`` plus the machine facts as ``bench/<name>.json`` (or ``out``); return the path."""
     path = Path(out) if out else BENCH_DIR / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**report, "machine": machine()}, indent=2) + "\n")
+    path.write_text(json.dumps({**report, "machine": provenance()}, indent=2) + "\n")
     return path

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from omegaconf import DictConfig, OmegaConf
 
 from lego_arta.errors import InputError
+from lego_arta.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,6 @@ def write_metrics(metrics: Mapping[str, float], run_dir: str | Path) -> Path:
 
 def write_provenance(run_dir: str | Path) -> dict[str, Any]:
     """Write this process's :func:`lego_arta.provenance.provenance` to ``run_dir/provenance.json``; return it."""
-    from lego_arta.provenance import provenance
-
     prov = provenance()
     path = Path(run_dir) / PROVENANCE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -160,9 +160,9 @@ def seeds_for_power(
 def with_power(c: Comparison, baseline: Sequence[float], variant: Sequence[float]) -> Comparison:
     """``c`` with its :func:`resampled_power` at its own seeds per arm (the smaller arm) and its
     :func:`seeds_for_power`; unchanged below 2 values per arm."""
-    if min(len(baseline), len(variant)) < 2:
-        return c
     n = min(len(baseline), len(variant))
+    if n < 2:
+        return c
     return c._replace(power=resampled_power(baseline, variant, n), seeds_for_power=seeds_for_power(baseline, variant))
 
 
