@@ -63,6 +63,17 @@ def needs_extra(extra: str, target: str) -> str:
     return target
 
 
+def lora_targets(family_name: str) -> str:
+    """``${lego_arta.lora_targets:${model.family}}``: the family's LoRA target regex (``Family.lora_targets``), so
+    ``method.lora`` adapts every linear projection of whichever language model ``model=`` names. The family module
+    is imported when the value is read (a resolver is lazy), not when the config is composed."""
+    from lego_arta.models.families import FAMILIES
+
+    if family_name not in FAMILIES:
+        raise ConfigError(f"model.family={family_name}: expected one of {', '.join(FAMILIES)}")
+    return FAMILIES[family_name].lora_targets
+
+
 def iou_reward_nodes() -> DictConfig:
     """The study's IoU reward nodes by variant (``v1``, ``v2``: ``_target_`` and constants) of
     ``lego_arta/rewards/iou.yaml``, read as package data: an installed package has them without the repository."""
@@ -78,6 +89,7 @@ def _register() -> None:
     OmegaConf.register_new_resolver("lego_arta.log_suffix", log_suffix, replace=True)
     OmegaConf.register_new_resolver("lego_arta.required", required, replace=True)
     OmegaConf.register_new_resolver("lego_arta.needs_extra", needs_extra, replace=True)
+    OmegaConf.register_new_resolver("lego_arta.lora_targets", lora_targets, replace=True)
     try:
         importlib.import_module("hydra_plugins.hydra_submitit_launcher")
     except ImportError:  # stand in for the plugin's launcher config: selecting it names the missing extra

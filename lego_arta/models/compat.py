@@ -28,9 +28,10 @@ def has_torchvision() -> bool:
 
 
 def _processor_without_video() -> None:
-    """Let ``Qwen2_5_VLProcessor`` and ``InternVLProcessor`` be built, saved and loaded without a video processor.
+    """Let ``Qwen2_5_VLProcessor``, ``Qwen3VLProcessor`` (Qwen3-VL and Qwen3.5) and ``InternVLProcessor`` be built,
+    saved and loaded without a video processor.
 
-    Works around: transformers 5.24 requires a video processor for both, whose classes need torchvision; without
+    Works around: transformers 5.24 requires a video processor for each, whose classes need torchvision; without
     torchvision, building the processor fails (``VIDEO_PROCESSOR_MAPPING has no attribute _extra_content``) and
     ``AutoProcessor.from_pretrained`` fails (``Can't load video processor``). The patch drops the video processor
     from the processor's attributes (its ``__init__`` signature is what transformers inspects), so images and text
@@ -39,6 +40,7 @@ def _processor_without_video() -> None:
     """
     from transformers.models.internvl import processing_internvl
     from transformers.models.qwen2_5_vl import processing_qwen2_5_vl
+    from transformers.models.qwen3_vl import processing_qwen3_vl
     from transformers.processing_utils import ProcessorMixin
 
     def qwen(self: Any, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs):
@@ -49,6 +51,13 @@ def _processor_without_video() -> None:
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
         self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    def qwen3(self: Any, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs):
+        qwen(self, image_processor, tokenizer, chat_template, **kwargs)  # then what Qwen3VLProcessor adds
+        self.vision_start_token = getattr(tokenizer, "vision_start_token", None) or "<|vision_start|>"
+        self.vision_end_token = getattr(tokenizer, "vision_end_token", None) or "<|vision_end|>"
+        self.vision_start_token_id = tokenizer.convert_tokens_to_ids(self.vision_start_token)
+        self.vision_end_token_id = tokenizer.convert_tokens_to_ids(self.vision_end_token)
 
     def internvl(
         self: Any,
@@ -74,6 +83,7 @@ def _processor_without_video() -> None:
         )
 
     processing_qwen2_5_vl.Qwen2_5_VLProcessor.__init__ = qwen  # type: ignore[method-assign,assignment]
+    processing_qwen3_vl.Qwen3VLProcessor.__init__ = qwen3  # type: ignore[method-assign,assignment]
     processing_internvl.InternVLProcessor.__init__ = internvl  # type: ignore[method-assign,assignment]
 
 
@@ -98,5 +108,5 @@ def apply() -> None:
     if not has_torchvision():
         _processor_without_video()
         log.debug(
-            "torchvision missing: Qwen2.5-VL and InternVL processors patched to build without their video processors"
+            "torchvision missing: Qwen2.5-VL, Qwen3-VL and InternVL processors patched to build without video processors"
         )

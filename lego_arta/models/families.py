@@ -11,8 +11,10 @@ from lego_arta.errors import ConfigError
 from lego_arta.models.family import Family
 from lego_arta.models.internvl import InternVL
 from lego_arta.models.qwen2_5_vl import Qwen2_5_VL
+from lego_arta.models.qwen3_5 import Qwen3_5
+from lego_arta.models.qwen3_vl import Qwen3_VL
 
-FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (Qwen2_5_VL, InternVL)}
+FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (Qwen2_5_VL, InternVL, Qwen3_VL, Qwen3_5)}
 
 
 def family(model_cfg: DictConfig | Mapping[str, Any]) -> Family:

@@ -3,9 +3,9 @@
 
 A family says how its checkpoint sees an image (the image budget: the processor's resize, and the visual tokens an
 image becomes), the frame its box answers are in (the ``image_size`` column, ``data.box_frame=native``), which
-modules are its vision side (frozen by ``model.freeze_vision``), and how its tiny offline model is built. The chat
-template, the tokenizer and the LoRA targets come from the checkpoint's own files and ``method.lora`` (whose module
-regex matches the language model of every family here).
+modules are its vision side (frozen by ``model.freeze_vision``), which modules LoRA adapts (``method.lora``'s
+``target_modules`` resolves to :attr:`Family.lora_targets`), what its chat template is told (``enable_thinking``), and
+how its tiny offline model is built. The chat template and the tokenizer come from the checkpoint's own files.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ class Family(ABC):
     vision_modules: ClassVar[tuple[str, ...]]
     # the native box frame in words, for the object directive of ``data.box_frame=native`` / ``directive_frame``
     native_frame: ClassVar[str]
+    # the modules LoRA adapts, a regex PEFT matches against full module names (``method.lora.target_modules``
+    # resolves to it): every linear projection of the language model, the study's recipe (LLaMA-Factory's
+    # ``lora_target: all``, VLM-R1's linear layers outside the vision tower), never the vision side
+    lora_targets: ClassVar[str] = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
     def __init__(self, model_cfg: DictConfig | Mapping[str, Any]) -> None:
         self.cfg = model_cfg
@@ -93,6 +97,11 @@ class Family(ABC):
     @abstractmethod
     def smaller(self, divisor: int) -> tuple[Family, dict[str, int]]:
         """A budget of about 1/``divisor`` of the visual tokens, and the ``model.*`` overrides that set it."""
+
+    def chat_template_kwargs(self, reasoning: bool) -> dict[str, Any]:
+        """What the chat template is told besides the messages (TRL's ``chat_template_kwargs``, our generation):
+        nothing by default. ``reasoning`` is ``data.reasoning`` (the study's ``<think>`` / ``<answer>`` format)."""
+        return {}
 
     def image_frame(self, size: tuple[int, int] | None = None) -> ImageFrame:
         """image path -> the frame of the family's box answers for that image (``(width, height)``): the

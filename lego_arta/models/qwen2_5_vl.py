@@ -185,6 +185,8 @@ class Qwen2_5_VL(Family):
     name = "qwen2_5_vl"
     vision_modules = ("visual",)
     native_frame = "in pixel coordinates of the image"
+    # 14 px patches, 2 x 2 of which merge into one visual token (the checkpoint's preprocessor_config.json)
+    patch_size, merge_size = 14, 2
 
     @property
     def min_pixels(self) -> int:
@@ -201,30 +203,46 @@ class Qwen2_5_VL(Family):
                 "budget (pixels per image after the resize) needs min_pixels <= max_pixels"
             )
 
+    @property
+    def factor(self) -> int:
+        """Side in pixels of the area one visual token covers (``patch_size x merge_size``): resized sides are
+        multiples of it."""
+        return self.patch_size * self.merge_size
+
     def build_tiny(self, tiny: Mapping[str, Any], cache_dir: str | Path) -> Path:
         return build_tiny_qwen2_5_vl(tiny, cache_dir, self.min_pixels, self.max_pixels)
 
     def load_image_processor(self, path: str) -> Any:
-        return load_image_processor(path, self.min_pixels, self.max_pixels)
+        image_processor = load_image_processor(path, self.min_pixels, self.max_pixels)
+        self.check_image_processor(image_processor)
+        return image_processor
 
     def check_image_processor(self, processor: Any) -> None:
         check_image_budget(processor, self.min_pixels, self.max_pixels)
+        image_processor = getattr(processor, "image_processor", processor)
+        found = (int(image_processor.patch_size), int(image_processor.merge_size))
+        if found != (self.patch_size, self.merge_size):
+            raise ImageBudgetError(
+                f"the image processor cuts {found[0]} px patches merged {found[1]} x {found[1]}, not {self.name}'s "
+                f"{self.patch_size} px / {self.merge_size} x {self.merge_size} (model.family={self.name}: is the "
+                "checkpoint of this family?)"
+            )
 
     def visual_tokens(self, width: int, height: int) -> int:
-        return visual_tokens(height, width, self.min_pixels, self.max_pixels)
+        return visual_tokens(height, width, self.min_pixels, self.max_pixels, self.patch_size, self.merge_size)
 
     def image_tokens(self, width: int, height: int) -> int:
         return self.visual_tokens(width, height)  # <|vision_start|> / <|vision_end|> are the chat template's text
 
     def vision_patches(self, width: int, height: int) -> int:
-        return 4 * self.visual_tokens(width, height)  # 2 x 2 patches merge into one token
+        return self.merge_size**2 * self.visual_tokens(width, height)  # 2 x 2 patches merge into one token
 
     def frame_size(self, width: int, height: int) -> tuple[int, int]:
-        resized_height, resized_width = resized_size(height, width, self.min_pixels, self.max_pixels)
+        resized_height, resized_width = resized_size(height, width, self.min_pixels, self.max_pixels, self.factor)
         return resized_width, resized_height
 
     def fit_image(self, image: Image.Image) -> Image.Image:
-        return fit_image(image, self.min_pixels, self.max_pixels)
+        return fit_image(image, self.min_pixels, self.max_pixels, self.factor)
 
     def vllm_processor_kwargs(self) -> dict[str, Any]:
         return {"min_pixels": self.min_pixels, "max_pixels": self.max_pixels}
@@ -233,8 +251,10 @@ class Qwen2_5_VL(Family):
         return {"min_pixels": self.min_pixels, "max_pixels": self.max_pixels}
 
     def describe_budget(self) -> str:
-        return f"min/max_pixels {self.min_pixels}/{self.max_pixels} ({self.max_pixels // 784} x 28 x 28)"
+        side, area = self.factor, self.factor**2
+        return f"min/max_pixels {self.min_pixels}/{self.max_pixels} ({self.max_pixels // area} x {side} x {side})"
 
     def smaller(self, divisor: int) -> tuple[Family, dict[str, int]]:
-        pixels = max(self.max_pixels // (divisor * 28 * 28), 4) * 28 * 28
-        return Qwen2_5_VL({"min_pixels": min(self.min_pixels, pixels), "max_pixels": pixels}), {"max_pixels": pixels}
+        area = self.factor**2
+        pixels = max(self.max_pixels // (divisor * area), 4) * area
+        return type(self)({"min_pixels": min(self.min_pixels, pixels), "max_pixels": pixels}), {"max_pixels": pixels}

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers, trainers
 from transformers import Qwen2Tokenizer
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 from trl.chat_template_utils import qwen2_5_vl_chat_template
@@ -73,7 +73,11 @@ def _corpus(seed: int, lines: int = 4000) -> Iterator[str]:
 
 
 def train_tokenizer(
-    vocab_size: int, seed: int, named_tokens: Mapping[str, str] | None = None, chat_template: str | None = None
+    vocab_size: int,
+    seed: int,
+    named_tokens: Mapping[str, str] | None = None,
+    chat_template: str | None = None,
+    plain_tokens: Sequence[str] = (),
 ) -> Qwen2Tokenizer:
     """The byte-level BPE of the tiny models, trained on :func:`_corpus`, with Qwen's special tokens after it.
 
@@ -83,6 +87,8 @@ def train_tokenizer(
         named_tokens: a family's own special tokens by attribute name (InternVL: ``context_image_token`` ->
             ``<IMG_CONTEXT>``...), added after Qwen's and readable as ``tokenizer.<name>`` / ``<name>_id``.
         chat_template: the template to carry; default TRL's Qwen2.5-VL template (byte for byte, so TRL knows it).
+        plain_tokens: added tokens that are not special (Qwen3's ``<think>`` / ``</think>``: one token each, kept
+            by ``skip_special_tokens=True`` as the real tokenizers keep them), after the special ones.
     """
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.Sequence(
@@ -112,6 +118,8 @@ def train_tokenizer(
         model_max_length=32768,
         **named,
     )
+    if plain_tokens:
+        tokenizer.add_tokens([AddedToken(token, special=False, normalized=False) for token in plain_tokens])
     tokenizer.chat_template = chat_template or qwen2_5_vl_chat_template
     tokenizer.padding_side = "left"  # decoder-only generation pads on the left
     return tokenizer

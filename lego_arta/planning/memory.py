@@ -30,6 +30,19 @@ patches of the batch (4 per visual token). Then::
                                                                                      x steps_per_generation), eval
     peak     = weights + lora + max(train, generate) + overhead
 
+Hybrid models (Qwen3.5: ``layer_types``, three linear-attention layers to one full-attention layer): of the ``L``
+layers, ``L_a`` have full attention and ``L_l`` linear attention (Gated DeltaNet, with ``Q`` / ``K`` / ``Va`` the widths
+of its queries, keys and values: heads x head size). A linear-attention layer saves per token::
+
+      a_l = 8 h + 2 (Q + K + Va) + 3 Va + 4 i             norms in/out, the qkv projection before and after its
+                                                          convolution, the output gate, the rule's output, the
+                                                          gated norm; the MLP as above
+
+and caches no keys or values: its state is fixed per sequence, ``r = 4 Hv dk dv + 2 (Q + K + Va) c`` (the fp32
+recurrent state of ``Hv`` value heads, the bf16 convolution window of ``c`` steps). Then ``2 a L`` above is
+``2 a L_a + 2 a_l L_l``, ``2 a`` with checkpointing is the larger of the two, and
+``kv_cache = 4 L_a kv S T + L_l r S``.
+
 Attention is assumed to be FlashAttention-2 or a memory-efficient kernel (no ``T x T`` score matrix), as on the
 study's GPUs. The vision tower and the logits of the 152k vocabulary are what a tiny model hides: at 2,600 visual
 tokens per image a few-shot prompt holds 5,000-8,000 tokens.
@@ -56,12 +69,39 @@ class Dims:
     vocab: int
     vision_hidden: int
     vision_intermediate: int
+    # hybrid models: layers with full attention (the rest have linear attention; all of them when not hybrid), the
+    # linear layers' qkv width (Q + K + Va), value width (Va) and fixed state per sequence in bytes (r)
+    attention_layers: int = -1
+    linear_qkv: int = 0
+    linear_values: int = 0
+    linear_state: int = 0
+
+    @property
+    def linear_layers(self) -> int:
+        return self.layers - self.full_layers
+
+    @property
+    def full_layers(self) -> int:
+        return self.layers if self.attention_layers < 0 else self.attention_layers
 
     @classmethod
     def from_config(cls, config: Any, params: int, trainable: int) -> Dims:
-        """From a Qwen2.5-VL config (``text_config`` / ``vision_config``) and the parameter counts."""
+        """From a VLM config (``text_config`` / ``vision_config``; Qwen3.5's ``layer_types``) and the parameter
+        counts."""
         text, vision = config.text_config, config.vision_config
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        hybrid: dict[str, int] = {}
+        layer_types = getattr(text, "layer_types", None) or []
+        if "linear_attention" in layer_types:
+            keys = text.linear_num_key_heads * text.linear_key_head_dim
+            values = text.linear_num_value_heads * text.linear_value_head_dim
+            hybrid = {
+                "attention_layers": sum(kind == "full_attention" for kind in layer_types),
+                "linear_qkv": 2 * keys + values,
+                "linear_values": values,
+                "linear_state": 4 * text.linear_num_value_heads * text.linear_key_head_dim * text.linear_value_head_dim
+                + 2 * (2 * keys + values) * text.linear_conv_kernel_dim,
+            }
         return cls(
             params=params,
             trainable=trainable,
@@ -72,6 +112,7 @@ class Dims:
             vocab=text.vocab_size,
             vision_hidden=vision.hidden_size,
             vision_intermediate=vision.intermediate_size,
+            **hybrid,
         )
 
 
@@ -95,9 +136,13 @@ class Workload:
     lora_dropout: bool
 
 
-def activation_bytes_per_token_layer(d: Dims, lora_dropout: bool) -> float:
-    """``2 a``: bytes of one layer's saved activations for one token (see the module docstring)."""
-    a: float = 12 * d.hidden + 3 * d.kv + 4 * d.intermediate
+def activation_bytes_per_token_layer(d: Dims, lora_dropout: bool, linear: bool = False) -> float:
+    """``2 a`` (``2 a_l`` with ``linear``): bytes of one layer's saved activations for one token (see the module
+    docstring)."""
+    if linear:
+        a: float = 8 * d.hidden + 2 * d.linear_qkv + 3 * d.linear_values + 4 * d.intermediate
+    else:
+        a = 12 * d.hidden + 3 * d.kv + 4 * d.intermediate
     if lora_dropout:
         a += 1.5 * (6 * d.hidden + d.intermediate)
     return 2 * a
@@ -106,18 +151,20 @@ def activation_bytes_per_token_layer(d: Dims, lora_dropout: bool) -> float:
 def estimate(d: Dims, w: Workload, gpus: int, overhead_gb: float) -> dict[str, float]:
     """Each term of the module docstring's formula in GB, and ``peak``."""
     per_layer = activation_bytes_per_token_layer(d, w.lora_dropout)
+    per_linear = activation_bytes_per_token_layer(d, w.lora_dropout, linear=True) if d.linear_layers else 0.0
     tokens = w.train_seqs * w.train_tokens
     if w.gradient_checkpointing:
-        activations = (2 * d.hidden * d.layers + per_layer) * tokens
+        activations = (2 * d.hidden * d.layers + max(per_layer, per_linear)) * tokens
     else:
-        activations = per_layer * d.layers * tokens
+        activations = (per_layer * d.full_layers + per_linear * d.linear_layers) * tokens
     terms = {
         "weights": 2 * d.params,
         "lora": (4 * d.trainable + 16 * d.trainable / gpus) if w.train_seqs else 0.0,
         "activations": activations,
         "logits": 12 * d.vocab * w.train_seqs * w.logit_tokens,
         "vision_train": 2 * w.train_patches * (4 * d.vision_hidden + 3 * d.vision_intermediate),
-        "kv_cache": 4 * d.layers * d.kv * w.gen_seqs * w.gen_tokens,
+        "kv_cache": 4 * d.full_layers * d.kv * w.gen_seqs * w.gen_tokens
+        + d.linear_layers * d.linear_state * w.gen_seqs,
         "prefill": 2 * w.gen_seqs * w.gen_tokens * (2 * d.hidden + 2 * d.kv + 3 * d.intermediate),
         "vision_generate": 2 * w.gen_patches * (4 * d.vision_hidden + 3 * d.vision_intermediate),
         "generate_logits": 4 * d.vocab * w.gen_seqs,

@@ -24,7 +24,7 @@ from trl.data_utils import apply_chat_template
 from lego_arta.data import GROUNDING_QUERY, PUBLISHED_COUNTS, STATE_QUERY, Record, build_rows, load_data
 from lego_arta.models import Family, family
 from lego_arta.models.loading import ModelPathError, load_processor, resolve_model_path
-from lego_arta.planning.memory import Dims, Workload, estimate, first_fit
+from lego_arta.planning.memory import GB, Dims, Workload, estimate, first_fit
 from lego_arta.planning.meta import empty_model, parameter_counts, with_lora
 
 log = logging.getLogger(__name__)
@@ -151,12 +151,19 @@ class Shape:
     after_train: bool
     vlm: Family  # the model family, bound to the image budget
     lora_dropout: bool
+    vllm_share: float = 0.0  # GRPO with TRL's colocated vLLM: its vllm_gpu_memory_utilization (0: no vLLM)
 
 
 def run_shape(cfg: DictConfig) -> Shape:
     """The run's shapes, read from the TRL config the run would build (bf16 off: it changes no shape here)."""
     method = str(cfg.method.name)
-    shape = {"per_device": 0, "accumulation": 1, "steps_per_generation": 0, "num_generations": 0, "completion": 0}
+    shape: dict[str, Any] = {
+        "per_device": 0,
+        "accumulation": 1,
+        "steps_per_generation": 0,
+        "num_generations": 0,
+        "completion": 0,
+    }
     checkpointing = False
     if method in ("sft", "grpo"):
         from lego_arta.methods import trainer_config
@@ -172,6 +179,8 @@ def run_shape(cfg: DictConfig) -> Shape:
                 "num_generations": args.num_generations,
                 "completion": args.max_completion_length,
             }
+            if args.use_vllm and args.vllm_mode == "colocate":
+                shape["vllm_share"] = float(args.vllm_gpu_memory_utilization)
         checkpointing = bool(args.activation_checkpointing)
     return Shape(
         method=method,
@@ -374,6 +383,8 @@ def make_plan(cfg: DictConfig) -> dict[str, Any]:
         "verdict": verdict,
         "wall_time": wall_time(cfg, sorted({p.task for p in prompts}), None if trains or stated else len(prompts)),
     }
+    if shape.vllm_share:
+        result["vllm"] = vllm_share(dims, w, float(cfg.plan.gpu_memory_gb), shape.vllm_share)
     if shape.method == "grpo":
         completions = shape.per_device * shape.accumulation * gpus
         mean_prompt = float(np.mean(prompt_tokens))
@@ -385,6 +396,15 @@ def make_plan(cfg: DictConfig) -> dict[str, Any]:
             "tokens_longest_prompt": completions * (max(prompt_tokens) + shape.completion),
         }
     return result
+
+
+def vllm_share(dims: Dims, w: Workload, gpu_gb: float, utilization: float) -> dict[str, Any]:
+    """What TRL's colocated vLLM engine needs of its share of the GPU (``vllm_gpu_memory_utilization``): its own bf16
+    copy of the weights and the KV cache of one generation batch (the memory formula's ``kv_cache``)."""
+    share = gpu_gb * utilization
+    weights = 2 * dims.params / GB
+    kv = estimate(dims, w, 1, 0.0)["kv_cache"]
+    return {"share_gb": share, "weights_gb": weights, "kv_cache_gb": kv, "fits": weights + kv <= share}
 
 
 def format_plan(r: dict[str, Any]) -> str:
@@ -443,8 +463,15 @@ def format_plan(r: dict[str, Any]) -> str:
         _row(f"peak = weights + {trained} + max(training, generation) + overhead", m["peak"])
         + f"  of {r['usable_gb']:.1f} usable ({r['gpu_memory_gb']:.0f} GB x plan.headroom)",
         f"  verdict: {r['verdict']}",
-        *_wall_time_lines(r["wall_time"]),
     ]
+    if "vllm" in r:
+        v = r["vllm"]
+        lines.append(
+            f"  vLLM colocate share ({v['share_gb']:.1f} GB, method.args.vllm_gpu_memory_utilization): weights "
+            f"{v['weights_gb']:.2f} + KV cache {v['kv_cache_gb']:.2f} GB: "
+            + ("fits" if v["fits"] else "does NOT fit (a smaller model, or raise the share)")
+        )
+    lines += _wall_time_lines(r["wall_time"])
     return "\n".join(lines)
 
 
