@@ -1,6 +1,6 @@
 """The VLMs: one loader for every model config (``loading``), and what differs between families behind one interface
-(``family``: ``families.family(cfg.model)``; ``qwen2_5_vl``, ``internvl``, ``qwen3_vl``, ``qwen3_5``), each with its tiny
-offline builder."""
+(``family``: ``families.family(cfg.model)``; ``qwen2_5_vl``, ``internvl``, ``qwen3_vl``, ``qwen3_5``), each with its
+tiny offline builder."""
 
 from lego_arta.models import compat
 

@@ -108,5 +108,5 @@ def apply() -> None:
     if not has_torchvision():
         _processor_without_video()
         log.debug(
-            "torchvision missing: Qwen2.5-VL, Qwen3-VL and InternVL processors patched to build without video processors"
+            "torchvision missing: the Qwen2.5-VL, Qwen3-VL and InternVL processors are patched to build without video"
         )

@@ -30,9 +30,9 @@ patches of the batch (4 per visual token). Then::
                                                                                      x steps_per_generation), eval
     peak     = weights + lora + max(train, generate) + overhead
 
-Hybrid models (Qwen3.5: ``layer_types``, three linear-attention layers to one full-attention layer): of the ``L``
-layers, ``L_a`` have full attention and ``L_l`` linear attention (Gated DeltaNet, with ``Q`` / ``K`` / ``Va`` the widths
-of its queries, keys and values: heads x head size). A linear-attention layer saves per token::
+Hybrid models (Qwen3.5: ``layer_types``, three linear-attention layers to one full-attention layer): of the
+``L`` layers, ``L_a`` have full attention and ``L_l`` linear attention (Gated DeltaNet, with ``Q`` / ``K`` / ``Va``
+the widths of its queries, keys and values: heads x head size). A linear-attention layer saves per token::
 
       a_l = 8 h + 2 (Q + K + Va) + 3 Va + 4 i             norms in/out, the qkv projection before and after its
                                                           convolution, the output gate, the rule's output, the
