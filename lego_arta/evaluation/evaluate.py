@@ -141,6 +141,7 @@ def make_backend(cfg: DictConfig, processor: ProcessorMixin, weights: Weights) -
             processor,
             settings=settings,
             family=family(model_cfg),
+            chat_kwargs=family(model_cfg).chat_template_kwargs(bool(cfg.data.reasoning)),
         )
     if backend == "vllm":
         del model  # the training copy: vLLM loads its own
@@ -152,6 +153,7 @@ def make_backend(cfg: DictConfig, processor: ProcessorMixin, weights: Weights) -
             adapter=weights.adapter,
             family=family(model_cfg),
             seed=int(cfg.seed),
+            chat_kwargs=family(model_cfg).chat_template_kwargs(bool(cfg.data.reasoning)),
         )
     raise ValueError(f"eval.backend={backend}: expected 'transformers' or 'vllm'")
 

@@ -16,7 +16,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedModel, ProcessorMixin
 
-from lego_arta.models import Family
+from lego_arta.models import Family, generation_prefix
 from lego_arta.runs import append_jsonl, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -128,12 +128,27 @@ class GenerationSettings:
         }
 
 
-def model_inputs(processor: ProcessorMixin, prompts: Sequence[list[dict[str, Any]]], images: Sequence[list[Any]]):
+def prompt_texts(
+    processor: ProcessorMixin, prompts: Sequence[list[dict[str, Any]]], chat_kwargs: Mapping[str, Any]
+) -> list[str]:
+    """Each chat prompt as the chat template renders it with the generation prompt and ``chat_kwargs`` (the family's
+    ``chat_template_kwargs``: what TRL's trainers pass it too)."""
+    return [
+        processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False, **chat_kwargs) for p in prompts
+    ]
+
+
+def model_inputs(
+    processor: ProcessorMixin,
+    prompts: Sequence[list[dict[str, Any]]],
+    images: Sequence[list[Any]],
+    chat_kwargs: Mapping[str, Any] | None = None,
+):
     """The left-padded batch for generation: chat template text, and the images as they are.
 
     The processor resizes the images itself (the model family's image budget: the one path that training uses).
     """
-    texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    texts = prompt_texts(processor, prompts, chat_kwargs or {})
     flat = [img for imgs in images for img in imgs]
     return processor(text=texts, images=flat or None, padding=True, padding_side="left", return_tensors="pt")
 
@@ -145,13 +160,18 @@ def generate_batch(
     prompts: Sequence[list[dict[str, Any]]],
     images: Sequence[list[Any]],
     settings: GenerationSettings,
+    chat_kwargs: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Generate one answer per chat prompt (left padding, ``settings``); returns the decoded new text."""
-    inputs = model_inputs(processor, prompts, images).to(model.device)
+    """Generate one answer per chat prompt (left padding, ``settings``); returns the model's turn: what the
+    template's generation prompt opened it with (:func:`lego_arta.models.generation_prefix`), then the decoded new
+    text."""
+    chat_kwargs = chat_kwargs or {}
+    inputs = model_inputs(processor, prompts, images, chat_kwargs).to(model.device)
     config = settings.hf(processor.tokenizer.pad_token_id)
     out = model.generate(**inputs, generation_config=config)  # type: ignore[operator]
     new_tokens = out[:, inputs["input_ids"].shape[1] :]
-    return processor.batch_decode(new_tokens, skip_special_tokens=True)
+    prefix = generation_prefix(processor, chat_kwargs)
+    return [prefix + text for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
 class TransformersBackend:
@@ -167,14 +187,16 @@ class TransformersBackend:
         *,
         settings: GenerationSettings,
         family: Family | None = None,
+        chat_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if family is not None:
             family.check_image_processor(processor)
         self.model, self.processor, self.settings = model, processor, settings
+        self.chat_kwargs = dict(chat_kwargs or {})
         model.eval()
 
     def __call__(self, prompts: Sequence[list[dict[str, Any]]], images: Sequence[list[Any]]) -> list[str]:
-        return generate_batch(self.model, self.processor, prompts, images, self.settings)
+        return generate_batch(self.model, self.processor, prompts, images, self.settings, self.chat_kwargs)
 
 
 def vllm_requests(
@@ -182,9 +204,10 @@ def vllm_requests(
     prompts: Sequence[list[dict[str, Any]]],
     images: Sequence[list[Any]],
     family: Family,
+    chat_kwargs: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """vLLM's inputs: each prompt's chat template text and its images as the family's ``fit_image`` gives them."""
-    texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    texts = prompt_texts(processor, prompts, chat_kwargs or {})
     return [
         {"prompt": text, "multi_modal_data": {"image": [family.fit_image(i) for i in imgs]}}
         if imgs
@@ -212,12 +235,15 @@ class VLLMBackend:
         family: Family,
         seed: int,
         max_images: int = 4,
+        chat_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         from vllm import LLM, SamplingParams
         from vllm.lora.request import LoRARequest
 
         self.processor = processor
         self.family = family
+        self.chat_kwargs = dict(chat_kwargs or {})
+        self.prefix = generation_prefix(processor, self.chat_kwargs)
         self.llm = LLM(
             model=model_path,
             seed=seed,
@@ -229,9 +255,9 @@ class VLLMBackend:
         self.lora = LoRARequest("adapter", 1, str(adapter)) if adapter else None
 
     def __call__(self, prompts: Sequence[list[dict[str, Any]]], images: Sequence[list[Any]]) -> list[str]:
-        requests = vllm_requests(self.processor, prompts, images, self.family)
+        requests = vllm_requests(self.processor, prompts, images, self.family, self.chat_kwargs)
         outputs = self.llm.generate(requests, self.params, lora_request=self.lora, use_tqdm=False)
-        return [out.outputs[0].text for out in outputs]
+        return [self.prefix + out.outputs[0].text for out in outputs]
 
 
 def generate_predictions(

@@ -8,6 +8,7 @@ whether a term such as v1's range bonus can move the advantage at all.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from lego_arta.distributed import main_process_first
 from lego_arta.methods.common import callbacks, check_train_split, lora_setup, trainer_args
+from lego_arta.models import family, generation_prefix
 from lego_arta.models.tiny_encoder import build_tiny_sentence_encoder
 from lego_arta.rewards import RewardFunc, build_reward_funcs
 from lego_arta.tracking import Tracker
@@ -97,6 +99,23 @@ def grpo_rewards(cfg: DictConfig) -> tuple[list[RewardFunc], list[float]]:
     return build_reward_funcs(cfg.reward, default_encoder=lambda: tiny_encoder(cfg))
 
 
+def with_prefix(func: RewardFunc, prefix: str) -> RewardFunc:
+    """``func`` scoring each completion as the model's whole turn: ``prefix`` (what the chat template's generation
+    prompt opened the turn with, :func:`lego_arta.models.generation_prefix`) before the generated text, which TRL
+    decodes without it. Qwen3.5's template opens the turn with ``<think>\\n``: without this, the study's format
+    reward would never see its opening tag."""
+
+    @functools.wraps(func)
+    def scored(completions: list[Any], **kwargs: Any) -> list[float | None]:
+        whole = [
+            [{**c[0], "content": prefix + c[0]["content"]}, *c[1:]] if isinstance(c, list) else prefix + c
+            for c in completions
+        ]
+        return func(whole, **kwargs)
+
+    return scored
+
+
 def build_grpo_trainer(
     cfg: DictConfig,
     model: PreTrainedModel,
@@ -117,6 +136,11 @@ def build_grpo_trainer(
     funcs, weights = rewards if rewards is not None else grpo_rewards(cfg)
     args = trainer_args(GRPOConfig, cfg, run_dir)
     args.reward_weights = weights
+    chat_kwargs = family(cfg.model).chat_template_kwargs(bool(cfg.data.reasoning))
+    if chat_kwargs:
+        args.chat_template_kwargs = {**chat_kwargs, **(args.chat_template_kwargs or {})}  # method.args' own win
+    prefix = generation_prefix(processor, args.chat_template_kwargs or {})
+    funcs = [with_prefix(func, prefix) for func in funcs] if prefix else funcs
     policy, peft_config = lora_setup(model, cfg.method)
     return SignalGRPOTrainer(
         model=policy,

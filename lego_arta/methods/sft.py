@@ -10,6 +10,7 @@ from transformers import PreTrainedModel, ProcessorMixin
 from trl import SFTConfig, SFTTrainer
 
 from lego_arta.methods.common import callbacks, check_train_split, lora_setup, trainer_args
+from lego_arta.models import family
 from lego_arta.tracking import Tracker
 
 
@@ -31,10 +32,15 @@ def build_sft_trainer(
     if not args.completion_only_loss:
         raise ValueError("method.args.completion_only_loss must stay true: SFT trains on the answer tokens only")
     policy, peft_config = lora_setup(model, cfg.method)
+    columns = ["prompt", "completion", "images"]
+    chat_kwargs = family(cfg.model).chat_template_kwargs(bool(cfg.data.reasoning))
+    if chat_kwargs:  # TRL's SFT reads them per example (Qwen3.5's enable_thinking)
+        columns.append("chat_template_kwargs")
+        train_dataset = train_dataset.add_column("chat_template_kwargs", [chat_kwargs] * len(train_dataset))
     return SFTTrainer(
         model=policy,
         args=args,
-        train_dataset=train_dataset.select_columns(["prompt", "completion", "images"]),
+        train_dataset=train_dataset.select_columns(columns),
         processing_class=processor,
         peft_config=peft_config,
         callbacks=callbacks(cfg, run_dir, tracker),

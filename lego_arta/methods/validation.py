@@ -57,6 +57,7 @@ class ValidationCallback(TrainerCallback):
         self.settings = GenerationSettings.from_config(cfg.eval)
         self.batch_size = int(cfg.eval.batch_size)
         self.family = family(cfg.model)
+        self.chat_kwargs = self.family.chat_template_kwargs(bool(cfg.data.reasoning))
         self.processor, self.run_dir, self.tracker = processor, run_dir, tracker
 
     def on_step_end(
@@ -86,7 +87,9 @@ class ValidationCallback(TrainerCallback):
     def validate(self, model: Any, step: int) -> dict[str, float]:
         """``val/<metric>`` of the model at ``step`` (main process; the others generate their shard and get {})."""
         was_training = model.training
-        backend = TransformersBackend(model, self.processor, settings=self.settings, family=self.family)
+        backend = TransformersBackend(
+            model, self.processor, settings=self.settings, family=self.family, chat_kwargs=self.chat_kwargs
+        )
         out = self.run_dir / VAL_DIR / f"predictions-{step}.jsonl"
         out.parent.mkdir(parents=True, exist_ok=True)
         try:

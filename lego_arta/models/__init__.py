@@ -7,7 +7,16 @@ from lego_arta.models import compat
 compat.apply()
 
 from lego_arta.models.families import FAMILIES, family  # noqa: E402
-from lego_arta.models.family import Family, ImageBudgetError  # noqa: E402
+from lego_arta.models.family import Family, ImageBudgetError, generation_prefix  # noqa: E402
 from lego_arta.models.loading import load_model, load_processor, resolve_model_path  # noqa: E402
 
-__all__ = ["FAMILIES", "Family", "ImageBudgetError", "family", "load_model", "load_processor", "resolve_model_path"]
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "ImageBudgetError",
+    "family",
+    "generation_prefix",
+    "load_model",
+    "load_processor",
+    "resolve_model_path",
+]

@@ -19,6 +19,29 @@ from omegaconf import DictConfig
 from PIL import Image
 from torch import nn
 
+# the ChatML assistant header every family's template opens the model's turn with
+ASSISTANT_HEADER = "<|im_start|>assistant\n"
+
+
+def generation_prefix(processor: Any, chat_template_kwargs: Mapping[str, Any]) -> str:
+    """What the chat template's generation prompt puts after the assistant header: text of the model's turn that
+    the model does not generate (Qwen3.5: ``<think>\\n``, or an empty ``<think>`` block when ``enable_thinking`` is
+    false; ``""`` for the other families). Put before a completion, it gives the turn as the template reads it back,
+    which is what the rewards and metrics score.
+
+    >>> class Template:
+    ...     def apply_chat_template(self, messages, add_generation_prompt, tokenize, **kwargs):
+    ...         return "<|im_start|>user\\nx<|im_end|>\\n<|im_start|>assistant\\n<think>\\n"
+    >>> generation_prefix(Template(), {})
+    '<think>\\n'
+    """
+    messages = [{"role": "user", "content": [{"type": "text", "text": "x"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **chat_template_kwargs)
+    _, found, prefix = text.rpartition(ASSISTANT_HEADER)
+    if not found:
+        raise ValueError(f"the chat template's generation prompt has no {ASSISTANT_HEADER!r}: {text[-80:]!r}")
+    return prefix
+
 
 class ImageBudgetError(ValueError):
     """The processor would resize images to another budget than the model config's."""
