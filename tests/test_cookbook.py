@@ -230,19 +230,19 @@ def test_the_central_multirun_ran_every_job_with_its_own_log(clone: Clone) -> No
 
 
 def test_the_family_sweep_reports_a_row_per_model(clone: Clone) -> None:
-    # `-m model=tiny_qwen2_5_vl,tiny_internvl3 method=sft,grpo` ran above: 4 jobs, one Table 1 row per model and method
+    # `-m model=tiny_qwen2_5_vl,...,tiny_qwen3_5 method=sft,grpo` ran above: 8 jobs, a Table 1 row per model and method
     multirun = clone.root / "outputs" / "default" / "multirun"
     sweeps = [
         p
         for p in sorted(multirun.iterdir())
-        if "model=tiny_qwen2_5_vl,tiny_internvl3" in (p / "multirun.yaml").read_text()
+        if "model=tiny_qwen2_5_vl,tiny_internvl3,tiny_qwen3_vl,tiny_qwen3_5" in (p / "multirun.yaml").read_text()
     ]
     assert len(sweeps) == 1, sweeps
-    assert sorted(p.name for p in sweeps[0].iterdir() if (p / "metrics.json").is_file()) == ["0", "1", "2", "3"]
+    assert sorted(p.name for p in sweeps[0].iterdir() if (p / "metrics.json").is_file()) == [str(i) for i in range(8)]
     rc, out, _ = clone.run(f"python experiments/report.py sweep_dir={sweeps[0]}")
     assert rc == 0, out[-3000:]
     report = (sweeps[0] / "report.md").read_text()
-    for model in ("tiny_qwen2_5_vl", "tiny_internvl3"):
+    for model in ("tiny_qwen2_5_vl", "tiny_internvl3", "tiny_qwen3_vl", "tiny_qwen3_5"):
         for method in ("SFT (LoRA r8)", "GRPO v2 (LoRA r8)"):
             assert re.search(rf"\| {model}: {re.escape(method)} +\|", report), report
 

@@ -8,16 +8,20 @@ whether a term such as v1's range bonus can move the advantage at all.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 from datasets import Dataset
 from omegaconf import DictConfig
 from transformers import PreTrainedModel, ProcessorMixin
 from trl import GRPOConfig, GRPOTrainer
+from trl.generation import vllm_generation
+from trl.trainer import grpo_trainer
 
 from lego_arta.distributed import main_process_first
 from lego_arta.methods.common import callbacks, check_train_split, lora_setup, trainer_args
@@ -62,6 +66,73 @@ def varying_groups(rewards: torch.Tensor, group_size: int, names: Sequence[str])
     return out
 
 
+def collapse_image_runs(ids: Sequence[int], processor: Any) -> list[int]:
+    """``ids`` with each image's expanded token run (InternVL: with its ``<img>`` / ``</img>`` around it) back to the
+    one placeholder token the chat template wrote, the prompt vLLM expands itself.
+
+    >>> class P:
+    ...     image_token_id, start_image_token_id, end_image_token_id = 9, 7, 8
+    >>> collapse_image_runs([1, 9, 9, 9, 2, 7, 9, 9, 8, 3], P())
+    [1, 9, 2, 9, 3]
+    """
+    image = processor.image_token_id
+    start, end = getattr(processor, "start_image_token_id", None), getattr(processor, "end_image_token_id", None)
+    out, i = [], 0
+    while i < len(ids):
+        wrapped = start is not None and ids[i] == start and i + 1 < len(ids) and ids[i + 1] == image
+        if wrapped or ids[i] == image:
+            j = i + 1 if wrapped else i
+            while j < len(ids) and ids[j] == image:
+                j += 1
+            if wrapped and (j == len(ids) or ids[j] != end):  # not an image block after all: keep the start token
+                out.append(ids[i])
+                i += 1
+                continue
+            out.append(image)
+            i = j + 1 if wrapped else j
+            continue
+        out.append(ids[i])
+        i += 1
+    return out
+
+
+@contextlib.contextmanager
+def vllm_engine_kwargs(**kwargs: Any) -> Iterator[None]:
+    """While open, TRL's ``LLM(...)`` engine (the module global of ``trl.generation.vllm_generation``) is built
+    with ``kwargs`` too: TRL 1.16 passes no ``mm_processor_kwargs`` and has no setting for them."""
+    build = vllm_generation.LLM  # type: ignore[attr-defined]
+    with mock.patch.object(vllm_generation, "LLM", functools.partial(build, **kwargs)):
+        yield
+
+
+def family_vllm_generation(mm_processor_kwargs: dict[str, Any]) -> type[vllm_generation.VLLMGeneration]:
+    """TRL's vLLM generation with the model family's image budget (the engine's ``mm_processor_kwargs``: the
+    processor files of the checkpoint carry another one, Qwen2.5-VL-7B's up to 12,845,056 px) and, in colocate mode,
+    prompts whose images are one placeholder each.
+
+    Works around two gaps of TRL 1.16's colocate mode: the engine is built from ``model.name_or_path`` alone, so
+    rollouts would see images at the checkpoint file's budget, not the trainer's; and prompts go to vLLM as the
+    training processor's token ids, each image already expanded to its visual tokens, which vLLM expands again
+    (https://github.com/huggingface/trl/issues/6294, https://github.com/huggingface/trl/issues/6401). Server mode
+    (``trl vllm-serve --mm-processor-kwargs ...``) keeps TRL's expanded ids, which its server expects. It can go when
+    TRL passes unexpanded prompts and engine kwargs (grep ``vllm_generation.py`` for ``mm_processor_kwargs``).
+    """
+
+    class FamilyVLLMGeneration(vllm_generation.VLLMGeneration):
+        def _init_vllm(self, *args: Any, **kwargs: Any) -> Any:
+            if self.mode != "colocate":
+                return super()._init_vllm(*args, **kwargs)
+            with vllm_engine_kwargs(mm_processor_kwargs=dict(mm_processor_kwargs)):
+                return super()._init_vllm(*args, **kwargs)
+
+        def generate(self, prompts: list[list[int]], images: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.mode == "colocate" and images is not None:
+                prompts = [collapse_image_runs(p, self.processing_class) for p in prompts]
+            return super().generate(prompts, images, *args, **kwargs)
+
+    return FamilyVLLMGeneration
+
+
 class SignalGRPOTrainer(GRPOTrainer):
     """TRL's ``GRPOTrainer`` that also logs, per reward component, the share of groups it varies in
     (:func:`varying_groups`), on the rewards TRL has gathered over every process, beside TRL's own
@@ -70,7 +141,14 @@ class SignalGRPOTrainer(GRPOTrainer):
     It extends ``_calculate_rewards`` (TRL 1.16: returns the gathered ``(completions, functions)`` matrix), the one
     place where every process holds every group's rewards; the values go to TRL's own metrics, logged and averaged
     with the others.
+    With TRL's vLLM generation (``use_vllm``), that generation gets the model family's image budget
+    (:func:`family_vllm_generation`, ``vllm_mm_processor_kwargs``).
     """
+
+    def __init__(self, *args: Any, vllm_mm_processor_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        generation = family_vllm_generation(vllm_mm_processor_kwargs or {})
+        with mock.patch.object(grpo_trainer, "VLLMGeneration", generation):  # what TRL's __init__ builds
+            super().__init__(*args, **kwargs)
 
     def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
         # what the rollouts table needs beside TRL's own buffer (prompt, completion, rewards, advantage, images):
@@ -150,4 +228,5 @@ def build_grpo_trainer(
         processing_class=processor,
         peft_config=peft_config,
         callbacks=callbacks(cfg, run_dir, tracker),
+        vllm_mm_processor_kwargs=family(cfg.model).vllm_processor_kwargs(),
     )

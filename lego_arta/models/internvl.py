@@ -145,7 +145,9 @@ class InternVL(Family):
         return Image.fromarray(np.asarray(convert_to_rgb(image, return_numpy=True)))  # vLLM tiles it itself
 
     def vllm_processor_kwargs(self) -> dict[str, Any]:
-        return {"max_patches": self.max_tiles}
+        # crop_to_patches too: the -hf checkpoints' preprocessor_config.json says false (one 448 px tile per image),
+        # and vLLM builds its processor from that file with these keyword arguments on top
+        return {"max_patches": self.max_tiles, "crop_to_patches": True}
 
     def budget(self) -> dict[str, int]:
         return {"max_tiles": self.max_tiles, "tile_size": self.tile_size, "tokens_per_tile": self.tokens_per_tile}
