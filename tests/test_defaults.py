@@ -37,6 +37,8 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("lego_arta/models/compat.py", "tokenizer"): "a tokenizer object (transformers), not our config",
     ("lego_arta/models/qwen2_5_vl.py", "image_processor"): "a processor object (transformers), not our config",
     ("lego_arta/models/internvl.py", "processor"): "a processor object (transformers), not our config",
+    ("lego_arta/models/qwen2_5_vl.py", "processor"): "a processor object (transformers), not our config",
+    ("lego_arta/methods/grpo.py", "processor"): "a processor object: InternVL's has <img> / </img> ids, Qwen's not",
     ("lego_arta/planning/memory.py", "text"): "a checkpoint's config.json (transformers), not our config",
     ("lego_arta/parsing.py", "item"): "a JSON box parsed from model output",
     ("lego_arta/parsing.py", "completion[-1]"): "a chat message of TRL's conversational completions",

@@ -69,9 +69,16 @@ class Prompt:
         return sum(vlm.vision_patches(w, h) for w, h in self.image_sizes)
 
 
-def count_prompt(processor: ProcessorMixin, row: dict[str, Any], image_sizes: list[tuple[int, int]]) -> Prompt:
-    """A dataset row (``build_rows``) as TRL renders it: prompt text tokens and the SFT completion's tokens."""
-    rendered = apply_chat_template({"prompt": row["prompt"], "completion": row["completion"]}, processor)
+def count_prompt(
+    processor: ProcessorMixin,
+    row: dict[str, Any],
+    image_sizes: list[tuple[int, int]],
+    chat_kwargs: dict[str, Any] | None = None,
+) -> Prompt:
+    """A dataset row (``build_rows``) as TRL renders it (with the family's ``chat_kwargs``): prompt text tokens and
+    the SFT completion's tokens."""
+    example = {"prompt": row["prompt"], "completion": row["completion"], "chat_template_kwargs": chat_kwargs or {}}
+    rendered = apply_chat_template(example, processor)
     tokenizer = processor.tokenizer
     text = len(tokenizer(rendered["prompt"], add_special_tokens=False)["input_ids"])
     completion = len(tokenizer(rendered["completion"], add_special_tokens=False)["input_ids"])
@@ -105,12 +112,13 @@ def example_records(cfg: DictConfig, tasks: list[str]) -> tuple[list[Record], li
 def collect_prompts(cfg: DictConfig, processor: ProcessorMixin, trains: bool) -> tuple[list[Prompt], str]:
     """The run's prompts (the training split when it trains, else the test split), and where they came from."""
     data_cfg = cfg.data
+    chat_kwargs = family(cfg.model).chat_template_kwargs(bool(cfg.data.reasoning))
     if cfg.data.root is None and cfg.data.hub is None and not cfg.data.synthetic:
         tasks = [t for t in cfg.data.tasks if not (trains and cfg.method.tasks) or t in cfg.method.tasks]
         records, pool = example_records(cfg, tasks)
         width, height = (int(v) for v in cfg.plan.image_size)
         rows = build_rows(records, pool, data_cfg, int(cfg.seed), family(cfg.model).image_frame((width, height)))
-        prompts = [count_prompt(processor, row, [(width, height)] * len(row["images"])) for row in rows]
+        prompts = [count_prompt(processor, row, [(width, height)] * len(row["images"]), chat_kwargs) for row in rows]
         source = (
             f"data.root is not set: one stated prompt per task (plan.example), every image at the stated largest "
             f"page size {width}x{height} (plan.image_size)"
@@ -130,7 +138,7 @@ def collect_prompts(cfg: DictConfig, processor: ProcessorMixin, trains: bool) ->
             if path not in sizes:
                 with Image.open(path) as img:
                     sizes[path] = img.size
-        prompts.append(count_prompt(processor, row, [sizes[p] for p in row["images"]]))
+        prompts.append(count_prompt(processor, row, [sizes[p] for p in row["images"]], chat_kwargs))
     split = "training" if trains else "test"
     return prompts, f"{len(prompts)} {split} prompts of {data.root} ({len(sizes)} distinct images, real sizes)"
 
