@@ -45,7 +45,7 @@ def test_the_studys_budget_in_32_px_tokens_is_what_the_processor_makes_of_a_page
 
 def test_a_checkpoint_of_another_patch_is_refused_naming_the_family(make_cfg) -> None:
     cfg = make_cfg("model=qwen2_5_vl_7b")  # the 14 px family, pointed at Qwen3-VL's 16 px files
-    with pytest.raises(ImageBudgetError, match="16 px patches .* not qwen2_5_vl's 14 px"):
+    with pytest.raises(ImageBudgetError, match=r"16 px patches .* not qwen2_5_vl's 14 px"):
         load_processor(str(CHECKPOINTS["qwen3_vl_8b"]), cfg.model)
 
 

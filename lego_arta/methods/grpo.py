@@ -100,7 +100,7 @@ def collapse_image_runs(ids: Sequence[int], processor: Any) -> list[int]:
 def vllm_engine_kwargs(**kwargs: Any) -> Iterator[None]:
     """While open, TRL's ``LLM(...)`` engine (the module global of ``trl.generation.vllm_generation``) is built
     with ``kwargs`` too: TRL 1.16 passes no ``mm_processor_kwargs`` and has no setting for them."""
-    build = vllm_generation.LLM  # type: ignore[attr-defined]
+    build = vllm_generation.LLM
     with mock.patch.object(vllm_generation, "LLM", functools.partial(build, **kwargs)):
         yield
 

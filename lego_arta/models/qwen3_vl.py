@@ -20,7 +20,7 @@ The Instruct chat template has no thinking switch (TRL's ``qwen3_vl.jinja``, the
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,8 @@ IMAGE_MEAN = IMAGE_STD = (0.5, 0.5, 0.5)
 
 def build_tiny_qwen3(
     name: str,
-    config_cls: type[PretrainedConfig],
-    model_cls: type[PreTrainedModel],
+    config_cls: Callable[..., PretrainedConfig],
+    model_cls: Callable[[Any], PreTrainedModel],
     chat_template: str,
     tiny: Mapping[str, Any],
     cache_dir: str | Path,
