@@ -57,9 +57,19 @@ def counts_table(summary: dict) -> str:
              e.g. step_dataset/x_fake1.png: ...
     """
     counts = summary["counts"]
-    lines = [f"{'task':10}" + "".join(f"{h:>9}" for h in ("train", "test", "total")) + f"{'published':>11}"]
+    lego = summary.get("layout", "lego_arta") == "lego_arta"  # summaries written before layouts: LEGO-ARTA
+    if not lego:  # a referring set: its own split names, its tasks only, no published LEGO-ARTA counts
+        splits = summary["splits"]
+        named = f"(train = {splits['train']}, test = {splits['test']})"
+        lines = [f"{'task':10}{'train':>9}{'test':>9}{'total':>9}   {named}"]
+    else:
+        lines = [f"{'task':10}" + "".join(f"{h:>9}" for h in ("train", "test", "total")) + f"{'published':>11}"]
     for task in counts["train"]:
         train, test = counts["train"][task], counts["test"][task]
+        if not lego:
+            if train + test or task == "total":
+                lines.append(f"{task:10}{train:>9}{test:>9}{train + test:>9}")
+            continue
         published = PUBLISHED_COUNTS.get(task, sum(PUBLISHED_COUNTS.values()))
         lines.append(f"{task:10}{train:>9}{test:>9}{train + test:>9}{published:>11,}")
     for kind, note in (("dropped", "counted against data.max_drop_fraction"), ("skipped", "by the record rules")):

@@ -14,12 +14,19 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from lego_arta.data.hub import hub_snapshot
+from lego_arta.data.lmms_rec import read_lmms_rec
 from lego_arta.data.reader import ReadOptions, read_dataset
 from lego_arta.data.records import DataError, Record
+from lego_arta.data.referring_synthetic import ReferringSettings, ensure_referring_synthetic
 from lego_arta.data.split import SUMMARY_FILE, TEST_FILE, TRAIN_FILE, save_records, split_records, split_summary
 from lego_arta.data.synthetic import SyntheticSettings, ensure_synthetic
+from lego_arta.data.vlm_r1_rec import read_vlm_r1_rec
 
 log = logging.getLogger(__name__)
+
+# data.layout -> what reads it: the LEGO-ARTA download (and the synthetic scenes), lmms-lab's referring parquet
+# (RefCOCO, RefCOCO+, RefCOCOg; the synthetic referring set), VLM-R1's referring JSON
+LAYOUTS = ("lego_arta", "lmms_rec", "vlm_r1_rec")
 
 
 @dataclass
@@ -50,26 +57,55 @@ def load_data(cfg: DictConfig | Mapping[str, Any]) -> DataSplit:
     data = _node(cfg, "data")
     split = _node(cfg, "split")
     options = ReadOptions.from_config(data)
+    layout = str(_key(data, "layout", "data"))
+    if layout not in LAYOUTS:
+        raise DataError(f"data.layout={layout}: expected one of {', '.join(LAYOUTS)}")
     root, hub = _key(data, "root", "data"), _key(data, "hub", "data")
     revision = None
     if hub is not None:
         if root is not None:
             raise DataError(f"data.root={root} and data.hub={hub} are both set: read one of them")
         root, revision = hub_snapshot(str(hub), _key(data, "revision", "data"))
-    elif root is None:
+    elif root is None and layout == "lego_arta":
         synthetic = _key(data, "synthetic", "data")
         if not synthetic:
             raise DataError(
                 "data.root is not set: pass data.root=DIR (the download folder, or its ARTA_LEGO/), or "
                 "data.hub=PPPPPeter/arta (downloaded into the Hugging Face cache)"
             )
-        settings = SyntheticSettings.from_config(synthetic)
-        root = ensure_synthetic(settings, _cache_dir(cfg))
-    result = read_dataset(root, options)
+        root = ensure_synthetic(SyntheticSettings.from_config(synthetic), _cache_dir(cfg))
+    elif root is None:
+        referring = _key(data, "synthetic_referring", "data")
+        if not referring:
+            raise DataError(f"data.root is not set: pass data.root=DIR (a local copy of the {layout} layout)")
+        root = ensure_referring_synthetic(ReferringSettings.from_config(referring), _cache_dir(cfg))
     by = str(_key(split, "by", "split"))
+    if layout == "lego_arta":
+        result = read_dataset(root, options)
+    else:  # a referring layout: its own splits (data.splits), whatever split.by says
+        splits = dict(_key(data, "splits", "data"))
+        if layout == "lmms_rec":
+            result = read_lmms_rec(
+                root,
+                splits,
+                strict=options.strict,
+                max_drop_fraction=options.max_drop_fraction,
+                cache_dir=_cache_dir(cfg),
+            )
+        else:
+            result = read_vlm_r1_rec(
+                root,
+                splits,
+                _key(data, "image_root", "data"),
+                strict=options.strict,
+                max_drop_fraction=options.max_drop_fraction,
+            )
+        by = "published"
     test_size = float(_key(split, "test_size", "split"))
     seed = int(_key(split, "seed", "split"))
     train, test = split_records(result.records, test_size=test_size, seed=seed, by=by, published=result.published)
+    if layout != "lego_arta" and not train:
+        log.info("no training split in data.splits (%s): these records are for evaluation only", layout)
     for task in options.tasks:
         if not any(r.task == task for r in train):
             log.warning("no %s record in the training split", task)
@@ -77,6 +113,8 @@ def load_data(cfg: DictConfig | Mapping[str, Any]) -> DataSplit:
         train,
         test,
         data=str(_key(data, "name", "data")),
+        layout=layout,
+        **({"splits": dict(_key(data, "splits", "data"))} if layout != "lego_arta" else {}),
         root=str(result.root),
         split={"by": by, "test_size": test_size, "seed": seed},
         dropped=dict(sorted(result.dropped.items())),
