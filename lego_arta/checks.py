@@ -56,6 +56,12 @@ def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> tuple[list[Rew
         if cfg.method.args:
             log.warning("method=none trains nothing: ignoring method.args (%s)", ", ".join(cfg.method.args))
         return None
+    if trains and cfg.data.layout != "lego_arta" and cfg.data.splits.train is None:
+        raise ConfigError(
+            f"data={cfg.data.name} has no training split (data.splits.train=null: {cfg.data.layout} sets like "
+            "lmms-lab's RefCOCO are evaluation splits, never trained on): train on data=vlm_r1_rec or on a split you "
+            "name (data.splits.train=...), and score this set with eval.extra"
+        )
     if unknown := set(cfg.method.tasks or ()) - set(cfg.data.tasks):
         raise ConfigError(f"method.tasks: {sorted(unknown)} not in data.tasks={list(cfg.data.tasks)}")
     if not trains:
