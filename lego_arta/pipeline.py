@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import ProcessorMixin, set_seed
 
 from lego_arta import distributed
@@ -119,16 +119,32 @@ def evaluate_stage(
     frame_of: FrameOf,
     run_dir: Path,
     tracker: Tracker,
+    extras: dict[str, DataSplit] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Evaluate ``weights`` on the test split (demos and the mean-box reference from the training split); return the
-    metrics (``{}`` on the ranks other than the main one) and the peak GPU memory of the evaluation, unless vLLM
-    generated (its engine allocates outside torch's count)."""
+    """Evaluate ``weights`` on the test split (demos and the mean-box reference from the training split), then on the
+    test split of each ``eval.extra`` set in ``extras`` (``extra/<name>/<metric>``); return the metrics (``{}`` on
+    the ranks other than the main one) and the peak GPU memory of the evaluation, unless vLLM generated (its engine
+    allocates outside torch's count)."""
     backend = make_backend(cfg, processor, weights)
     test_ds = build_dataset(data.test, data.train, cfg.data, int(cfg.seed), frame_of)
     generator = generator_id(weights.path, weights.adapter, {"model": cfg.model, "eval": cfg.eval})
     mean_boxes = mean_box_answers(data.train, data.test)  # the trivial box answer, from the training split
     metrics = evaluate(cfg, backend, test_ds, run_dir, tracker, generator, mean_boxes)
+    for name, extra in (extras or {}).items():  # the out-of-domain sets, with the same backend
+        extra_ds = build_dataset(extra.test, extra.train, cfg.eval.extra[name], int(cfg.seed), frame_of)
+        metrics |= evaluate(cfg, backend, extra_ds, run_dir, tracker, generator, {}, name=name)
     return metrics, {} if cfg.eval.backend == "vllm" else peak_gpu_memory("eval")
+
+
+def extra_sets(cfg: DictConfig) -> dict[str, DataSplit]:
+    """The ``eval.extra`` sets, each read by its data config (as ``data`` would be): their test split is scored."""
+    out = {}
+    for name, node in cfg.eval.extra.items():
+        view = OmegaConf.masked_copy(cfg, ["split", "paths", "seed"])
+        with open_dict(view):
+            view.data = node
+        out[str(name)] = load_data(view)
+    return out
 
 
 def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
@@ -148,6 +164,8 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     rewards = check_config(cfg, run_dir, trains)  # GRPO's reward functions, built once
     main = distributed.setup().is_main
     data, model_path = prepare(cfg, run_dir)
+    evaluates = not trains or cfg.eval.after_train
+    extras = extra_sets(cfg) if evaluates else {}  # read before any model loads: a bad set fails in seconds
     metrics: dict[str, float] = {}
     frame_of = family(cfg.model).image_frame()  # the image_size of each sample: its answers' frame
     with tracking(cfg, run_dir) as tracker:
@@ -156,8 +174,10 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
         if trains:
             weights, metrics = train_stage(cfg, weights, processor, data, frame_of, run_dir, tracker, rewards)
             memory |= peak_gpu_memory("train")
-        if not trains or cfg.eval.after_train:
-            test_metrics, eval_memory = evaluate_stage(cfg, weights, processor, data, frame_of, run_dir, tracker)
+        if evaluates:
+            test_metrics, eval_memory = evaluate_stage(
+                cfg, weights, processor, data, frame_of, run_dir, tracker, extras
+            )
             metrics |= test_metrics  # beside the best validation step's (val/best_*)
             memory |= eval_memory
         if main:

@@ -32,6 +32,13 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.jsonl"
 PREDICTIONS_FILE = "predictions.jsonl"
+
+
+def extra_predictions_file(name: str) -> str:
+    """The predictions of the ``eval.extra`` set ``name``: ``predictions_extra_<name>.jsonl``."""
+    return f"predictions_extra_{name}.jsonl"
+
+
 ADAPTER_DIR = "adapter"  # a LoRA run saves its adapter here
 MODEL_DIR = "model"  # a full fine-tuning run (method.lora=null) saves the whole model here
 WANDB_ID_FILE = "wandb_run_id.txt"

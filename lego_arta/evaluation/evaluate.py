@@ -30,7 +30,7 @@ from lego_arta.gpu_memory import free_memory
 from lego_arta.metrics import format_table, prediction_metrics
 from lego_arta.models import family
 from lego_arta.parsing import answer_text, completion_text
-from lego_arta.runs import PREDICTIONS_FILE, Trained
+from lego_arta.runs import PREDICTIONS_FILE, Trained, extra_predictions_file
 from lego_arta.scores.semantic import semantic_similarity
 from lego_arta.tracking import Tracker
 
@@ -194,8 +194,12 @@ def evaluate(
     tracker: Tracker,
     generator: str,
     mean_box_answers: Mapping[str, str],
+    name: str | None = None,
 ) -> dict[str, float]:
     """Generate for the test split (``eval.*``), score, log ``eval/<metric>`` to the tracker, return the metrics.
+
+    With ``name`` (an ``eval.extra`` set), the predictions go to ``predictions_extra_<name>.jsonl`` and the metrics
+    are ``extra/<name>/<metric>`` (the model's own: no trivial references there).
 
     Over several processes each rank generates its shard (:func:`generate_sharded`); the main process scores and
     logs, the others return ``{}``.
@@ -216,21 +220,25 @@ def evaluate(
     if eval_cfg.limit:
         test_dataset = limit_per_task(test_dataset, int(eval_cfg.limit))
     trivial = {"mean_box_answer": mean_box_answers}
-    records = generate_sharded(
-        backend, test_dataset, run_dir / PREDICTIONS_FILE, int(eval_cfg.batch_size), generator, trivial
-    )
+    out = run_dir / (extra_predictions_file(name) if name else PREDICTIONS_FILE)
+    records = generate_sharded(backend, test_dataset, out, int(eval_cfg.batch_size), generator, trivial)
     if records is None:  # another rank: the main process scores and logs
         return {}
     computed = prediction_metrics(records, int(eval_cfg.bootstrap.samples), int(eval_cfg.bootstrap.seed))
     results = computed.metrics
+    if name:
+        results = {f"extra/{name}/{k.removeprefix('eval/')}": v for k, v in results.items() if k.startswith("eval/")}
     if eval_cfg.semantic_model:
         results |= semantic_metric(
             records, str(eval_cfg.semantic_model), int(eval_cfg.bootstrap.samples), int(eval_cfg.bootstrap.seed)
         )
-    log.info("evaluation on %d samples:\n%s", len(records), format_table(computed.values, computed.cis or None))
+    what = f"out-of-domain set {name}" if name else "the test split"
+    log.info(
+        "evaluation on %s, %d samples:\n%s", what, len(records), format_table(computed.values, computed.cis or None)
+    )
     tracker.log(results)
     tracker.summary(results)
     if int(eval_cfg.table_rows) > 0:
         columns, rows = predictions_table(records, test_dataset, int(eval_cfg.table_rows))
-        tracker.log_table("eval/predictions", columns, rows)
+        tracker.log_table(f"extra/{name}/predictions" if name else "eval/predictions", columns, rows)
     return results
