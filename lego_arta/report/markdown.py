@@ -51,6 +51,7 @@ class ReportParts:
     study: pd.DataFrame | None = None  # the study's own Table 1
     trivial: pd.DataFrame | None = None  # trained runs against the trivial answers (versus.trivial_lines)
     baseline: pd.DataFrame | None = None  # trained runs against their SFT run (versus.baseline_lines)
+    ood: pd.DataFrame | None = None  # trained runs against their start on the eval.extra sets (versus.start_lines)
     reward_png: Path | None = None  # the reward curves figure
     smoothing: float = 0.0  # its EMA weight (0: raw values)
     band: str = "minmax"  # its band around the mean over seeds: a key of curves.BANDS
@@ -167,6 +168,22 @@ def baseline_section(parts: ReportParts) -> list[str]:
     ]
 
 
+def ood_section(parts: ReportParts) -> list[str]:
+    """Each trained run against the model it started from on the out-of-domain sets (``eval.extra``)."""
+    if parts.ood is None or not len(parts.ood):
+        return []
+    return [
+        "## Out of domain: against the start model",
+        "Each trained run against the run of the model it started from (the untrained model, or the SFT run or "
+        "pre-stage whose weights it loaded) on each `eval.extra` set (the `task` column), paired by sample id: "
+        "trained − start (x100) with its 95% paired bootstrap CI. A CI above 0: training gained on that set; below "
+        "0: it lost general grounding the start had. Table 1's `IoU (<set>)` / `Acc@0.5 (<set>)` columns hold the "
+        "values (Acc@0.5: the share of samples whose best-matched box has IoU >= 0.5, lmms-eval's rule; VLM-R1 "
+        "counts the first box at IoU > 0.5).",
+        versus_markdown(parts.ood),
+    ]
+
+
 def reward_curves_section(parts: ReportParts) -> list[str]:
     """The reward curves figure and how to read it."""
     if parts.reward_png is None:
@@ -247,6 +264,7 @@ SECTIONS: Final[tuple[Callable[[ReportParts], list[str]], ...]] = (
     extra_section,
     trivial_section,
     baseline_section,
+    ood_section,
     reward_curves_section,
     validation_section,
     signal_section,

@@ -55,6 +55,8 @@ EXTRA_HEADERS: Final[dict[str, str]] = {
     "semantic": "Semantic (grounding)",
     "format_valid": "format valid",
 }
+# the out-of-domain columns of Table 1, per eval.extra set (metrics.json `extra/<set>/<metric>`)
+OOD_METRICS: Final[tuple[tuple[str, str], ...]] = (("iou", "IoU"), ("iou50", "Acc@0.5"))
 # trivial references written by the evaluation (metrics.json `ref/<name>/<metric>`, `vs/<name>/<metric>`) -> name
 REFERENCE_NAMES: Final[dict[str, str]] = {
     "always_yes": "always Yes",
@@ -174,6 +176,17 @@ def study_table(metrics: Sequence[tuple[str, str]] = METRICS) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def ood_metrics(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """(key, header) of the out-of-domain metrics present in ``runs``: ``extra/<set>/iou`` as "IoU (<set>)" and
+    ``extra/<set>/iou50`` as "Acc@0.5 (<set>)" for each ``eval.extra`` set a run was scored on.
+
+    >>> ood_metrics(pd.DataFrame({"extra/refcoco/iou": [1.0], "extra/refcoco/iou50": [1.0], "eval/iou": [1.0]}))
+    [('extra/refcoco/iou', 'IoU (refcoco)'), ('extra/refcoco/iou50', 'Acc@0.5 (refcoco)')]
+    """
+    names = sorted({c.split("/")[1] for c in runs.columns if c.startswith("extra/") and c.endswith("/iou")})
+    return [(f"extra/{name}/{key}", f"{header} ({name})") for name in names for key, header in OOD_METRICS]
+
+
 def extra_metrics(runs: pd.DataFrame) -> list[tuple[str, str]]:
     """(key, header) of the ``eval/`` metrics present in ``runs`` beyond Table 1's seven (CI bounds excluded)."""
     table1_keys = {key for key, _ in METRICS}
@@ -225,7 +238,7 @@ def _cells(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, header in metrics:
-        column = f"{prefix}{key}"
+        column = key if key.startswith("extra/") else f"{prefix}{key}"  # an out-of-domain set's: read as it is
         have = runs[runs[column].notna()] if column in runs.columns else runs.iloc[:0]
         if one_per_seed:
             have = have.drop_duplicates("seed")

@@ -27,7 +27,7 @@ from lego_arta.metrics import compare_predictions
 from lego_arta.parsing import TASKS
 from lego_arta.report.collect import OK
 from lego_arta.report.stats import HEADERS, REFERENCE_NAMES, row_label
-from lego_arta.runs import CONFIG_FILE, PREDICTIONS_FILE, read_jsonl
+from lego_arta.runs import CONFIG_FILE, PREDICTIONS_FILE, extra_predictions_file, read_jsonl
 from lego_arta.sample_metrics import HEADLINE, REFERENCE_TASKS
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,41 @@ def baseline_lines(runs: pd.DataFrame) -> pd.DataFrame:
                 p = paired[metric]
                 lines.append(
                     _line(row, run["seed"], task, metric, p.model, reference, p.reference, p.diff, p.low, p.high)
+                )
+    return pd.DataFrame(lines, columns=[*COLUMNS, *NUMBERS, "beats", "key/row"])
+
+
+def start_lines(runs: pd.DataFrame) -> pd.DataFrame:
+    """One line per finished trained run and ``eval.extra`` set, against the run of the model it started from, on
+    that set: how much general grounding training kept.
+
+    The start is the run whose adapter or fine-tuned model the run loaded (GRPO from SFT: the SFT run; a chained
+    stage: the pre-stage), else the untrained model's run (``method=none``) of the same model. Their
+    ``predictions_extra_<set>.jsonl`` are paired by sample id as :func:`baseline_lines` pairs the test split's. Same
+    columns as :func:`trivial_lines`, ``task`` being the set's name.
+    """
+    lines = []
+    ok = runs[runs["status"] == OK] if not runs.empty else runs
+    for run, row in _trained(runs):
+        cfg = _config(run["run_dir"])
+        start = _start(run, cfg, ok)
+        for name in sorted(_lookup(cfg, "eval", "extra") or {}):
+            files = [
+                Path(d) / extra_predictions_file(name)
+                for d in (run["run_dir"], *([start["run_dir"]] if start is not None else []))
+            ]
+            if start is None or not all(f.is_file() for f in files):
+                log.info("%s: no start run scored on %s in this sweep", run["run_dir"], name)
+                continue
+            n, seed = _lookup(cfg, "eval", "bootstrap", "samples"), _lookup(cfg, "eval", "bootstrap", "seed")
+            paired = compare_predictions(
+                list(read_jsonl(files[0])), list(read_jsonl(files[1])), n=int(n or 0), seed=int(seed or 0)
+            )
+            for metric, p in paired.items():
+                lines.append(
+                    _line(
+                        row, run["seed"], name, metric, p.model, _row(start, runs), p.reference, p.diff, p.low, p.high
+                    )
                 )
     return pd.DataFrame(lines, columns=[*COLUMNS, *NUMBERS, "beats", "key/row"])
 
@@ -176,6 +211,17 @@ def _baseline(run: pd.Series, cfg: Mapping[str, Any], ok: pd.DataFrame) -> pd.Se
             found = named if len(named) == 1 else found
     else:
         found = ok[(ok["method"] == "sft") & (ok["seed"] == run["seed"]) & (ok["model"] == run["model"])]
+    return found.iloc[0] if len(found) else None
+
+
+def _start(run: pd.Series, cfg: Mapping[str, Any], ok: pd.DataFrame) -> pd.Series | None:
+    # the run whose weights this run loaded, else the untrained model's run of the same model
+    weights = {"adapter": _lookup(cfg, "method", "adapter"), "model": _lookup(cfg, "model", "path")}.get(run["start"])
+    if weights:
+        return _baseline(run, cfg, ok)
+    found = ok[(ok["method"] == "none") & (ok["model"] == run["model"])]
+    same_seed = found[found["seed"] == run["seed"]]
+    found = same_seed if len(same_seed) else found
     return found.iloc[0] if len(found) else None
 
 

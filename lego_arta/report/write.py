@@ -15,8 +15,8 @@ from lego_arta.report.collect import OK, SweepDirs, collect_runs, common_root, s
 from lego_arta.report.curves import reward_curves, validation_curves
 from lego_arta.report.markdown import ReportParts, render
 from lego_arta.report.signal import signal_table
-from lego_arta.report.stats import extra_metrics, references_table, study_table, table1
-from lego_arta.report.versus import baseline_lines, trivial_lines
+from lego_arta.report.stats import METRICS, extra_metrics, ood_metrics, references_table, study_table, table1
+from lego_arta.report.versus import baseline_lines, start_lines, trivial_lines
 from lego_arta.runs import CONFIG_FILE, METRICS_FILE
 from lego_arta.sample_metrics import HEADLINE
 
@@ -61,7 +61,7 @@ def write_report(
         )
     out = Path(out_dir) if out_dir is not None else root
     out.mkdir(parents=True, exist_ok=True)
-    ours, refs, extra_keys = table1(runs), references_table(runs), extra_metrics(runs)
+    ours, refs, extra_keys = table1(runs, [*METRICS, *ood_metrics(runs)]), references_table(runs), extra_metrics(runs)
     extra = table1(runs, extra_keys) if extra_keys else None
     study = study_table() if show_study else None
 
@@ -83,7 +83,7 @@ def write_report(
 
     failed = runs[runs["status"] != OK]
     comparisons = ablation(runs)
-    trivial, baseline = trivial_lines(runs), baseline_lines(runs)
+    trivial, baseline, ood = trivial_lines(runs), baseline_lines(runs), start_lines(runs)
     parts = ReportParts(
         root=root,
         runs=runs,
@@ -94,6 +94,7 @@ def write_report(
         study=study,
         trivial=trivial,
         baseline=baseline,
+        ood=ood,
         reward_png=png,
         smoothing=smoothing,
         band=band,
