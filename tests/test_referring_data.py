@@ -163,3 +163,28 @@ def test_the_synthetic_referring_set_keeps_its_splits_apart(make_cfg) -> None:
         (box,) = reference_boxes(record.solution)
         assert record.query == f"Find {box.label}" and box.label.startswith("the ")
         assert 0 <= box.coords[0] < box.coords[2] <= 100
+
+
+def test_a_run_is_scored_on_its_eval_extra_sets_after_the_test_split(make_cfg) -> None:
+    from lego_arta.pipeline import run_experiment
+
+    cfg = make_cfg(
+        "method=none", "eval.limit=2", "eval.max_new_tokens=8", "+data@eval.extra.referring=refcoco_synthetic"
+    )
+    metrics = run_experiment(cfg, train=False)
+    run_dir = Path(cfg.paths.output_dir)
+    rows = [json.loads(line) for line in (run_dir / "predictions_extra_referring.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["id"].startswith("val/") and r["task"] == "object" for r in rows)
+    assert metrics["extra/referring/num_samples"] == 2.0 and 0.0 <= metrics["extra/referring/iou50"] <= 100.0
+    assert "eval/iou" in metrics and not any(k.startswith("extra/referring/ref/") for k in metrics)
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["extra/referring/iou"] == metrics["extra/referring/iou"]
+
+
+def test_a_bad_eval_extra_set_fails_before_any_model_loads(make_cfg, tmp_path, monkeypatch) -> None:
+    from lego_arta import pipeline
+
+    monkeypatch.setattr(pipeline, "load_stage", lambda *a: pytest.fail("a model was loaded"))
+    cfg = make_cfg("method=none", "+data@eval.extra.refcoco=refcoco", f"eval.extra.refcoco.root={tmp_path}")
+    with pytest.raises(DataError, match=r"no val-\*\.parquet for data\.splits\.test=val"):
+        pipeline.run_experiment(cfg, train=False)

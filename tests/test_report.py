@@ -31,9 +31,9 @@ from lego_arta.report.collect import collect_runs, latest_sweep
 from lego_arta.report.curves import PANEL_TITLES, reward_curves, validation_curves
 from lego_arta.report.markdown import to_markdown, versus_markdown
 from lego_arta.report.signal import signal_table
-from lego_arta.report.stats import references_table, study_table, table1
+from lego_arta.report.stats import METRICS, ood_metrics, references_table, study_table, table1
 from lego_arta.report.study import STUDY_LABEL, STUDY_TABLE1
-from lego_arta.report.versus import baseline_lines, row_verdicts, trivial_lines
+from lego_arta.report.versus import baseline_lines, row_verdicts, start_lines, trivial_lines
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = ("f1_theme", "rouge", "bleu", "f1_object", "iou", "f1_state", "fpr")
@@ -761,3 +761,50 @@ def test_validation_during_training_gets_its_figure_and_section(tmp_path: Path) 
     # a sweep without validation has neither
     plain = write_report(make_sweep(tmp_path / "plain"))
     assert plain["validation_curves_png"] is None and "## Validation during training" not in plain["markdown"]
+
+
+def test_out_of_domain_sets_get_table1_columns_and_each_trained_run_meets_its_start(tmp_path: Path) -> None:
+    # eval.extra=referring: the untrained model, SFT from it, GRPO from SFT's adapter; each scored on the set
+    ref = json.dumps([{"bbox_2d": [10, 10, 50, 50], "label": "the red brick"}])
+    half = json.dumps([{"bbox_2d": [10, 10, 30, 50], "label": "the red brick"}])  # IoU 0.5
+    off = json.dumps([{"bbox_2d": [60, 60, 90, 90], "label": "the red brick"}])  # IoU 0
+
+    def ood(answers: list[str]) -> list[dict[str, Any]]:
+        return [{"id": f"r{i}", "task": "object", "prediction": a, "reference": ref} for i, a in enumerate(answers)]
+
+    def run(name: str, method: str, answers: list[str], adapter: str | None = None) -> None:
+        from lego_arta.metrics import prediction_metrics
+
+        _versus_run(sweep, name, method, "v2" if method == "grpo" else "-", 0, ood([ref] * 4), adapter)
+        run_dir = sweep / name
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        cfg["eval"]["extra"] = {"referring": {"name": "refcoco_synthetic"}}
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+        rows = ood(answers)
+        (run_dir / "predictions_extra_referring.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        scored = prediction_metrics(rows, bootstrap_samples=1000, seed=0).metrics
+        metrics |= {f"extra/referring/{k[5:]}": v for k, v in scored.items() if k.startswith("eval/")}
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+
+    sweep = tmp_path / "chain"
+    run("baseline", "none", [ref] * 8)  # the start grounds every expression
+    run("sft", "sft", [half] * 4 + [off] * 4)  # SFT forgot: IoU 25, Acc@0.5 50
+    run("grpo_v2_s0", "grpo", [ref] * 6 + [half] * 2, str(sweep / "sft" / "adapter"))  # GRPO regained from SFT
+    runs = collect_runs(sweep)
+    table = table1(runs, [*METRICS, *ood_metrics(runs)])
+    # the study's seven, then the set's two, before the data columns
+    assert list(table.columns[2:11]) == [h for _, h in METRICS] + ["IoU (referring)", "Acc@0.5 (referring)"]
+    cells = dict(zip(table["model"], table["IoU (referring)"], strict=True))
+    assert cells["base, few-shot"].startswith("100.00") and cells["SFT (LoRA r8)"].startswith("25.00")
+    assert dict(zip(table["model"], table["Acc@0.5 (referring)"], strict=True))["SFT (LoRA r8)"].startswith("50.00")
+    lines = start_lines(runs)
+    got = {(r["row"], r["reference"]): r for _, r in lines.iterrows()}
+    sft = got[("SFT (LoRA r8)", "base, few-shot")]  # SFT from the untrained model's run
+    assert (sft["task"], sft["metric"]) == ("referring", "IoU") and sft["diff"] == pytest.approx(-75.0)
+    assert sft["hi"] < 0 and sft["verdict"] == "does not beat"
+    grpo = got[("GRPO v2 (LoRA r8, from adapter)", "SFT (LoRA r8)")]  # GRPO from the SFT run whose adapter it loaded
+    assert grpo["diff"] == pytest.approx(62.5) and grpo["lo"] > 0 and grpo["verdict"] == "beats"
+    md = write_report(sweep)["markdown"]
+    assert "IoU (referring)" in md and "## Out of domain: against the start model" in md
+    assert "SFT (LoRA r8), referring IoU against base, few-shot: does not beat (beats in 0 of 1 seed)." in md
