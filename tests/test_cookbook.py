@@ -42,7 +42,12 @@ NEEDS: dict[str, tuple[str, str]] = {
     ),
     "data.hub=": (
         "the dataset in the Hugging Face cache",
-        r"error: data\.hub=PPPPPeter/arta: not in the Hugging Face cache",
+        r"error: data\.hub=\S+: not in the Hugging Face cache",
+    ),
+    "data=refcoco data.root": ("a local copy of lmms-lab/RefCOCO", r"error: data\.root: /data/RefCOCO is not a dir"),
+    "data=vlm_r1_rec data.root": (
+        "VLM-R1's referring files and COCO images",
+        r"error: data\.root: /data/rec_jsons_processed is not a dir",
     ),
     "accelerate launch": ("a GPU and the gpu extra (DeepSpeed)", r"DeepSpeed is not installed"),
     "make gpu-check": ("a CUDA GPU", r"error: make gpu-check needs a CUDA GPU"),
