@@ -20,7 +20,7 @@ TEST_WORKERS ?= auto
 help:  ## list the targets and what each does
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
-.PHONY: help install install-gpu test test-fast test-cookbook lint format demo ablation sweep report paper plan bench gpu-check dashboard clean
+.PHONY: help install install-gpu test test-fast test-cookbook lint format demo ablation generalisation sweep report paper plan bench gpu-check dashboard clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,9 @@ demo: $(STAMP)  ## baseline -> SFT -> GRPO v1/v2 -> eval -> report on the tiny m
 
 ablation: $(STAMP)  ## the reward ablation in the study's regime and objective: SFT in pixels -> GRPO asked for the grid, v1 vs v2 x 10 seeds
 	$(PY) experiments/demo.py experiment=ablation $(ARGS)
+
+generalisation: $(STAMP)  ## pre-stage on referring data -> LEGO SFT/GRPO, 5 seeds: does it help, does SFT forget (report: Generalisation)
+	$(PY) experiments/demo.py experiment=generalisation $(ARGS)
 
 sweep: $(STAMP)  ## the ablation multirun on the configured model: GRPO x reward=v1,v2 x seeds (experiment=reward_ablation)
 	$(PY) experiments/train.py -m experiment=reward_ablation $(ARGS)

@@ -32,7 +32,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lego_arta.config import CONF_DIR, ROOT, compose_config
 from lego_arta.pipeline import run_experiment
@@ -60,6 +60,52 @@ class Stage(NamedTuple):
     name: str
     overrides: list[str]  # everything it was composed from, in order
     cfg: DictConfig
+    wave: int = 0  # a chain's stages run wave after wave: a stage starts from a stage of an earlier wave
+    seeded: bool = False  # one of several seeds: seeded stages of a wave run demo.workers at a time
+
+
+def weights_of(stage: Stage, out: Path) -> str:
+    """The override that starts a stage from what ``stage`` saved: its LoRA adapter, or its fully fine-tuned model."""
+    if stage.cfg.method.lora is None:
+        return f"model.path={out / stage.name / MODEL_DIR}"
+    return f"method.adapter={out / stage.name / ADAPTER_DIR}"
+
+
+def chain_stages(chain: Any, seeds: Sequence[int], out: Path, compose: Any) -> list[Stage]:
+    """The stages of a ``demo.chain`` (an overlay's list of ``{name, overrides, from, seeds}``, each key given), in
+    order.
+
+    ``from: <stage>`` starts a stage from that earlier stage's saved weights (:func:`weights_of`); ``seeds: true``
+    makes one stage per ``demo.seeds`` entry, named ``<name>_s<seed>``, with ``seed=<seed>``. A stage's wave is one
+    more than its source's.
+
+    Raises:
+        ValueError: a ``from`` naming no earlier unseeded stage.
+    """
+    done: dict[str, Stage] = {}
+    plan: list[Stage] = []
+    for spec in chain:
+        name, source = str(spec["name"]), spec["from"]
+        # an entry may be a list (an interpolated stage plan, "${demo.grpo}"): its overrides in place
+        base = [
+            str(o)
+            for item in spec["overrides"]
+            for o in (item if isinstance(item, Sequence | ListConfig) and not isinstance(item, str) else [item])
+        ]
+        wave = 0
+        if source is not None:
+            if str(source) not in done:
+                raise ValueError(f"demo.chain: stage {name} starts from {source}, not an earlier unseeded stage")
+            base = [*base, weights_of(done[str(source)], out)]
+            wave = done[str(source)].wave + 1
+        if spec["seeds"]:
+            for seed in seeds:
+                stage = compose(f"{name}_s{seed}", [*base, f"seed={seed}"])
+                plan.append(stage._replace(wave=wave, seeded=True))
+        else:
+            done[name] = compose(name, base)._replace(wave=wave)
+            plan.append(done[name])
+    return plan
 
 
 def budget_keys(overrides: Sequence[str]) -> set[str]:
@@ -98,8 +144,12 @@ def compose_stages(overrides: Sequence[str]) -> tuple[DictConfig, Path, list[Sta
         composed = [overrides[0], *kept, *overrides[1:]]
         return Stage(name, composed, compose_config(composed, output_dir=out / name))
 
+    if probe.demo.chain:
+        return probe, out, chain_stages(probe.demo.chain, probe.demo.seeds, out, compose)
     sft = compose("sft", ["method=sft", *probe.demo.sft, *probe.demo.sft_extra]).cfg
-    return probe, out, [compose(*stage) for stage in stages(probe.demo, out, sft_lora=sft.method.lora is not None)]
+    planned = [compose(*stage) for stage in stages(probe.demo, out, sft_lora=sft.method.lora is not None)]
+    grpo = [s.name.startswith("grpo_") for s in planned]  # the GRPO stages need only the SFT stage's model
+    return probe, out, [s._replace(wave=int(g), seeded=g) for s, g in zip(planned, grpo, strict=True)]
 
 
 class Outcome(NamedTuple):
@@ -142,15 +192,21 @@ def run_stages(stages: Sequence[Stage], workers: int) -> Iterator[Outcome]:
 def run(overrides: list[str]) -> dict[str, Any]:
     """Run every stage, then the report; a failed stage is reported and the others go on.
 
-    The stages before the first GRPO stage (baseline, SFT) run here in turn; the GRPO stages, which need only the SFT
-    stage's model, ``demo.workers`` at a time (:func:`run_stages`).
+    Wave by wave (a stage starts from a stage of an earlier wave): a wave's single stages (baseline, SFT, a
+    pre-stage) run here in turn, then its seeded stages (the GRPO seeds, which need only the SFT stage's model)
+    ``demo.workers`` at a time (:func:`run_stages`).
     """
     probe, out, planned = compose_stages(overrides)
     if out.exists():
         shutil.rmtree(out)  # a demo is a fresh run: stale stages would mix into the report
     out.mkdir(parents=True)
-    first_grpo = next((i for i, stage in enumerate(planned) if stage.name.startswith("grpo_")), len(planned))
-    outcomes = [*run_stages(planned[:first_grpo], 1), *run_stages(planned[first_grpo:], int(probe.demo.workers))]
+    outcomes: list[Outcome] = []
+    for wave in sorted(
+        {stage.wave for stage in planned}
+    ):  # a wave's single stages in turn, then its seeds side by side
+        here = [stage for stage in planned if stage.wave == wave]
+        outcomes += run_stages([s for s in here if not s.seeded], 1)
+        outcomes += run_stages([s for s in here if s.seeded], int(probe.demo.workers))
     failed: dict[str, str] = {}
     for outcome in outcomes:
         if outcome.error is not None:

@@ -109,15 +109,18 @@ class _Placed:
 
 
 def expressions(target: _Placed, scene: Sequence[_Placed]) -> list[str]:
-    """The expressions that name ``target`` and no other part of ``scene``, most specific first (never empty).
+    """The expressions that name ``target`` (an element of ``scene``) and no other part of it, most specific first;
+    [] when none does (a part between look-alikes on both axes).
 
     >>> a, b = Part("brick", 1, 2, "red"), Part("plate", 2, 2, "blue")
-    >>> expressions(_Placed(a, (0, 0, 9, 9)), [_Placed(a, (0, 0, 9, 9)), _Placed(b, (20, 0, 29, 9))])
+    >>> left, right = _Placed(a, (0, 0, 9, 9)), _Placed(b, (20, 0, 29, 9))
+    >>> expressions(left, [left, right])
     ['the red brick', 'the red part', 'the brick']
-    >>> expressions(_Placed(a, (0, 0, 9, 9)), [_Placed(a, (0, 0, 9, 9)), _Placed(a, (20, 0, 29, 9))])
-    ['the leftmost red brick']
+    >>> twin = _Placed(a, (20, 0, 29, 9))
+    >>> expressions(left, [left, twin]), expressions(twin, [left, twin])
+    (['the leftmost red brick'], ['the rightmost red brick'])
     """
-    others = [p for p in scene if p is not target]
+    others = [p for p in scene if p is not target]  # by identity: two parts may look and lie alike
     part, found = target.part, []
     same = [p for p in others if (p.part.color, p.part.shape) == (part.color, part.shape)]
     if not same:

@@ -40,6 +40,7 @@ RUN_COLUMNS: Final = (
     "reward",
     "seed",
     "model",
+    "data",
     "lora_r",
     "start",
     "experiment_name",
@@ -147,6 +148,7 @@ def _read_run(run_dir: Path) -> dict[str, Any] | None:
         "reward": str(reward) if method in REWARD_METHODS and reward is not None else NO_REWARD,
         "seed": _get(cfg, "seed"),
         "model": _get(_get(cfg, "model"), "name"),
+        "data": _get(_get(cfg, "data"), "name"),
         "lora_r": lora_rank(method, method_cfg),
         "start": start_of(cfg),
         "experiment_name": _get(cfg, "experiment_name"),
@@ -243,4 +245,5 @@ def group_sort_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
         natural_key(str(row["reward"])),
         -1 if lora is None or pd.isna(lora) else lora,
         str(row["model"]),
+        str(row["data"]),
     )

@@ -14,6 +14,7 @@ from lego_arta.markdown_table import markdown_table
 from lego_arta.report.ablation import MAX_SEEDS, SCALES, Comparison, ablation_table, verdict
 from lego_arta.report.collect import NO_REWARD
 from lego_arta.report.curves import BANDS
+from lego_arta.report.generalisation import Finding, generalisation_table, generalisation_verdicts
 from lego_arta.report.stats import METRIC_RANGE, METRICS, MISSING, TOO_WIDE
 from lego_arta.report.study import STUDY_LABEL
 from lego_arta.report.versus import COLUMNS, row_verdicts
@@ -52,6 +53,7 @@ class ReportParts:
     trivial: pd.DataFrame | None = None  # trained runs against the trivial answers (versus.trivial_lines)
     baseline: pd.DataFrame | None = None  # trained runs against their SFT run (versus.baseline_lines)
     ood: pd.DataFrame | None = None  # trained runs against their start on the eval.extra sets (versus.start_lines)
+    findings: list[Finding] | None = None  # experiment=generalisation's questions (generalisation.generalisation)
     reward_png: Path | None = None  # the reward curves figure
     smoothing: float = 0.0  # its EMA weight (0: raw values)
     band: str = "minmax"  # its band around the mean over seeds: a key of curves.BANDS
@@ -234,6 +236,21 @@ def ablation_section(parts: ReportParts) -> list[str]:
     return ["## Reward ablation: v2 against v1", ablation_markdown(parts.comparisons)]
 
 
+def generalisation_section(parts: ReportParts) -> list[str]:
+    """The pre-stage questions of ``experiment=generalisation``, with their tests and verdicts."""
+    if not parts.findings:
+        return []
+    verdicts = "\n".join(f"- {v}." for v in generalisation_verdicts(parts.findings))
+    return [
+        "## Generalisation: what a pre-stage gives, what training forgets",
+        "One value per seed of each arm (a chain stage `<arm>_s<seed>`), the endpoint named before the runs; B − A "
+        "with Welch's 95% CI and the exact permutation test over seeds (two-sided), as the reward ablation's. "
+        "`pre-stage`: the pre-stage's own value of the endpoint (one run).",
+        to_markdown(generalisation_table(parts.findings)),
+        verdicts,
+    ]
+
+
 def failed_section(parts: ReportParts) -> list[str]:
     """The failed runs, each with its run dir, method and last error line."""
     failed = parts.failed
@@ -269,6 +286,7 @@ SECTIONS: Final[tuple[Callable[[ReportParts], list[str]], ...]] = (
     validation_section,
     signal_section,
     ablation_section,
+    generalisation_section,
     failed_section,
     runs_section,
 )

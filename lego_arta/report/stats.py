@@ -71,11 +71,19 @@ METRIC_RANGE: Final = 100.0
 TOO_WIDE: Final = "CI too wide: more seeds needed"
 
 
-GROUP_COLUMNS: Final = ("method", "reward", "lora_r", "start", "model")
+GROUP_COLUMNS: Final = ("method", "reward", "lora_r", "start", "model", "data")
 
 
-def row_label(method: str, reward: str, lora_r: Any = None, start: str = "", model: str | None = None) -> str:
-    """The Table 1 row label of a group of runs (``model`` is prefixed only when given).
+def row_label(
+    method: str,
+    reward: str,
+    lora_r: Any = None,
+    start: str = "",
+    model: str | None = None,
+    data: str | None = None,
+) -> str:
+    """The Table 1 row label of a group of runs (``model`` and the training ``data`` are prefixed only when given:
+    when the sweep holds several).
 
     >>> row_label("none", "-")
     'base, few-shot'
@@ -85,6 +93,8 @@ def row_label(method: str, reward: str, lora_r: Any = None, start: str = "", mod
     'qwen2_5_vl_7b: GRPO v2 (LoRA r8, from adapter)'
     >>> row_label("sft", "-", 0)
     'SFT (full fine-tuning)'
+    >>> row_label("sft", "-", 0, data="refcoco_synthetic")
+    'refcoco_synthetic: SFT (full fine-tuning)'
     """
     if lora_r is None or pd.isna(lora_r):
         lora = "LoRA"
@@ -100,7 +110,8 @@ def row_label(method: str, reward: str, lora_r: Any = None, start: str = "", mod
         name = "GRPO" if method == "grpo" else method
         variant = "" if reward == NO_REWARD else f" {reward}"
         label = f"{name}{variant} ({lora}{origin})"
-    return f"{model}: {label}" if model else label
+    label = f"{model}: {label}" if model else label
+    return f"{data}: {label}" if data else label
 
 
 def table1(runs: pd.DataFrame, metrics: Sequence[tuple[str, str]] = METRICS) -> pd.DataFrame:
@@ -125,14 +136,23 @@ def table1(runs: pd.DataFrame, metrics: Sequence[tuple[str, str]] = METRICS) -> 
     if runs.empty:
         return _empty_table(metrics)
     show_model = runs["model"].astype(str).nunique() > 1
+    show_data = "data" in runs and runs["data"].astype(str).nunique() > 1
     groups: list[dict[str, Any]] = []
+    runs = runs if "data" in runs else runs.assign(data=None)  # frames from before the data column
     for key, group in runs.groupby(list(GROUP_COLUMNS), dropna=False, sort=False):
         info = {c: _hashable(v) for c, v in zip(GROUP_COLUMNS, key, strict=True)}
         finished = group[group["status"] == OK]
         ok = finished.drop_duplicates("seed")
         model = info["model"] if show_model else None
         row: dict[str, Any] = {
-            "model": row_label(info["method"], info["reward"], info["lora_r"], info["start"], model),
+            "model": row_label(
+                info["method"],
+                info["reward"],
+                info["lora_r"],
+                info["start"],
+                model,
+                info["data"] if show_data else None,
+            ),
             "n": len(ok),
             "runs/finished": len(finished),
         }

@@ -190,13 +190,14 @@ def _trained(runs: pd.DataFrame) -> list[tuple[pd.Series, str]]:
     if runs.empty:
         return []
     ok = runs[(runs["status"] == OK) & (runs["method"] != "none")]
-    ok = ok.drop_duplicates(["method", "reward", "lora_r", "start", "model", "seed"])
+    ok = ok.drop_duplicates(["method", "reward", "lora_r", "start", "model", "data", "seed"])
     return [(run, _row(run, runs)) for _, run in ok.iterrows()]
 
 
 def _row(run: pd.Series, runs: pd.DataFrame) -> str:
     model = run["model"] if runs["model"].astype(str).nunique() > 1 else None
-    return row_label(run["method"], run["reward"], run["lora_r"], str(run["start"]), model)
+    data = run["data"] if runs["data"].astype(str).nunique() > 1 else None
+    return row_label(run["method"], run["reward"], run["lora_r"], str(run["start"]), model, data)
 
 
 def _baseline(run: pd.Series, cfg: Mapping[str, Any], ok: pd.DataFrame) -> pd.Series | None:

@@ -13,6 +13,7 @@ from lego_arta.errors import MissingInputError
 from lego_arta.report.ablation import ablation
 from lego_arta.report.collect import OK, SweepDirs, collect_runs, common_root, sweep_roots
 from lego_arta.report.curves import reward_curves, validation_curves
+from lego_arta.report.generalisation import generalisation
 from lego_arta.report.markdown import ReportParts, render
 from lego_arta.report.signal import signal_table
 from lego_arta.report.stats import METRICS, extra_metrics, ood_metrics, references_table, study_table, table1
@@ -95,6 +96,7 @@ def write_report(
         trivial=trivial,
         baseline=baseline,
         ood=ood,
+        findings=generalisation(runs),
         reward_png=png,
         smoothing=smoothing,
         band=band,
