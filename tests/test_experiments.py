@@ -126,3 +126,39 @@ def test_dashboard_is_defined_as_code_offline():
         titles
     )
     assert "Group = 'reward_ablation'" in str(workspace.runset_settings.filters)
+
+
+def test_generalisations_chain_starts_each_arm_where_its_question_needs(tmp_path):
+    # make generalisation: the pre-stage on the referring set, then LEGO SFT from the base and from the pre-stage's
+    # model, and GRPO from it (never from SFT); every stage scored on the referring set too
+    _, out, stages = demo.compose_stages(["experiment=generalisation", f"paths.log_dir={tmp_path}"])
+    names = [s.name for s in stages]
+    arms = ("sft_base", "sft_pre", "grpo_pre")
+    assert names == ["baseline", "prestage", *(f"{arm}_s{seed}" for arm in arms for seed in range(5))]
+    by = {s.name: s for s in stages}
+    assert by["prestage"].cfg.data.name == "refcoco_synthetic" and by["prestage"].cfg.data.splits.train == "train"
+    assert by["prestage"].cfg.method.lora is None  # a fully fine-tuned model: the arms start from its model/
+    for seed in range(5):
+        base, pre, grpo = (by[f"{arm}_s{seed}"] for arm in arms)
+        assert base.cfg.model.path is None and base.cfg.seed == seed and base.cfg.data.name == "synthetic"
+        assert pre.cfg.model.path == grpo.cfg.model.path == str(out / "prestage" / "model")
+        assert (pre.cfg.method.name, grpo.cfg.method.name) == ("sft", "grpo") and not grpo.cfg.method.adapter
+        assert pre.cfg.method.lora.r == grpo.cfg.method.lora.r == 8  # the study's recipe on both arms
+    assert {s.wave for s in stages if s.name.startswith(("sft_pre", "grpo_pre"))} == {1}
+    assert all(list(s.cfg.eval.extra) == ["referring"] for s in stages)
+    assert all(s.cfg.eval.extra.referring.splits.test == "val" for s in stages)  # never the pre-stage's train split
+
+
+def test_a_chain_stage_starts_only_from_an_earlier_unseeded_stage(tmp_path):
+    _, out, stages = demo.compose_stages(["experiment=prestage_grounding", f"paths.log_dir={tmp_path}"])
+    assert [(s.name, s.wave, s.cfg.data.name) for s in stages] == [
+        ("prestage", 0, "refcoco_synthetic"),
+        ("grpo", 1, "synthetic"),
+    ]
+    assert stages[1].cfg.model.path == str(out / "prestage" / "model")
+    lora_prestage = ["experiment=prestage_grounding", f"paths.log_dir={tmp_path}", "demo.prestage=['method=sft']"]
+    _, _, stages = demo.compose_stages(lora_prestage)  # a LoRA pre-stage: stage 2 loads its adapter
+    assert stages[1].cfg.method.adapter == str(out / "prestage" / "adapter") and stages[1].cfg.model.path is None
+    backwards = ["experiment=prestage_grounding", f"paths.log_dir={tmp_path}", "demo.chain.0.from=grpo"]
+    with pytest.raises(ValueError, match="stage prestage starts from grpo, not an earlier unseeded stage"):
+        demo.compose_stages(backwards)

@@ -29,6 +29,7 @@ from lego_arta.errors import MissingInputError
 from lego_arta.report import write_report
 from lego_arta.report.collect import collect_runs, latest_sweep
 from lego_arta.report.curves import PANEL_TITLES, reward_curves, validation_curves
+from lego_arta.report.generalisation import generalisation, generalisation_verdicts
 from lego_arta.report.markdown import to_markdown, versus_markdown
 from lego_arta.report.signal import signal_table
 from lego_arta.report.stats import METRICS, ood_metrics, references_table, study_table, table1
@@ -808,3 +809,43 @@ def test_out_of_domain_sets_get_table1_columns_and_each_trained_run_meets_its_st
     md = write_report(sweep)["markdown"]
     assert "IoU (referring)" in md and "## Out of domain: against the start model" in md
     assert "SFT (LoRA r8), referring IoU against base, few-shot: does not beat (beats in 0 of 1 seed)." in md
+
+
+def test_the_generalisation_questions_are_read_by_arm_and_tested_per_seed(tmp_path: Path) -> None:
+    # make generalisation's run dirs: prestage, then <arm>_s<seed>; metrics built so that (a) and (b) are known
+    sweep = tmp_path / "generalisation"
+
+    def run(name: str, method: str, seed: int, lego: float, referring: float) -> None:
+        run_dir = sweep / name
+        run_dir.mkdir(parents=True)
+        cfg = config(method, "v2" if method == "grpo" else "-", seed)
+        cfg["data"] = {"name": "refcoco_synthetic" if name == "prestage" else "synthetic"}
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+        metrics = {"eval/iou": lego, "extra/referring/iou": referring, "extra/referring/iou50": referring}
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+
+    run("prestage", "sft", 0, 70.0, 70.0)  # its eval/iou is on the referring set itself: not (a)'s pre-stage value
+    for seed in range(5):
+        run(f"sft_base_s{seed}", "sft", seed, 2.0 + seed / 10, 1.0)
+        run(f"sft_pre_s{seed}", "sft", seed, 20.0 + seed, 40.0 - seed)  # SFT on LEGO forgets about 30 of 70
+        run(f"grpo_pre_s{seed}", "grpo", seed, 15.0 + seed, 65.0 + seed / 2)  # GRPO keeps most of it
+    findings = generalisation(collect_runs(sweep))
+    assert [(f.question, f.endpoint, f.arm_a, f.arm_b) for f in findings] == [
+        ("a", "eval/iou", "sft_base", "sft_pre"),
+        ("b", "extra/referring/iou", "sft_pre", "grpo_pre"),
+    ]
+    a, b = findings
+    assert a.comparison.diff == pytest.approx(19.8) and math.isnan(a.prestage)
+    assert a.comparison.p_permutation == pytest.approx(2 / 252)  # every sft_pre seed above every sft_base seed
+    assert b.comparison.diff == pytest.approx(28.0) and b.prestage == 70.0
+    verdicts = generalisation_verdicts(findings)
+    assert verdicts[1] == (
+        "(b) grpo_pre − sft_pre on extra/referring/iou = +28; against the pre-stage's 70: sft_pre -32, grpo_pre -4: "
+        "significant at 0.05 by the exact permutation test (p = 0.008)"
+    )
+    md = write_report(sweep)["markdown"]
+    assert "## Generalisation: what a pre-stage gives, what training forgets" in md and verdicts[0] in md
+    # the chain's rows stay apart in Table 1: the pre-stage trained on other data than the LEGO SFT from the base
+    rows = table1(collect_runs(sweep))
+    assert {"refcoco_synthetic: SFT (LoRA r8)", "synthetic: SFT (LoRA r8)"} <= set(rows["model"])
+    assert dict(zip(rows["model"], rows["n"], strict=True))["refcoco_synthetic: SFT (LoRA r8)"] == 1
