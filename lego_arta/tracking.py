@@ -31,6 +31,9 @@ from lego_arta.runs import WANDB_ID_FILE, read_provenance
 
 log = logging.getLogger(__name__)
 
+# W&B's environment variables for its staging and cache dirs -> the folder under <run dir>/wandb/ each points at
+STAGING: dict[str, str] = {"WANDB_DATA_DIR": "data", "WANDB_CACHE_DIR": "cache"}
+
 
 @dataclass(frozen=True)
 class BoxedImage:
@@ -106,6 +109,11 @@ class WandbTracker(Tracker):
         os.environ.setdefault("WANDB_SILENT", "true")
         # the HF callback would otherwise log model checkpoints as artifacts
         os.environ.setdefault("WANDB_LOG_MODEL", "false")
+        # W&B stages every table image under its data dir until a sync (default ~/.local/share/wandb, outside the run
+        # dir, never cleaned) and its debug logs under its cache dir (~/.cache/wandb): both inside this run's dir, so
+        # a run takes its files with it and deleting it leaves nothing behind. Read by W&B on each call: set per run
+        for variable, folder in STAGING.items():
+            os.environ[variable] = str(run_dir / "wandb" / folder)
         config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         prov = read_provenance(run_dir)  # written by the pipeline before tracking starts
         if prov is not None:

@@ -275,3 +275,13 @@ def _generators(root: Path, command: str) -> set[str]:
     run_dir = root / re.search(r"hydra\.run\.dir=(\S+)", command).group(1)  # type: ignore[union-attr]
     path = run_dir / "predictions.jsonl"
     return {json.loads(line)["generator"] for line in path.read_text().splitlines()} if path.exists() else set()
+
+
+def test_no_run_leaves_wandb_files_in_the_home_dir(clone: Clone) -> None:
+    # every command above ran with this HOME (make demo, sweeps, GRPO with rollout tables): W&B staged its table
+    # images and wrote its cache and debug logs inside each run's dir (<run dir>/wandb/{data,cache}), none here
+    home = Path(clone.env["HOME"])
+    left = [p for d in (".local/share/wandb", ".cache/wandb") for p in (home / d).rglob("*") if p.is_file()]
+    assert not left, left[:5]
+    staged = list((clone.root / "outputs" / "demo").glob("*/wandb/data/artifacts/staging/*"))
+    assert staged  # make demo's tables were staged, inside its stages' run dirs

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,7 +116,14 @@ def test_grpo_logs_every_reward_curve_to_offline_wandb(make_cfg, tmp_path):
     table = json.loads((offline[0] / "files" / tables[-1]).read_text())
     assert table["columns"] == ["step", "id", "task", "image", "completion", *names, "advantage"]
     # (offline, W&B keeps the image cells in the table's artifact; the box layers are checked in
-    # test_predictions_table.py)
+    # test_predictions_table.py). W&B stages those images under this run's dir, not in the home dir: every staged
+    # path the .wandb file records (what `wandb sync` uploads) is a file inside <run dir>/wandb/data
+    (wandb_file,) = offline[0].glob("*.wandb")
+    staging = str(run_dir / "wandb" / "data" / "artifacts" / "staging")
+    records = wandb_file.read_bytes()  # a staged name: tempfile's tmp + 8 characters, then protobuf bytes
+    staged = {m.decode() for m in re.findall(rb"/[^\x00-\x1f\"]*/artifacts/staging/tmp[a-z0-9_]{8}", records)}
+    assert staged and all(path.startswith(staging) and Path(path).is_file() for path in staged), sorted(staged)[:3]
+    assert (run_dir / "wandb" / "cache").is_dir()  # its cache and debug logs too
     # and the same rows in the run dir, one file per step
     for step in steps:
         rows = list(read_jsonl(run_dir / "rollouts" / f"step-{step}.jsonl"))
