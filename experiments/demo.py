@@ -35,6 +35,8 @@ from typing import Any, NamedTuple
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lego_arta.config import CONF_DIR, ROOT, compose_config
+from lego_arta.errors import UserError
+from lego_arta.ownership import RunDirInUse, describe, live_owners
 from lego_arta.pipeline import run_experiment
 from lego_arta.report import write_report
 from lego_arta.runs import ADAPTER_DIR, MODEL_DIR
@@ -197,6 +199,9 @@ def run(overrides: list[str]) -> dict[str, Any]:
     ``demo.workers`` at a time (:func:`run_stages`).
     """
     probe, out, planned = compose_stages(overrides)
+    if live := live_owners(out, float(probe.ownership.stale_after_s)):  # never delete a live run's dir
+        where, owner = live[0]
+        raise RunDirInUse(f"{where} is in use by {describe(owner)}: {out} is not deleted; wait for that run to end")
     if out.exists():
         shutil.rmtree(out)  # a demo is a fresh run: stale stages would mix into the report
     out.mkdir(parents=True)
@@ -222,7 +227,11 @@ def run(overrides: list[str]) -> dict[str, Any]:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     start = time.perf_counter()
-    result = run(sys.argv[1:])
+    try:
+        result = run(sys.argv[1:])
+    except UserError as err:  # one line, as the entry scripts print it (lego_arta/cli.py)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     out: Path = result["out"]
     total = time.perf_counter() - start
     print((out / "report.md").read_text())

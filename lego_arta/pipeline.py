@@ -18,6 +18,7 @@ from lego_arta.evaluation.generate import generator_id
 from lego_arta.evaluation.trivial import mean_box_answers
 from lego_arta.gpu_memory import peak_gpu_memory
 from lego_arta.models import family, load_model, load_processor, resolve_model_path
+from lego_arta.ownership import owning
 from lego_arta.runs import METRICS_FILE, VAL_FILE, save_config, write_metrics, write_provenance
 from lego_arta.tracking import Tracker, tracking
 
@@ -162,6 +163,14 @@ def run_experiment(cfg: DictConfig, train: bool = True) -> dict[str, float]:
     run_dir = Path(cfg.paths.output_dir)
     trains = train and cfg.method.name != "none"
     rewards = check_config(cfg, run_dir, trains)  # GRPO's reward functions, built once
+    own = cfg.ownership
+    with owning(run_dir, float(own.stale_after_s), float(own.heartbeat_s), main=distributed.ranks().is_main):
+        return _run(cfg, run_dir, trains, rewards)
+
+
+def _run(
+    cfg: DictConfig, run_dir: Path, trains: bool, rewards: tuple[list[RewardFunc], list[float]] | None
+) -> dict[str, float]:
     main = distributed.setup().is_main
     data, model_path = prepare(cfg, run_dir)
     evaluates = not trains or cfg.eval.after_train

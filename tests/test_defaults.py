@@ -24,6 +24,8 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("lego_arta/data/manuals.py", "vlm"): "the VLM block of a manual row (dataset JSON): its fields may be absent",
     ("lego_arta/data/manuals.py", "data"): "a manual file's JSON object (dataset): instructions / manual_id may lack",
     ("lego_arta/data/records.py", "data"): "a record read from a JSONL file: its id names the record in an error",
+    ("lego_arta/ownership.py", "owner"): "an owner.json record (a file another process wrote): fields may lack",
+    ("lego_arta/ownership.py", "os.environ"): "the launcher's environment (SLURM_JOB_ID): absence has a meaning",
     ("lego_arta/data/lmms_rec.py", "image"): "a parquet row's HF Image struct (dataset): bytes may be absent",
     ("lego_arta/data/vlm_r1_rec.py", "t"): "a conversation turn of a VLM-R1 jsonl line (dataset)",
     ("lego_arta/data/vlm_r1_rec.py", "turns"): "a VLM-R1 line's turns by speaker (dataset): one may be absent",
