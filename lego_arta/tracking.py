@@ -13,6 +13,7 @@ the no-op stand-in (and the HF callback logs from the main process only).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -141,9 +142,51 @@ class WandbTracker(Tracker):
             raise UserError(
                 f"W&B {logger_cfg.mode}: {err} (or drop logger=wandb_online: offline is the default)"
             ) from err
+        self.stopped = False
+        self._guard_service()
         # our own logs (eval/*, tables) use the trainer's step axis when there is one
         self.run.define_metric("eval/*", step_metric="train/global_step", step_sync=False)
         self.run.define_metric("val/*", step_metric="train/global_step", step_sync=False)
+
+    def _guard_service(self) -> None:
+        """Keep a long run alive when W&B's service process dies (the OOM killer, a W&B bug).
+
+        wandb 0.31 keeps the broken connection and raises on every later call (``log``, ``summary``, ``finish``), and
+        has no setting to survive it: the run would die in the next ``wandb.log``, ours or one of transformers'
+        ``WandbCallback`` or TRL's profiling. Every call of the run reaches the service through its interface's
+        ``_publish`` / ``_deliver`` (wandb 0.31: ``run._interface``, an ``InterfaceSock``), so these two are guarded
+        here: the first lost connection is logged once, later calls do nothing (a delivery, which expects an answer,
+        raises ``ConnectionError`` again, caught by :meth:`finish`). ``history.jsonl`` and ``metrics.json`` keep every
+        step; ``wandb sync`` uploads what was logged before. Can go when wandb survives its service (grep
+        ``wandb/sdk/lib/service`` for a reconnect).
+        """
+        interface = self.run._interface
+
+        def guarded(call: Any, answer: bool) -> Any:
+            @functools.wraps(call)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if self.stopped:
+                    if answer:
+                        raise ConnectionError("W&B stopped earlier in this run")
+                    return None
+                try:
+                    return call(*args, **kwargs)
+                except ConnectionError as err:
+                    self.stopped = True
+                    log.warning(
+                        "W&B stopped (%s: %s): its service process is gone; training goes on without it, "
+                        "history.jsonl and metrics.json keep every step (wandb sync uploads what was logged before)",
+                        type(err).__name__,
+                        err,
+                    )
+                    if answer:
+                        raise
+                    return None
+
+            return wrapper
+
+        interface._publish = guarded(interface._publish, answer=False)
+        interface._deliver = guarded(interface._deliver, answer=True)
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         self.run.log(dict(metrics), step=step)
@@ -165,7 +208,11 @@ class WandbTracker(Tracker):
         return str(Path(self.run.dir).parent)
 
     def finish(self, exit_code: int = 0) -> None:
-        self.run.finish(exit_code=exit_code)
+        try:
+            self.run.finish(exit_code=exit_code)
+        except ConnectionError:  # the service died during the run: said once already (_guard_service)
+            if not self.stopped:
+                raise
 
 
 BACKENDS: dict[str, type[Tracker]] = {"wandb": WandbTracker, "none": Tracker}
