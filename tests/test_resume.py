@@ -10,19 +10,28 @@ import signal
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save_file
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from lego_arta.methods.callbacks import SaveOnSignalCallback, stop_signals
+from lego_arta.errors import MissingInputError
 from lego_arta.methods.common import last_complete_checkpoint
 
 
 def _checkpoint(run_dir: Path, step: int, state: str | None) -> Path:
     path = run_dir / f"checkpoint-{step}"
     path.mkdir(parents=True)
-    (path / "adapter_model.safetensors").write_bytes(b"weights")
+    save_file({"lora_A": torch.zeros(64, 8)}, str(path / "adapter_model.safetensors"))
+    torch.save({"state": {0: torch.zeros(64)}}, path / "optimizer.pt")
     if state is not None:
         (path / "trainer_state.json").write_text(state)
     return path
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
 
 
 def test_the_newest_complete_checkpoint_is_taken_and_half_written_ones_are_skipped(tmp_path, caplog):
@@ -38,6 +47,18 @@ def test_the_newest_complete_checkpoint_is_taken_and_half_written_ones_are_skipp
     ]
     assert last_complete_checkpoint(tmp_path / "missing") is None
     assert last_complete_checkpoint(tmp_path / "checkpoint-x") is None
+
+
+def test_a_checkpoint_damaged_after_its_state_was_written_is_passed_over(tmp_path, caplog):
+    # the disk filled or a copy was cut short: trainer_state.json is intact, a weight or optimizer file is not
+    older = _checkpoint(tmp_path, 4, json.dumps({"global_step": 4}))
+    newest = _checkpoint(tmp_path, 8, json.dumps({"global_step": 8}))
+    _truncate(newest / "adapter_model.safetensors")
+    assert last_complete_checkpoint(tmp_path) == older  # not the newest, whose resume dies in SafetensorError
+    assert f"{newest}: adapter_model.safetensors is damaged" in caplog.text
+    _truncate(older / "optimizer.pt", keep=0.9)  # no intact checkpoint left: stop, naming the file
+    with pytest.raises(MissingInputError, match=rf"{newest / 'adapter_model.safetensors'} is damaged .*Restore it"):
+        last_complete_checkpoint(tmp_path)
 
 
 def test_submitits_preemption_signal_is_read_from_its_variable(monkeypatch):

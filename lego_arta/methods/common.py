@@ -7,6 +7,7 @@ import dataclasses
 import difflib
 import json
 import logging
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,13 @@ from datasets import Dataset
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from peft import PeftModel
+from safetensors import safe_open
 from transformers import PreTrainedModel, ProcessorMixin, Trainer
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from lego_arta.distributed import barrier, ranks
-from lego_arta.errors import ConfigError
+from lego_arta.errors import ConfigError, MissingInputError
 from lego_arta.methods.callbacks import HistoryCallback, RolloutsCallback, SaveOnSignalCallback
 from lego_arta.runs import HISTORY_FILE, Trained
 from lego_arta.tracking import Tracker, report_to
@@ -107,13 +109,44 @@ def last_complete_checkpoint(run_dir: Path) -> Path | None:
         suffix = path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
         if path.is_dir() and suffix.isdigit():
             found.append((int(suffix), path))
+    broken: list[str] = []
     for step, path in sorted(found, reverse=True):
         try:
-            if json.loads((path / TRAINER_STATE_NAME).read_text())["global_step"] == step:
-                return path
+            complete = json.loads((path / TRAINER_STATE_NAME).read_text())["global_step"] == step
         except (OSError, ValueError, KeyError, TypeError):
-            pass
-        log.warning("%s is incomplete (no readable %s for step %d): skipped", path, TRAINER_STATE_NAME, step)
+            complete = False
+        if not complete:
+            log.warning("%s is incomplete (no readable %s for step %d): skipped", path, TRAINER_STATE_NAME, step)
+            continue
+        if bad := damaged_file(path):
+            log.warning("%s: %s is damaged (truncated or corrupt): skipped, an older checkpoint is taken", path, bad)
+            broken.append(str(path / bad))
+            continue
+        return path
+    if broken:  # written to the end once, damaged since: starting over would silently lose the run's progress
+        raise MissingInputError(
+            f"no intact checkpoint to resume from: {broken[0]} is damaged (truncated or corrupt). Restore it, or "
+            "delete its checkpoint dir to train from the start (resume=false does too)"
+        )
+    return None
+
+
+def damaged_file(checkpoint: Path) -> str | None:
+    """The first file of ``checkpoint`` that cannot be read back (a truncated weight or optimizer file), or None.
+
+    Reads headers only: a safetensors file's header must cover the file (``safe_open``), a ``torch.save`` file must
+    end with its zip directory. A disk that filled or a copy cut short after ``trainer_state.json`` was written leaves
+    such a file behind a complete-looking state.
+    """
+    for path in sorted(checkpoint.iterdir()):
+        if path.suffix == ".safetensors":
+            try:
+                with safe_open(str(path), "pt"):
+                    pass
+            except Exception:  # SafetensorError: incomplete metadata, file not fully covered
+                return path.name
+        elif path.suffix in (".pt", ".pth", ".bin") and not zipfile.is_zipfile(path):
+            return path.name
     return None
 
 
