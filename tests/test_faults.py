@@ -6,9 +6,11 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
+import torch
 
 from tests.conftest import ROOT
 
@@ -46,3 +48,47 @@ def test_the_tracker_dying_mid_run_loses_no_step(tmp_path, cache_dir) -> None:
     assert (run_dir / "metrics.json").is_file() and "eval/iou" in json.loads((run_dir / "metrics.json").read_text())
     log = (run_dir / "train.log").read_text()
     assert log.count("W&B stopped (") == 1 and "training goes on without it" in log
+
+
+@pytest.mark.slow(seconds=30)
+def test_a_full_disk_during_a_checkpoint_stops_with_one_line_and_the_same_command_resumes(
+    make_cfg, monkeypatch, caplog
+):
+    # the disk fills while checkpoint-4 is written (its optimizer state: torch's own message for ENOSPC); the Trainer
+    # writes weights, optimizer, scheduler, RNG, then trainer_state.json, so checkpoint-4 is left without its state
+    from experiments import train as train_script
+    from lego_arta.methods.common import DiskFullError, last_complete_checkpoint
+
+    cfg = make_cfg(
+        "method=grpo", "debug=quick", "data.synthetic.num_manuals=4", "eval.after_train=false",
+        "method.args.per_device_train_batch_size=2", "method.args.num_generations=2",
+        "method.args.max_completion_length=8", "method.args.max_steps=4", "method.args.save_steps=2",
+    )  # fmt: skip
+    run_dir = Path(cfg.paths.output_dir)
+    save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        if "checkpoint-4" in str(f):
+            raise RuntimeError(
+                "[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/0: file "
+                "write failed"
+            )
+        return save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(DiskFullError) as caught:
+        train_script.run(cfg)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"the disk is full: writing {run_dir / 'checkpoint-4'} failed")
+    assert message.endswith(f"run the same command again: it resumes from {run_dir / 'checkpoint-2'}")
+    assert last_complete_checkpoint(run_dir) == run_dir / "checkpoint-2"  # the half-written one is passed over
+    monkeypatch.setattr(torch, "save", save)  # room again: the same command goes on from step 2
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lego_arta.methods.common"):
+        train_script.run(cfg)
+    steps = [
+        row["step"] for row in map(json.loads, (run_dir / "history.jsonl").read_text().splitlines()) if "reward" in row
+    ]
+    assert steps == [1, 2, 3, 4]  # steps 3 and 4 done again from checkpoint-2, each kept once
+    assert f"resuming from {run_dir / 'checkpoint-2'}" in caplog.text
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()

@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import save_file
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from lego_arta.methods.callbacks import SaveOnSignalCallback, stop_signals
 from lego_arta.errors import MissingInputError
+from lego_arta.methods.callbacks import SaveOnSignalCallback, stop_signals
 from lego_arta.methods.common import last_complete_checkpoint
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
 import json
 import logging
 import zipfile
@@ -22,7 +23,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from lego_arta.distributed import barrier, ranks
-from lego_arta.errors import ConfigError, MissingInputError
+from lego_arta.errors import ConfigError, MissingInputError, UserError
 from lego_arta.methods.callbacks import HistoryCallback, RolloutsCallback, SaveOnSignalCallback
 from lego_arta.runs import HISTORY_FILE, Trained
 from lego_arta.tracking import Tracker, report_to
@@ -131,6 +132,46 @@ def last_complete_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
+class DiskFullError(UserError):
+    """The disk filled while the run wrote (a checkpoint, most often): one line naming where, and how to go on."""
+
+    def __init__(self, run_dir: Path, err: BaseException) -> None:
+        writing = _newest_checkpoint(run_dir)
+        try:
+            kept = last_complete_checkpoint(run_dir)
+        except MissingInputError:  # every checkpoint damaged: the resume will say which file
+            kept = None
+        where = f"writing {writing}" if writing is not None and writing != kept else f"writing into {run_dir}"
+        resume = f"it resumes from {kept}" if kept is not None else "it starts over (no complete checkpoint yet)"
+        super().__init__(
+            f"the disk is full: {where} failed ({str(err).splitlines()[0][:160]}). Free space there, then run the "
+            f"same command again: {resume}"
+        )
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (or an exception it came from) is the disk running out of space: ``OSError`` ENOSPC / EDQUOT,
+    or the message torch (``PytorchStreamWriter failed writing file``) and safetensors (``os error 28``) give it."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(seen)
+        if "No space left on device" in text or "os error 28" in text or "file write failed" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _newest_checkpoint(run_dir: Path) -> Path | None:
+    steps = [
+        (int(p.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")), p)
+        for p in run_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+        if p.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-").isdigit()
+    ]
+    return max(steps)[1] if steps else None
+
+
 def damaged_file(checkpoint: Path) -> str | None:
     """The first file of ``checkpoint`` that cannot be read back (a truncated weight or optimizer file), or None.
 
@@ -160,11 +201,16 @@ def fit(trainer: Trainer, cfg: DictConfig, run_dir: Path, processor: ProcessorMi
     checkpoint = last_complete_checkpoint(run_dir) if cfg.resume else None
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint)
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     trained = Trained.saved(run_dir, adapter=isinstance(trainer.model, PeftModel))
-    trainer.save_model(str(trained.path))  # safetensors, written by the main process only
-    if trainer.is_world_process_zero():
-        processor.save_pretrained(str(trained.path))
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        trainer.save_model(str(trained.path))  # safetensors, written by the main process only
+        if trainer.is_world_process_zero():
+            processor.save_pretrained(str(trained.path))
+    except Exception as err:
+        if not disk_full(err):
+            raise
+        raise DiskFullError(run_dir, err) from err
     barrier()  # every rank reads the saved weights next (generator_id hashes them)
     log.info("%s saved to %s", "LoRA adapter" if trained.kind == "adapter" else "fine-tuned model", trained.path)
     return trained
