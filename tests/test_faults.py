@@ -92,3 +92,31 @@ def test_a_full_disk_during_a_checkpoint_stops_with_one_line_and_the_same_comman
     assert steps == [1, 2, 3, 4]  # steps 3 and 4 done again from checkpoint-2, each kept once
     assert f"resuming from {run_dir / 'checkpoint-2'}" in caplog.text
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow(seconds=20)
+def test_a_non_finite_loss_is_logged_as_it_is_and_stops_the_run_at_its_step(make_cfg, monkeypatch):
+    from trl import SFTTrainer
+
+    from experiments import train as train_script
+    from lego_arta.methods.callbacks import NonFiniteError
+
+    cfg = make_cfg(
+        "method=sft", "debug=quick", "data.synthetic.num_manuals=4", "eval.after_train=false",
+        "method.args.max_steps=6", "method.args.save_steps=2",
+    )  # fmt: skip
+    assert cfg.method.args.logging_nan_inf_filter is False  # transformers would log the running mean instead
+    compute_loss = SFTTrainer.compute_loss
+
+    def diverging(self, *args, **kwargs):
+        loss = compute_loss(self, *args, **kwargs)
+        return loss * float("nan") if self.state.global_step >= 2 else loss  # from step 3 on
+
+    monkeypatch.setattr(SFTTrainer, "compute_loss", diverging)
+    with pytest.raises(NonFiniteError, match=r"^step 3: loss = nan: the run stops"):
+        train_script.run(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["loss"]) for r in rows if "loss" in r][-1] == (3, None)  # visible: null, not a mean
+    assert (run_dir / "checkpoint-2" / "trainer_state.json").is_file()  # the checkpoint before it is intact
+    assert not (run_dir / "checkpoint-4").exists()

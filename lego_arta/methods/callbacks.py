@@ -16,6 +16,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from lego_arta.distributed import any_process
+from lego_arta.errors import UserError
 from lego_arta.evaluation.predictions_table import table_image
 from lego_arta.parsing import completion_text
 from lego_arta.runs import append_jsonl, read_jsonl
@@ -43,6 +44,35 @@ class HistoryCallback(TrainerCallback):
         if logs and state.is_world_process_zero:
             row = {"step": state.global_step, **{k: _finite_or_none(v) for k, v in logs.items()}}
             append_jsonl(self.path, row)
+
+
+class NonFiniteError(UserError):
+    """A logged loss or mean reward is NaN or infinite: the run stops (the rule of :class:`StopOnNonFinite`)."""
+
+
+class StopOnNonFinite(TrainerCallback):
+    """The rule for non-finite values: the first logged step whose ``loss`` or mean ``reward`` is NaN or infinite
+    stops the run with one line naming the step and the value.
+
+    After a non-finite loss the next update writes NaN into the weights and every later step is lost, and the
+    Trainer would go on for hours: better to stop where it happened, with the checkpoints before it intact. The
+    value is not averaged away first: ``logging_nan_inf_filter`` is off (``conf/method/args/trained.yaml``;
+    transformers replaces a non-finite loss by the running mean in the logs by default), and the row is in
+    ``history.jsonl`` (as null) and W&B before the stop. The rewards of this project never return a non-finite value
+    (bad output scores 0), so a non-finite mean reward is a bug to report.
+    """
+
+    KEYS = ("loss", "reward")
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kw: Any):
+        for key in self.KEYS:
+            value = logs[key] if logs and key in logs else None
+            if isinstance(value, int | float) and not math.isfinite(value):
+                raise NonFiniteError(
+                    f"step {state.global_step}: {key} = {value}: the run stops (docs/processes.md, faults). The "
+                    "checkpoints before it are intact: lower method.args.learning_rate or check the data, then run "
+                    "the same command to resume from the last one, or resume=false to start over"
+                )
 
 
 class RolloutsCallback(TrainerCallback):

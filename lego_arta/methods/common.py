@@ -24,7 +24,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from lego_arta.distributed import barrier, ranks
 from lego_arta.errors import ConfigError, MissingInputError, UserError
-from lego_arta.methods.callbacks import HistoryCallback, RolloutsCallback, SaveOnSignalCallback
+from lego_arta.methods.callbacks import HistoryCallback, RolloutsCallback, SaveOnSignalCallback, StopOnNonFinite
 from lego_arta.runs import HISTORY_FILE, Trained
 from lego_arta.tracking import Tracker, report_to
 
@@ -93,7 +93,7 @@ def lora_setup(model: PreTrainedModel, method_cfg: DictConfig) -> tuple[PreTrain
 def callbacks(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> list[Any]:
     history = HistoryCallback(run_dir / HISTORY_FILE)
     table = RolloutsCallback(tracker, int(cfg.logger.rollouts_every), run_dir)
-    return [history, table, SaveOnSignalCallback()]
+    return [history, StopOnNonFinite(), table, SaveOnSignalCallback()]
 
 
 def last_complete_checkpoint(run_dir: Path) -> Path | None:
