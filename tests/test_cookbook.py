@@ -49,6 +49,7 @@ NEEDS: dict[str, tuple[str, str]] = {
         "VLM-R1's referring files and COCO images",
         r"error: data\.root: /data/rec_jsons_processed is not a dir",
     ),
+    "repo_id=me/lego-arta-grpo": ("the network and a Hugging Face token", r"error: .*nothing uploaded"),
     "accelerate launch": ("a GPU and the gpu extra (DeepSpeed)", r"DeepSpeed is not installed"),
     "make gpu-check": ("a CUDA GPU", r"error: make gpu-check needs a CUDA GPU"),
     "make paper": ("the real model and data", r"4 failed job\(s\) in this sweep"),

@@ -1,0 +1,76 @@
+"""A finished run out to the Hub: a clean upload folder with a card written from the run (offline, in full), and one
+line before anything is uploaded when the Hub cannot be reached."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi, constants
+
+from experiments import train as train_script
+from lego_arta.publish import PublishError, push, upload_folder
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, cache_dir) -> Path:
+    from lego_arta.config import compose_config
+
+    out = tmp_path_factory.mktemp("published") / "run"
+    cfg = compose_config(
+        ["method=sft", "debug=quick", "data.synthetic.num_manuals=4", "logger=wandb", "eval.limit=2"],
+        output_dir=out,
+        cache_dir=cache_dir,
+    )
+    train_script.run(cfg)
+    return out
+
+
+def test_the_upload_folder_holds_the_weights_and_a_card_from_the_run(run_dir, tmp_path) -> None:
+    folder = upload_folder(run_dir, tmp_path / "publish")
+    names = sorted(p.name for p in folder.iterdir())
+    assert {"README.md", "adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} <= set(names)
+    # nothing of the run's data or logs (the Trainer's push_to_hub would send its whole output_dir)
+    assert not {"train.jsonl", "test.jsonl", "predictions.jsonl", "history.jsonl", "wandb", "training_args.bin"} & set(
+        names
+    )
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: peft\n") and "fine-tuned version of [None]" not in card
+    assert "# default: SFT on LEGO-ARTA, LoRA adapter" in card
+    assert "| IoU " in card and "[" in card.split("| IoU ", 1)[1].splitlines()[0]  # the value with its 95% CI
+    wandb_id = (run_dir / "wandb_run_id.txt").read_text().strip()
+    assert f"W&B run: `{wandb_id}`" in card and "numeric path" in card and "trl 1.16" in card
+    assert "the project's synthetic scenes" in card and "```yaml\nseed: 0" in card
+
+
+def test_without_the_hub_nothing_is_uploaded_and_one_line_says_why(run_dir, tmp_path, monkeypatch) -> None:
+    folder = upload_folder(run_dir, tmp_path / "publish")
+    monkeypatch.setattr(HfApi, "create_repo", lambda *a, **k: pytest.fail("a repository was created"))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda *a, **k: pytest.fail("something was uploaded"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(
+        PublishError, match=f"HF_HUB_OFFLINE is set: nothing uploaded. The upload folder is ready at {folder}"
+    ):
+        push(folder, "me/lego-arta", private=True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", "")
+    monkeypatch.setattr(HfApi, "whoami", lambda *a, **k: (_ for _ in ()).throw(OSError("Network is unreachable")))
+    with pytest.raises(PublishError, match=r"cannot be reached or no token is set \(Network is unreachable\)"):
+        push(folder, "me/lego-arta", private=True)
+
+
+def test_the_command_fails_with_one_line_on_a_machine_without_the_hub(run_dir) -> None:
+    proc = subprocess.run(
+        [sys.executable, "experiments/publish.py", f"run_dir={run_dir}", "repo_id=me/lego-arta"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(run_dir.parent), "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: HF_HUB_OFFLINE is set: nothing uploaded.")
+    assert (run_dir / "publish" / "README.md").is_file()  # the folder is ready for an upload elsewhere
