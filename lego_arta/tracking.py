@@ -160,7 +160,7 @@ class WandbTracker(Tracker):
         step; ``wandb sync`` uploads what was logged before. Can go when wandb survives its service (grep
         ``wandb/sdk/lib/service`` for a reconnect).
         """
-        interface = self.run._interface
+        interface: Any = self.run._interface
 
         def guarded(call: Any, answer: bool) -> Any:
             @functools.wraps(call)

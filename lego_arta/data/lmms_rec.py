@@ -148,6 +148,8 @@ def _row_records(
     image = row["image"] or {}
     data = image.get("bytes") if isinstance(image, Mapping) else None
     try:
+        if not isinstance(data, bytes):
+            raise ValueError("no image bytes")
         with Image.open(io.BytesIO(data)) as img:  # the header only
             width, height = img.size
             suffix = f".{(img.format or 'png').lower()}"
@@ -171,8 +173,10 @@ def _row_records(
         tmp = target.with_suffix(target.suffix + ".tmp")
         tmp.write_bytes(data)
         tmp.replace(target)
-    box = (100 * x / width, 100 * y / height, 100 * (x + w) / width, 100 * (y + h) / height)
-    box = tuple(min(max(v, 0.0), 100.0) for v in box)
+    box = tuple(
+        min(max(v, 0.0), 100.0)
+        for v in (100 * x / width, 100 * y / height, 100 * (x + w) / width, 100 * (y + h) / height)
+    )
     manual = f"{split}/{Path(str(row['file_name'])).stem}"
     return [
         referring_record(split, str(row["question_id"]), k, expression, box, str(target), manual)

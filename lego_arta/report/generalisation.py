@@ -83,13 +83,9 @@ def generalisation(runs: pd.DataFrame) -> list[Finding]:
                     continue
                 # the pre-stage's own score where it was scored on the same samples (an eval.extra set; its
                 # eval/ keys are on the referring set itself, not on LEGO-ARTA)
-                pre = group.loc[group["arm"] == PRESTAGE, key].dropna() if endpoint == "extra" else []
+                pre = group.loc[group["arm"] == PRESTAGE, key].dropna().tolist() if endpoint == "extra" else []
                 comparison = with_power(compare(a, b), a, b)
-                out.append(
-                    Finding(
-                        question, key, arm_a, arm_b, comparison, float(pre.iloc[0]) if len(pre) else math.nan, path
-                    )
-                )
+                out.append(Finding(question, key, arm_a, arm_b, comparison, float(pre[0]) if pre else math.nan, path))
     return out
 
 
