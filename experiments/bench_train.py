@@ -101,6 +101,7 @@ def _bare(cfg: Any, rows: Any, out: Path) -> Any:
         "bf16": False,
         "activation_checkpointing": False,
         "remove_unused_columns": False,
+        "logging_nan_inf_filter": a.logging_nan_inf_filter,  # ours logs a NaN loss as it is (conf/method/args)
         "seed": int(cfg.seed),
         "data_seed": int(cfg.seed),
     }
