@@ -12,7 +12,7 @@ from omegaconf.errors import InterpolationResolutionError
 from lego_arta import distributed
 from lego_arta.errors import ConfigError, MissingInputError
 from lego_arta.models import family
-from lego_arta.models.loading import attention_implementation
+from lego_arta.models.loading import attention_implementation, check_hub_model, looks_local
 
 if TYPE_CHECKING:
     from lego_arta.rewards import RewardFunc
@@ -50,8 +50,13 @@ def check_config(cfg: DictConfig, run_dir: Path, trains: bool) -> tuple[list[Rew
             f"eval.backend=vllm runs in one process, not in each of {world}: set eval.after_train=false and evaluate "
             "afterwards with python experiments/evaluate.py eval.backend=vllm method.adapter=<run dir>/adapter"
         )
-    if cfg.method.adapter and not (Path(str(cfg.method.adapter)) / "adapter_config.json").is_file():
-        raise MissingInputError(f"method.adapter={cfg.method.adapter}: no adapter_config.json in this directory")
+    if cfg.method.adapter:  # a local dir with its adapter_config.json, or a hub id in the cache or on the hub
+        adapter = str(cfg.method.adapter)
+        if looks_local(adapter):
+            if not (Path(adapter).expanduser() / "adapter_config.json").is_file():
+                raise MissingInputError(f"method.adapter={adapter}: no adapter_config.json in this directory")
+        else:
+            check_hub_model(adapter, key="method.adapter", file="adapter_config.json")
     if cfg.method.name == "none":
         if cfg.method.args:
             log.warning("method=none trains nothing: ignoring method.args (%s)", ", ".join(cfg.method.args))

@@ -18,6 +18,7 @@ from lego_arta.evaluation.generate import generator_id
 from lego_arta.evaluation.trivial import mean_box_answers
 from lego_arta.gpu_memory import peak_gpu_memory
 from lego_arta.models import family, load_model, load_processor, resolve_model_path
+from lego_arta.models.loading import resolve_adapter
 from lego_arta.ownership import owning
 from lego_arta.runs import METRICS_FILE, VAL_FILE, save_config, write_metrics, write_provenance
 from lego_arta.tracking import Tracker, tracking
@@ -57,6 +58,12 @@ def prepare(cfg: DictConfig, run_dir: Path) -> tuple[DataSplit, str]:
     set_seed(int(cfg.seed))
     with distributed.main_process_first():  # the main process builds the tiny model and the scenes into the cache
         model_path = resolve_model_path(cfg.model, cfg.paths.cache_dir)  # a bad model.path fails before the data
+        if cfg.method.adapter:  # a hub id: its snapshot in the HF cache (what vLLM and the generator id read)
+            adapter = resolve_adapter(str(cfg.method.adapter))
+            if adapter != str(cfg.method.adapter):
+                log.info("method.adapter=%s: %s", cfg.method.adapter, adapter)
+                with open_dict(cfg):
+                    cfg.method.adapter = adapter
         data = load_data(cfg)
     if data.revision is not None:  # the commit of data.hub that was read: config.yaml and the W&B config say it
         with open_dict(cfg):

@@ -50,6 +50,10 @@ NEEDS: dict[str, tuple[str, str]] = {
         r"error: data\.root: /data/rec_jsons_processed is not a dir",
     ),
     "repo_id=me/lego-arta-grpo": ("the network and a Hugging Face token", r"error: .*nothing uploaded"),
+    "method.adapter=me/lego-arta-grpo": (
+        "the adapter on the Hugging Face Hub",
+        r"error: method\.adapter=me/lego-arta-grpo: not in the Hugging Face cache",
+    ),
     "accelerate launch": ("a GPU and the gpu extra (DeepSpeed)", r"DeepSpeed is not installed"),
     "make gpu-check": ("a CUDA GPU", r"error: make gpu-check needs a CUDA GPU"),
     "make paper": ("the real model and data", r"4 failed job\(s\) in this sweep"),

@@ -74,3 +74,25 @@ def test_the_command_fails_with_one_line_on_a_machine_without_the_hub(run_dir) -
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith("error: HF_HUB_OFFLINE is set: nothing uploaded.")
     assert (run_dir / "publish" / "README.md").is_file()  # the folder is ready for an upload elsewhere
+
+
+def test_a_published_adapter_is_evaluated_by_its_hub_id_from_the_cache(run_dir, tmp_path, monkeypatch, make_cfg):
+    # the adapter as the Hub would hand it back: a snapshot in the Hugging Face cache, read offline
+    from lego_arta.errors import MissingInputError
+    from lego_arta.pipeline import run_experiment
+
+    folder = upload_folder(run_dir, tmp_path / "publish")
+    cache = tmp_path / "hf" / "hub"
+    snapshot = cache / "models--me--lego-arta" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    for path in folder.iterdir():
+        (snapshot / path.name).write_bytes(path.read_bytes())
+    (cache / "models--me--lego-arta" / "refs").mkdir()
+    (cache / "models--me--lego-arta" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    cfg = make_cfg("method=none", "method.adapter=me/lego-arta", "eval.limit=1", "eval.max_new_tokens=8")
+    metrics = run_experiment(cfg, train=False)
+    assert metrics["eval/num_samples"] > 0 and cfg.method.adapter == str(snapshot)  # loaded from the snapshot
+    with pytest.raises(MissingInputError, match=r"method\.adapter=me/not-there: not in the Hugging Face cache"):
+        run_experiment(make_cfg("method=none", "method.adapter=me/not-there"), train=False)

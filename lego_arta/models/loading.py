@@ -22,7 +22,8 @@ class ModelPathError(MissingInputError):
     """``model.path`` names a local dir that does not exist or holds no model."""
 
 
-def _looks_local(path: str) -> bool:
+def looks_local(path: str) -> bool:
+    """Whether ``path`` names a local dir rather than a hub id (``<user>/<name>``)."""
     return path.startswith(("/", ".", "~")) or Path(path).exists() or path.count("/") != 1
 
 
@@ -39,7 +40,7 @@ def resolve_model_path(model_cfg: DictConfig, cache_dir: str | Path) -> str:
         tiny: dict[str, Any] = OmegaConf.to_container(model_cfg.tiny, resolve=True)  # type: ignore[assignment]
         return str(family(model_cfg).build_tiny(tiny, cache_dir))
     path = str(model_cfg.path)
-    if _looks_local(path):
+    if looks_local(path):
         local = Path(path).expanduser()
         if not local.is_dir():
             raise ModelPathError(f"model.path={path}: no such directory")
@@ -50,12 +51,31 @@ def resolve_model_path(model_cfg: DictConfig, cache_dir: str | Path) -> str:
     return path  # a hub id: transformers resolves it (from the local HF cache when offline)
 
 
-def check_hub_model(repo_id: str, key: str = "model.path") -> None:
+def resolve_adapter(value: str) -> str:
+    """``method.adapter`` as a local dir: a local dir as it is (it must hold ``adapter_config.json``), a hub id
+    (``<user>/<name>``, e.g. an adapter that ``experiments/publish.py`` uploaded) downloaded into the Hugging Face
+    cache once (``HF_HUB_OFFLINE=1`` reads the cache only) and its snapshot dir returned: vLLM's LoRA request and
+    the predictions' generator id read the adapter's files.
+
+    Raises:
+        ModelPathError: no adapter there (one line: the path or id, and how to get it).
+    """
+    if looks_local(value):
+        if not (Path(value).expanduser() / "adapter_config.json").is_file():
+            raise ModelPathError(f"method.adapter={value}: no adapter_config.json in this directory")
+        return str(Path(value).expanduser())
+    check_hub_model(value, key="method.adapter", file="adapter_config.json")
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(value)
+
+
+def check_hub_model(repo_id: str, key: str = "model.path", file: str = "config.json") -> None:
     """Fail in seconds when a hub id can be loaded neither from the local Hugging Face cache nor from the hub.
 
     On a compute node without network (``HF_HUB_OFFLINE=1``, or the hub unreachable) a model that is not in the
     cache would otherwise fail at ``from_pretrained``, after the data, in a long traceback. A cached ``config.json``
-    is enough here (transformers reads the rest from the same snapshot).
+    is enough here (transformers reads the rest from the same snapshot); ``file`` is the one checked.
 
     Raises:
         ModelPathError: one line naming the id, the cache dir and the two ways out.
@@ -63,11 +83,11 @@ def check_hub_model(repo_id: str, key: str = "model.path") -> None:
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
-    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+    if isinstance(try_to_load_from_cache(repo_id, file), str):
         return
     if not constants.HF_HUB_OFFLINE:
         try:
-            get_hf_file_metadata(hf_hub_url(repo_id, "config.json"), timeout=10)
+            get_hf_file_metadata(hf_hub_url(repo_id, file), timeout=10)
             return
         except (RepositoryNotFoundError, EntryNotFoundError) as err:
             raise ModelPathError(
