@@ -21,7 +21,7 @@ from lego_arta.models import family, load_model, load_processor, resolve_model_p
 from lego_arta.models.loading import resolve_adapter
 from lego_arta.ownership import owning
 from lego_arta.runs import METRICS_FILE, VAL_FILE, save_config, write_metrics, write_provenance
-from lego_arta.tracking import Tracker, tracking
+from lego_arta.tracking import Tracker, data_source, tracking
 
 if TYPE_CHECKING:
     from lego_arta.rewards import RewardFunc
@@ -186,6 +186,8 @@ def _run(
     frame_of = family(cfg.model).image_frame()  # the image_size of each sample: its answers' frame
     with tracking(cfg, run_dir) as tracker:
         tracker.summary(data_counts(data))
+        if cfg.logger.lineage and tracker.records_lineage:  # online W&B only
+            tracker.use_data(data_source(cfg.data, data.root, data.revision))
         weights, processor, memory = load_stage(cfg, model_path, trains)
         if trains:
             weights, metrics = train_stage(cfg, weights, processor, data, frame_of, run_dir, tracker, rewards)
@@ -200,6 +202,9 @@ def _run(
             metrics |= memory
             tracker.summary(memory)
             write_metrics(metrics, run_dir)
+            if trains and cfg.logger.log_weights and tracker.records_lineage:
+                trained = Path(weights.adapter) if weights.adapter else Path(weights.path)
+                tracker.log_weights(trained, "adapter" if weights.adapter else "model", metrics)
     if main:
         log.info("metrics: %s", run_dir / METRICS_FILE)
     return metrics

@@ -14,6 +14,8 @@ the no-op stand-in (and the HF callback logs from the main process only).
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import os
 import secrets
@@ -85,6 +87,17 @@ class Tracker:
 
     def summary(self, metrics: Mapping[str, Any]) -> None:
         """Set run summary values (nothing to do here)."""
+
+    @property
+    def records_lineage(self) -> bool:
+        """Whether :meth:`use_data` and :meth:`log_weights` record anything (W&B: online runs only)."""
+        return False
+
+    def use_data(self, source: Mapping[str, Any]) -> None:
+        """Record the run's data as its input (lineage; nothing to do here). ``source``: :func:`data_source`."""
+
+    def log_weights(self, path: Path, kind: str, metrics: Mapping[str, float]) -> None:
+        """Record the trained weights in ``path`` as the run's output, with its metrics (nothing to do here)."""
 
     @property
     def location(self) -> str | None:
@@ -204,6 +217,29 @@ class WandbTracker(Tracker):
         self.run.summary.update(dict(metrics))
 
     @property
+    def records_lineage(self) -> bool:
+        # wandb 0.31 offline: "Cannot use artifact when in offline mode"; lineage is for online runs
+        return self.run.settings.mode != "offline" and not self.stopped
+
+    def use_data(self, source: Mapping[str, Any]) -> None:
+        """The data as the run's input artifact, by reference (nothing uploaded): the hub dataset at its revision, or
+        the local dir with a digest of its files (paths and sizes) in the metadata."""
+        artifact = self._wandb.Artifact(f"data-{source['name']}", type="dataset", metadata=dict(source))
+        if "hub" in source:
+            artifact.add_reference(str(source["uri"]), name=str(source["name"]), checksum=False)
+        else:  # a file:// reference would list every file of the dir: the dir is named by its digest instead
+            with artifact.new_file("source.json") as f:
+                f.write(json.dumps(dict(source), indent=2))
+        self.run.use_artifact(artifact)
+
+    def log_weights(self, path: Path, kind: str, metrics: Mapping[str, float]) -> None:
+        """The trained adapter (or model) as the run's output artifact with the run's metrics: uploads the weights,
+        so only with ``logger.log_weights=true``."""
+        artifact = self._wandb.Artifact(f"{kind}-{self.run.id}", type="model", metadata=dict(metrics))
+        artifact.add_dir(str(path))
+        self.run.log_artifact(artifact)
+
+    @property
     def location(self) -> str | None:
         return str(Path(self.run.dir).parent)
 
@@ -216,6 +252,18 @@ class WandbTracker(Tracker):
 
 
 BACKENDS: dict[str, type[Tracker]] = {"wandb": WandbTracker, "none": Tracker}
+
+
+def data_source(data_cfg: Mapping[str, Any], root: Path, revision: str | None) -> dict[str, Any]:
+    """Where a run's data came from, for its lineage: the hub id at its revision, or the local dir (the synthetic
+    scenes' cache dir included) with a digest of its files' relative paths and sizes."""
+    if data_cfg["hub"]:
+        uri = f"https://huggingface.co/datasets/{data_cfg['hub']}/tree/{revision or 'main'}"
+        return {"name": str(data_cfg["name"]), "uri": uri, "hub": str(data_cfg["hub"]), "revision": revision}
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(root)}:{path.stat().st_size}\n".encode())
+    return {"name": str(data_cfg["name"]), "uri": root.resolve().as_uri(), "digest": digest.hexdigest()[:16]}
 
 
 def tracker_class(cfg: DictConfig) -> type[Tracker]:

@@ -96,3 +96,45 @@ def test_a_published_adapter_is_evaluated_by_its_hub_id_from_the_cache(run_dir, 
     assert metrics["eval/num_samples"] > 0 and cfg.method.adapter == str(snapshot)  # loaded from the snapshot
     with pytest.raises(MissingInputError, match=r"method\.adapter=me/not-there: not in the Hugging Face cache"):
         run_experiment(make_cfg("method=none", "method.adapter=me/not-there"), train=False)
+
+
+def test_an_online_run_records_its_data_in_and_its_weights_out(run_dir, tmp_path) -> None:
+    # W&B lineage on an online run (no network here: the run object records what reaches it)
+    import wandb
+
+    from lego_arta.tracking import WandbTracker, data_source
+
+    class Run:
+        id, settings, used, logged = "abc123", type("S", (), {"mode": "online"})(), [], []
+
+        def use_artifact(self, artifact):
+            self.used.append(artifact)
+
+        def log_artifact(self, artifact):
+            self.logged.append(artifact)
+
+    tracker = object.__new__(WandbTracker)
+    tracker._wandb, tracker.run, tracker.stopped = wandb, Run(), False
+    assert tracker.records_lineage
+    hub = data_source({"name": "lego_arta", "hub": "PPPPPeter/arta"}, tmp_path, "c0ffee")
+    tracker.use_data(hub)
+    (data_dir := tmp_path / "scenes").mkdir()
+    (data_dir / "a.json").write_text("{}")
+    local = data_source({"name": "synthetic", "hub": None}, data_dir, None)
+    tracker.use_data(local)
+    hub_art, local_art = tracker.run.used
+    assert hub_art.type == "dataset" and hub_art.metadata["revision"] == "c0ffee"
+    assert [e.ref for e in hub_art.manifest.entries.values()] == [
+        "https://huggingface.co/datasets/PPPPPeter/arta/tree/c0ffee"
+    ]
+    assert (
+        list(local_art.manifest.entries) == ["source.json"]
+        and local_art.metadata["uri"] == data_dir.resolve().as_uri()
+    )
+    assert len(local_art.metadata["digest"]) == 16  # a dir named by what it holds
+    tracker.log_weights(run_dir / "adapter", "adapter", {"eval/iou": 1.5})
+    (weights,) = tracker.run.logged
+    assert weights.name == "adapter-abc123" and weights.type == "model" and weights.metadata == {"eval/iou": 1.5}
+    assert "adapter_model.safetensors" in weights.manifest.entries
+    tracker.run.settings.mode = "offline"  # W&B does not use artifacts offline: nothing is recorded there
+    assert not tracker.records_lineage
