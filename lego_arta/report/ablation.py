@@ -229,7 +229,7 @@ def ablation(runs: pd.DataFrame) -> list[tuple[str, str, Comparison]]:
     """``(arm label, scale, v2 - v1 comparison)`` per GRPO start (the base model, an adapter or a fine-tuned model),
     model, experiment and numeric path (:mod:`lego_arta.provenance`: runs that round otherwise are never pooled), and
     scale (``train``: matched IoU over the last quarter of training; ``eval``: test IoU, the endpoint, with its
-    power); only where an arm has a value."""
+    power); only where both arms have a value (a sweep of one reward has no ablation)."""
     values = per_seed_values(runs)
     for key in ("experiment_name", "numeric_path"):
         values[key] = values[key].fillna(MISSING)
@@ -244,7 +244,7 @@ def ablation(runs: pd.DataFrame) -> list[tuple[str, str, Comparison]]:
             label = f"{label}, numeric path {path}"
         for scale in SCALES:
             arms = {r: group.loc[group["reward"] == r, scale].dropna().tolist() for r in (BASELINE, VARIANT)}
-            if arms[BASELINE] or arms[VARIANT]:
+            if arms[BASELINE] and arms[VARIANT]:  # a sweep of one reward has nothing to compare
                 comparison = compare(arms[BASELINE], arms[VARIANT])
                 if scale == ENDPOINT:
                     comparison = with_power(comparison, arms[BASELINE], arms[VARIANT])
