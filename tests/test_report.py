@@ -845,6 +845,7 @@ def test_the_generalisation_questions_are_read_by_arm_and_tested_per_seed(tmp_pa
     )
     md = write_report(sweep)["markdown"]
     assert "## Generalisation: what a pre-stage gives, what training forgets" in md and verdicts[0] in md
+    assert "## Reward ablation" not in md  # GRPO under one reward only: nothing to compare v2 with
     # the chain's rows stay apart in Table 1: the pre-stage trained on other data than the LEGO SFT from the base
     rows = table1(collect_runs(sweep))
     assert {"refcoco_synthetic: SFT (LoRA r8)", "synthetic: SFT (LoRA r8)"} <= set(rows["model"])
