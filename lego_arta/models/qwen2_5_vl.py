@@ -14,14 +14,20 @@ coordinates).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoImageProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+from transformers import (
+    AutoImageProcessor,
+    PretrainedConfig,
+    PreTrainedModel,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+)
 from transformers.image_transforms import convert_to_rgb
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil, smart_resize
 from trl.chat_template_utils import qwen2_5_vl_chat_template
@@ -115,6 +121,42 @@ def check_image_budget(image_processor: Any, min_pixels: int, max_pixels: int) -
             )
 
 
+def tiny_qwen_model(
+    config_cls: Callable[..., PretrainedConfig],
+    model_cls: Callable[[Any], PreTrainedModel],
+    tokenizer: Any,
+    text: Mapping[str, Any],
+    vision: Mapping[str, Any],
+    rope: Mapping[str, Any],
+    seed: int,
+) -> PreTrainedModel:
+    """A randomly initialised Qwen-layout VLM (Qwen2.5-VL, Qwen3-VL, Qwen3.5) of ``text`` / ``vision`` sizes: the
+    tiny tokenizer's special token ids in the config and generation config, tied embeddings, seeded weights."""
+    ids: dict[str, int] = {t: int(tokenizer.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS}
+    config = config_cls(
+        text_config={
+            **text,
+            "vocab_size": len(tokenizer),
+            "rope_parameters": dict(rope),
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+            "tie_word_embeddings": True,
+        },
+        vision_config={**vision, "out_hidden_size": text["hidden_size"], "in_channels": 3, "temporal_patch_size": 2},
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = model_cls(config)
+    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    return model
+
+
 def build_tiny_qwen2_5_vl(
     tiny: Mapping[str, Any], cache_dir: str | Path, min_pixels: int = 3136, max_pixels: int = 12544
 ) -> Path:
@@ -143,28 +185,8 @@ def build_tiny_qwen2_5_vl(
     head_dim = text["hidden_size"] // text["num_attention_heads"]
     if sum(mrope_section) * 2 != head_dim:
         raise ValueError(f"model.tiny.text.mrope_section={mrope_section} must sum to head size / 2 = {head_dim // 2}")
-    ids: dict[str, int] = {t: int(tokenizer.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS}  # type: ignore[arg-type]
-    config = Qwen2_5_VLConfig(
-        text_config={
-            **text,
-            "vocab_size": len(tokenizer),
-            "rope_parameters": {"rope_type": "default", "rope_theta": rope_theta, "mrope_section": mrope_section},
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-            "tie_word_embeddings": True,
-        },
-        vision_config={**vision, "out_hidden_size": text["hidden_size"], "in_channels": 3, "temporal_patch_size": 2},
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    rope = {"rope_type": "default", "rope_theta": rope_theta, "mrope_section": mrope_section}
+    model = tiny_qwen_model(Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, tokenizer, text, vision, rope, seed)
     image_processor = Qwen2VLImageProcessorPil(
         min_pixels=min_pixels,
         max_pixels=max_pixels,

@@ -21,14 +21,12 @@ reasoning answer that follows the format.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
 from trl.chat_template_utils import qwen3_5_think_chat_template
 
-from lego_arta.models.qwen3_vl import Qwen3_VL, build_tiny_qwen3
+from lego_arta.models.qwen3_vl import Qwen3_VL
 
 
 class Qwen3_5(Qwen3_VL):
@@ -41,17 +39,7 @@ class Qwen3_5(Qwen3_VL):
         r"|gate_proj|up_proj|down_proj)"
     )
 
+    tiny_classes = (Qwen3_5Config, Qwen3_5ForConditionalGeneration, qwen3_5_think_chat_template)
+
     def chat_template_kwargs(self, reasoning: bool) -> dict[str, Any]:
         return {"enable_thinking": bool(reasoning)}
-
-    def build_tiny(self, tiny: Mapping[str, Any], cache_dir: str | Path) -> Path:
-        return build_tiny_qwen3(
-            "tiny_qwen3_5",
-            Qwen3_5Config,
-            Qwen3_5ForConditionalGeneration,
-            qwen3_5_think_chat_template,
-            tiny,
-            cache_dir,
-            self.min_pixels,
-            self.max_pixels,
-        )

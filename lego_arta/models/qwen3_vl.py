@@ -22,15 +22,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import torch
 from transformers import PretrainedConfig, PreTrainedModel, Qwen3VLConfig, Qwen3VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from trl.chat_template_utils import qwen3_vl_chat_template
 
-from lego_arta.models.qwen2_5_vl import Qwen2_5_VL
-from lego_arta.models.tiny import SPECIAL_TOKENS, is_built, save_tiny, tiny_dir, train_tokenizer
+from lego_arta.models.qwen2_5_vl import Qwen2_5_VL, tiny_qwen_model
+from lego_arta.models.tiny import is_built, save_tiny, tiny_dir, train_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -83,28 +82,7 @@ def build_tiny_qwen3(
     rope["rope_theta"] = float(text.pop("rope_theta"))
     if "partial_rotary_factor" in text:
         rope["partial_rotary_factor"] = float(text.pop("partial_rotary_factor"))
-    ids: dict[str, int] = {t: int(tokenizer.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS}  # type: ignore[arg-type]
-    config = config_cls(
-        text_config={
-            **text,
-            "vocab_size": len(tokenizer),
-            "rope_parameters": rope,
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-            "tie_word_embeddings": True,
-        },
-        vision_config={**vision, "out_hidden_size": text["hidden_size"], "in_channels": 3, "temporal_patch_size": 2},
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    model = model_cls(config)
-    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    model = tiny_qwen_model(config_cls, model_cls, tokenizer, text, vision, rope, seed)
     image_processor = Qwen2VLImageProcessorPil(
         size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
         patch_size=vision["patch_size"],
@@ -127,17 +105,17 @@ class Qwen3_VL(Qwen2_5_VL):
     native_frame = "in relative coordinates from 0 to 1000"
     patch_size, merge_size = 16, 2
     FRAME = 1000
+    # the tiny model's config and model classes and the checkpoint's chat template (build_tiny_qwen3)
+    tiny_classes: ClassVar[tuple[Any, Any, str]] = (
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        qwen3_vl_chat_template,
+    )
 
     def build_tiny(self, tiny: Mapping[str, Any], cache_dir: str | Path) -> Path:
+        config_cls, model_cls, template = self.tiny_classes
         return build_tiny_qwen3(
-            "tiny_qwen3_vl",
-            Qwen3VLConfig,
-            Qwen3VLForConditionalGeneration,
-            qwen3_vl_chat_template,
-            tiny,
-            cache_dir,
-            self.min_pixels,
-            self.max_pixels,
+            f"tiny_{self.name}", config_cls, model_cls, template, tiny, cache_dir, self.min_pixels, self.max_pixels
         )
 
     def frame_size(self, width: int, height: int) -> tuple[int, int]:
