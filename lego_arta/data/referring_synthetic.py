@@ -31,6 +31,7 @@ from PIL import Image, ImageDraw
 from lego_arta.cache import build_dir
 from lego_arta.data.drawing import BACKGROUND, COLORS, SHAPES, Part, apart, draw_part, part_size, unit
 from lego_arta.data.records import DataError
+from lego_arta.data.synthetic import settings_values
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +74,7 @@ class ReferringSettings:
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any]) -> ReferringSettings:
-        names = {f.name for f in dataclasses.fields(cls)}
-        if unknown := sorted(set(node) - names):
-            raise DataError(f"data.synthetic_referring: unknown keys {unknown} (known: {sorted(names)})")
-        if missing := sorted(names - set(node)):
-            raise DataError(f"data.synthetic_referring: missing keys {missing}")
-        values: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v for k, v in node.items()
-        }
+        values = settings_values(cls, node, "data.synthetic_referring")
         values["images"] = {str(k): int(v) for k, v in dict(node["images"]).items()}
         return cls(**values)
 

@@ -136,20 +136,27 @@ class SyntheticSettings:
     @classmethod
     def from_config(cls, node: Mapping[str, Any]) -> SyntheticSettings:
         """Settings from the ``data.synthetic`` config node (a plain mapping); unknown or missing keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        if unknown := sorted(set(node) - names):
-            raise DataError(f"data.synthetic: unknown keys {unknown} (known: {sorted(names)})")
-        if missing := sorted(names - set(node)):
-            raise DataError(f"data.synthetic: missing keys {missing}")
-        values: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v for k, v in node.items()
-        }
-        return cls(**values)
+        return cls(**settings_values(cls, node, "data.synthetic"))
 
     def digest(self) -> str:
         """A short hash of the settings and the generator version (the cache key)."""
         payload = json.dumps({"version": GENERATOR_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def settings_values(cls: type, node: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The fields of the settings dataclass ``cls`` from its config node ``key`` (a plain mapping), sequences as
+    tuples (hashable, and the cache digest's JSON).
+
+    Raises:
+        DataError: a key the dataclass does not know, or a field the node lacks.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    if unknown := sorted(set(node) - names):
+        raise DataError(f"{key}: unknown keys {unknown} (known: {sorted(names)})")
+    if missing := sorted(names - set(node)):
+        raise DataError(f"{key}: missing keys {missing}")
+    return {k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v for k, v in node.items()}
 
 
 def ensure_synthetic(settings: SyntheticSettings, cache_dir: str | Path) -> Path:
