@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,15 @@ import yaml
 from lego_arta.errors import MissingInputError, UserError
 from lego_arta.markdown_table import markdown_table
 from lego_arta.provenance import describe
-from lego_arta.runs import ADAPTER_DIR, CONFIG_FILE, METRICS_FILE, MODEL_DIR, WANDB_ID_FILE, read_provenance
+from lego_arta.runs import (
+    ADAPTER_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_DIR,
+    WANDB_ID_FILE,
+    read_provenance,
+    saved_value,
+)
 from lego_arta.sample_metrics import STUDY_METRICS
 
 log = logging.getLogger(__name__)
@@ -68,27 +75,19 @@ def upload_folder(run_dir: str | Path, out: str | Path) -> Path:
     return out
 
 
-def _get(node: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    return node
-
-
 def model_card(run_dir: Path, kind: str) -> str:
     """The card of a run: front matter for the Hub, then what the run was and what it scored."""
     cfg = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).is_file() else {}
     metrics = json.loads((run_dir / METRICS_FILE).read_text()) if (run_dir / METRICS_FILE).is_file() else {}
-    base = _get(cfg, "model", "path") or f"(the project's tiny offline {_get(cfg, 'model', 'name')})"
-    method, reward = _get(cfg, "method", "name"), _get(cfg, "reward", "name")
-    data = {k: _get(cfg, "data", k) for k in ("name", "hub", "revision", "root")}
+    base = saved_value(cfg, "model", "path") or f"(the project's tiny offline {saved_value(cfg, 'model', 'name')})"
+    method, reward = saved_value(cfg, "method", "name"), saved_value(cfg, "reward", "name")
+    data = {k: saved_value(cfg, "data", k) for k in ("name", "hub", "revision", "root")}
     front: dict[str, Any] = {
         "library_name": "peft" if kind == "adapter" else "transformers",
         "tags": ["lego-arta", str(method)],
     }
-    if _get(cfg, "model", "path"):
-        front["base_model"] = str(_get(cfg, "model", "path"))
+    if saved_value(cfg, "model", "path"):
+        front["base_model"] = str(saved_value(cfg, "model", "path"))
     if data["hub"]:
         front["datasets"] = [str(data["hub"])]
     rows = []
@@ -114,13 +113,14 @@ def model_card(run_dir: Path, kind: str) -> str:
         yaml.safe_dump(front, sort_keys=False).strip(),
         "---",
         "",
-        f"# {_get(cfg, 'experiment_name')}: {str(method).upper()}"
+        f"# {saved_value(cfg, 'experiment_name')}: {str(method).upper()}"
         + (f" (reward {reward})" if method == "grpo" else "")
         + f" on LEGO-ARTA, {'LoRA adapter' if kind == 'adapter' else 'fine-tuned model'}",
         "",
         f"Trained with the lego-arta pipeline from `{base}` ({method}"
         + (f", reward {reward}" if method == "grpo" else "")
-        + f", seed {_get(cfg, 'seed')}). {'Load it with PEFT on that base model.' if kind == 'adapter' else ''}",
+        + f", seed {saved_value(cfg, 'seed')}). "
+        + ("Load it with PEFT on that base model." if kind == "adapter" else ""),
         "",
         "## Scores on the test split",
         "Values x100; [lo, hi]: the 95% bootstrap interval over test samples (one run).",
@@ -129,8 +129,8 @@ def model_card(run_dir: Path, kind: str) -> str:
         "",
         "## Data",
         f"- set: `{data['name']}`, from {source}",
-        f"- split: `{_get(cfg, 'split', 'name')}` (seed {_get(cfg, 'split', 'seed')}), "
-        f"tasks {_get(cfg, 'data', 'tasks')}",
+        f"- split: `{saved_value(cfg, 'split', 'name')}` (seed {saved_value(cfg, 'split', 'seed')}), "
+        f"tasks {saved_value(cfg, 'data', 'tasks')}",
         "",
         "## Tracking and machine",
         f"- W&B run: `{wandb_id}` (project `{logger.get('project')}`, group `{logger.get('group')}`)"

@@ -60,6 +60,20 @@ class Trained:
         return cls(run_dir / ADAPTER_DIR, "adapter") if adapter else cls(run_dir / MODEL_DIR, "model")
 
 
+def saved_value(node: Any, *keys: str) -> Any:
+    """A value of a run's saved config (``config.yaml`` read back as plain YAML), None where a key is absent (a run
+    of an older version of the project).
+
+    >>> saved_value({"eval": {"bootstrap": {"seed": 3}}}, "eval", "bootstrap", "seed"), saved_value({}, "eval", "x")
+    (3, None)
+    """
+    for key in keys:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
 def save_config(cfg: DictConfig, run_dir: str | Path) -> Path:
     """Write the resolved config to ``run_dir/config.yaml`` and return its path."""
     path = Path(run_dir) / CONFIG_FILE

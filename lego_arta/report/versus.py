@@ -27,7 +27,7 @@ from lego_arta.metrics import compare_predictions
 from lego_arta.parsing import TASKS
 from lego_arta.report.collect import OK
 from lego_arta.report.stats import HEADERS, REFERENCE_NAMES, row_label
-from lego_arta.runs import CONFIG_FILE, PREDICTIONS_FILE, extra_predictions_file, read_jsonl
+from lego_arta.runs import CONFIG_FILE, PREDICTIONS_FILE, extra_predictions_file, read_jsonl, saved_value
 from lego_arta.sample_metrics import HEADLINE, REFERENCE_TASKS
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def baseline_lines(runs: pd.DataFrame) -> pd.DataFrame:
         if not all(f.is_file() for f in files):
             log.warning("%s: no %s to pair with %s", run["run_dir"], PREDICTIONS_FILE, base["run_dir"])
             continue
-        n, seed = _lookup(cfg, "eval", "bootstrap", "samples"), _lookup(cfg, "eval", "bootstrap", "seed")
+        n, seed = saved_value(cfg, "eval", "bootstrap", "samples"), saved_value(cfg, "eval", "bootstrap", "seed")
         paired = compare_predictions(
             list(read_jsonl(files[0])),
             list(read_jsonl(files[1])),
@@ -112,7 +112,7 @@ def start_lines(runs: pd.DataFrame) -> pd.DataFrame:
     for run, row in _trained(runs):
         cfg = _config(run["run_dir"])
         start = _start(run, cfg, ok)
-        for name in sorted(_lookup(cfg, "eval", "extra") or {}):
+        for name in sorted(saved_value(cfg, "eval", "extra") or {}):
             files = [
                 Path(d) / extra_predictions_file(name)
                 for d in (run["run_dir"], *([start["run_dir"]] if start is not None else []))
@@ -120,7 +120,7 @@ def start_lines(runs: pd.DataFrame) -> pd.DataFrame:
             if start is None or not all(f.is_file() for f in files):
                 log.info("%s: no start run scored on %s in this sweep", run["run_dir"], name)
                 continue
-            n, seed = _lookup(cfg, "eval", "bootstrap", "samples"), _lookup(cfg, "eval", "bootstrap", "seed")
+            n, seed = saved_value(cfg, "eval", "bootstrap", "samples"), saved_value(cfg, "eval", "bootstrap", "seed")
             paired = compare_predictions(
                 list(read_jsonl(files[0])), list(read_jsonl(files[1])), n=int(n or 0), seed=int(seed or 0)
             )
@@ -203,7 +203,9 @@ def _row(run: pd.Series, runs: pd.DataFrame) -> str:
 def _baseline(run: pd.Series, cfg: Mapping[str, Any], ok: pd.DataFrame) -> pd.Series | None:
     # the run whose adapter/ (or fine-tuned model/) this run started from (by path; in a copy of the sweep, by its
     # folder's name when one run has it), else the SFT run of the same seed and model
-    weights = {"adapter": _lookup(cfg, "method", "adapter"), "model": _lookup(cfg, "model", "path")}.get(run["start"])
+    weights = {"adapter": saved_value(cfg, "method", "adapter"), "model": saved_value(cfg, "model", "path")}.get(
+        run["start"]
+    )
     if weights:
         start = Path(str(weights)).resolve().parent
         found = ok[[Path(d).resolve() == start for d in ok["run_dir"]]]
@@ -217,7 +219,9 @@ def _baseline(run: pd.Series, cfg: Mapping[str, Any], ok: pd.DataFrame) -> pd.Se
 
 def _start(run: pd.Series, cfg: Mapping[str, Any], ok: pd.DataFrame) -> pd.Series | None:
     # the run whose weights this run loaded, else the untrained model's run of the same model
-    weights = {"adapter": _lookup(cfg, "method", "adapter"), "model": _lookup(cfg, "model", "path")}.get(run["start"])
+    weights = {"adapter": saved_value(cfg, "method", "adapter"), "model": saved_value(cfg, "model", "path")}.get(
+        run["start"]
+    )
     if weights:
         return _baseline(run, cfg, ok)
     found = ok[(ok["method"] == "none") & (ok["model"] == run["model"])]
@@ -231,15 +235,6 @@ def _config(run_dir: str) -> Any:
         return yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return None
-
-
-def _lookup(node: Any, *keys: str) -> Any:
-    # a value of a run's saved config (plain YAML read back), None where a key is absent
-    for key in keys:
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    return node
 
 
 def _num(run: pd.Series, key: str) -> float:
