@@ -152,3 +152,21 @@ def test_the_tiny_model_runs_forward_generate_and_backward_offline(make_cfg, cac
     if model == "tiny_qwen3_5":
         assert text.endswith("<|im_start|>assistant\n<think>\n")
         assert net.config.text_config.layer_types == ["linear_attention"] * 3 + ["full_attention"]
+
+
+def test_generated_answers_hold_the_turn_the_template_opened(make_cfg, cache_dir) -> None:
+    # Qwen3.5 thinking: the generation prompt ends with "<think>\n", so every prediction starts with it, as the
+    # format reward and the metrics read the turn
+    from lego_arta.evaluation.generate import GenerationSettings, TransformersBackend
+
+    cfg = make_cfg("model=tiny_qwen3_5", "eval.max_new_tokens=4")
+    net, processor = load_model(cfg.model, cache_dir)
+    vlm = family(cfg.model)
+    messages = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Find a red brick."}]}]]
+    for reasoning, opening in ((True, "<think>\n"), (False, "<think>\n\n</think>\n\n")):
+        backend = TransformersBackend(
+            net, processor, settings=GenerationSettings.from_config(cfg.eval), family=vlm,
+            chat_kwargs=vlm.chat_template_kwargs(reasoning),
+        )  # fmt: skip
+        (answer,) = backend(messages, [[Image.new("RGB", (112, 112))]])
+        assert answer.startswith(opening)

@@ -162,16 +162,13 @@ def generate_batch(
     settings: GenerationSettings,
     chat_kwargs: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Generate one answer per chat prompt (left padding, ``settings``); returns the model's turn: what the
-    template's generation prompt opened it with (:func:`lego_arta.models.generation_prefix`), then the decoded new
-    text."""
-    chat_kwargs = chat_kwargs or {}
+    """Generate one answer per chat prompt (left padding, ``settings``, the chat template told ``chat_kwargs``);
+    returns the decoded new text."""
     inputs = model_inputs(processor, prompts, images, chat_kwargs).to(model.device)
     config = settings.hf(processor.tokenizer.pad_token_id)
     out = model.generate(**inputs, generation_config=config)  # type: ignore[operator]
     new_tokens = out[:, inputs["input_ids"].shape[1] :]
-    prefix = generation_prefix(processor, chat_kwargs)
-    return [prefix + text for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]
+    return processor.batch_decode(new_tokens, skip_special_tokens=True)
 
 
 class TransformersBackend:
@@ -193,10 +190,14 @@ class TransformersBackend:
             family.check_image_processor(processor)
         self.model, self.processor, self.settings = model, processor, settings
         self.chat_kwargs = dict(chat_kwargs or {})
+        self.prefix = generation_prefix(processor, self.chat_kwargs)
         model.eval()
 
     def __call__(self, prompts: Sequence[list[dict[str, Any]]], images: Sequence[list[Any]]) -> list[str]:
-        return generate_batch(self.model, self.processor, prompts, images, self.settings, self.chat_kwargs)
+        """The model's turns: what the template's generation prompt opened them with
+        (:func:`lego_arta.models.generation_prefix`), then the generated text."""
+        texts = generate_batch(self.model, self.processor, prompts, images, self.settings, self.chat_kwargs)
+        return [self.prefix + text for text in texts]
 
 
 def vllm_requests(
